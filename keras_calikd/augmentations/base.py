@@ -1,0 +1,114 @@
+"""The contract every augmentation strategy follows."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import keras
+from keras import ops
+
+from keras_calikd.registry import Registry
+
+AUGMENTATIONS = Registry("augmentation strategy")
+
+LABEL_SOURCES = ("ground_truth", "teacher")
+
+
+class AugmentedBatch(NamedTuple):
+    """An augmented batch and what its loss needs.
+
+    Attributes:
+        images: The augmented images, same shape and dtype as the clean ones.
+        labels: `(batch,)` int32 labels of the first source of each image.
+        partner_labels: `(batch,)` int32 labels of the second source (equal to
+            `labels` for single-source augmentations).
+        lam: Weight of `labels` in the loss: a scalar or `(batch,)` float32;
+            `partner_labels` gets `1 - lam`.
+        sources: Scalar float32 number of clean images each augmented image is
+            made from (2 for an applied mixup/CutMix, else 1). The distillation
+            term on the clean batch is multiplied by it: the paper's Eq. 12
+            sums the distillation loss over both sources, and the second source
+            is a permutation of the same clean batch.
+    """
+
+    images: Any
+    labels: Any
+    partner_labels: Any
+    lam: Any
+    sources: Any
+
+
+def mixed_cross_entropy(logits, labels, partner_labels, lam):
+    """`lam * CE(logits, labels) + (1 - lam) * CE(logits, partner_labels)`, averaged over the batch (Eq. 11)."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    nll = -ops.take_along_axis(log_probs, ops.expand_dims(labels, -1), axis=-1)[:, 0]
+    partner_nll = -ops.take_along_axis(log_probs, ops.expand_dims(partner_labels, -1), axis=-1)[:, 0]
+    return ops.mean(lam * nll + (1.0 - lam) * partner_nll)
+
+
+class Augmentation(keras.layers.Layer):
+    """Base class of augmentation strategies: the student's second view of the batch, and its loss.
+
+    Contract for subclasses:
+
+    - `transforms_images`: `False` only for the identity strategy. When it is
+      `False` the Distiller reuses the student's clean forward pass for the
+      augmentation loss instead of running the student again.
+    - `augment(images, labels)`: returns an `AugmentedBatch`. Written in
+      `keras.ops` with `keras.random` and the layer's own `SeedGenerator`, with
+      static shapes, so it runs inside a compiled (XLA) step on every backend
+      and its random state flows through the model state.
+    - `loss(augmented, logits)`: the augmentation loss of the student's logits
+      on `augmented.images`. The default is the paper's Eq. 11 (label-weighted
+      cross-entropy), which covers single- and two-source strategies.
+
+    Args:
+        label_source: Which labels the augmentation loss uses: `"ground_truth"`
+            (the paper's Eq. 11) or `"teacher"` (the teacher's argmax on the
+            clean images, as the authors' released code did).
+        seed: Seed of the strategy's random generator.
+        name: Layer name.
+    """
+
+    transforms_images = True
+
+    def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if label_source not in LABEL_SOURCES:
+            raise ValueError(
+                f"{type(self).__name__}: `label_source` must be one of {LABEL_SOURCES}, got {label_source!r}."
+            )
+        self.label_source = label_source
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def select_labels(self, labels, teacher_logits):
+        """The labels the augmentation loss is computed with (ground truth or the teacher's argmax)."""
+        if self.label_source == "teacher":
+            return ops.cast(ops.argmax(teacher_logits, axis=-1), "int32")
+        return labels
+
+    def augment(self, images, labels) -> AugmentedBatch:
+        raise NotImplementedError(f"{type(self).__name__} must implement augment().")
+
+    def loss(self, augmented: AugmentedBatch, logits):
+        return mixed_cross_entropy(logits, augmented.labels, augmented.partner_labels, augmented.lam)
+
+    def call(self, images, labels):
+        return self.augment(images, labels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(label_source=self.label_source, seed=self.seed)
+        return config
+
+
+def single_source(images, labels) -> AugmentedBatch:
+    """An `AugmentedBatch` whose images come from one clean image each."""
+    one = ops.ones((), "float32")
+    return AugmentedBatch(images=images, labels=labels, partner_labels=labels, lam=one, sources=one)
+
+
+def batch_permutation(batch_size, seed_generator):
+    """A uniformly random permutation of `range(batch_size)` (the partners of a two-source augmentation)."""
+    return keras.random.shuffle(ops.arange(batch_size, dtype="int32"), seed=seed_generator)

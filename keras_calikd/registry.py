@@ -1,0 +1,108 @@
+"""Name -> class registries for the pluggable parts of keras_calikd.
+
+Each kind of component (augmentation strategies, distillation strategies,
+model architectures) has one `Registry`. Entries are registered under a short,
+lower-case name with the `register` decorator and looked up by that name, so
+that code, gin files and the command line can all say `"mixup"` or `"kd"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator
+
+
+class Registry:
+    """A small, strict mapping from short names to classes or builders.
+
+    The contract of every entry is documented by the registry's `kind` base
+    class (for strategies) or builder signature (for models); the registry
+    itself only guarantees that names are unique and that a miss is reported
+    with the list of known names.
+
+    Args:
+        kind: What the registry holds, used in error messages
+            (e.g. `"augmentation strategy"`).
+
+    Example:
+
+    ```python
+    AUGMENTATIONS = Registry("augmentation strategy")
+
+    @AUGMENTATIONS.register("mixup")
+    class MixUp(Augmentation):
+        ...
+
+    AUGMENTATIONS.get("mixup")      # -> MixUp
+    AUGMENTATIONS.get("mixpu")      # ValueError listing "mixup", ...
+    ```
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Returns a decorator that registers its argument under `name`."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"A {self.kind} must be registered under a non-empty string name, got {name!r}.")
+
+        def decorator(obj):
+            if name in self._entries:
+                raise ValueError(
+                    f"Cannot register {obj!r} as {self.kind} {name!r}: that name is already taken by "
+                    f"{self._entries[name]!r}. Pick another name."
+                )
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> Any:
+        """Returns the entry registered under `name`; raises `ValueError` listing the known names on a miss."""
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"Unknown {self.kind} {name!r}. Known names: {', '.join(sorted(self._entries))}."
+            ) from None
+
+    def resolve(self, spec: Any, base: type) -> Any:
+        """Turns `spec` (a registered name or an instance of `base`) into an instance of `base`.
+
+        A name is instantiated with the entry's default arguments (or those bound by gin).
+        """
+        if isinstance(spec, base):
+            return spec
+        if isinstance(spec, str):
+            return self.get(spec)()
+        raise TypeError(
+            f"Expected a {self.kind} name ({', '.join(self.names())}) or a {base.__name__} instance, "
+            f"got {spec!r} of type {type(spec).__name__}."
+        )
+
+    def decorate_entries(self, decorator: Callable[[str, Any], Any]) -> None:
+        """Replaces every entry `obj` registered as `name` with `decorator(name, obj)`.
+
+        Used to make all entries configurable through gin in one place
+        (`keras_calikd.gin_support`); the set of names does not change.
+        """
+        self._entries = {name: decorator(name, obj) for name, obj in self._entries.items()}
+
+    def names(self) -> list:
+        """The registered names, sorted."""
+        return sorted(self._entries)
+
+    def items(self):
+        return sorted(self._entries.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={self.names()})"
