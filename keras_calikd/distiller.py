@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_calikd import augmentations as augmentations_lib
@@ -255,6 +256,48 @@ class Distiller(DistillationStep, keras.Model):
             **kwargs,
         )
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, after checking what can be checked of the data before training starts.
+
+        NumPy arrays and `tf.data` element specs are checked for image shape
+        and dtype, label shape and range, and sample weights, so that a wrong
+        input fails with a clear message before the first step is compiled.
+        """
+        if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
+            raise ValueError(
+                "The Distiller does not weight training samples: drop `sample_weight`/`class_weight` from fit()."
+            )
+        self._check_data(x, y)
+        return super().fit(x, y, *args, **kwargs)
+
+    def _check_data(self, x, y):
+        element_spec = getattr(x, "element_spec", None)  # a tf.data.Dataset
+        if element_spec is not None:
+            if not isinstance(element_spec, tuple) or len(element_spec) < 2:
+                raise ValueError("The Distiller trains on labelled batches: the dataset must yield (inputs, labels).")
+            if len(element_spec) > 2:
+                raise ValueError(
+                    "The Distiller does not weight training samples: the dataset yields a third element "
+                    "(sample weights); yield (inputs, labels) only."
+                )
+            x, y = element_spec
+        if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, dict):
+            return  # a generator or PyDataset: checked at the first step
+        if x is not None:
+            images, _ = self._split_inputs(x)
+            if not self.built and None not in tuple(images.shape[1:]):
+                self.build((None,) + tuple(images.shape[1:]))
+        if y is not None and hasattr(y, "shape"):
+            if len(y.shape) > 1 and y.shape[-1] != 1:
+                raise ValueError(f"Labels must be integer class ids of shape (batch,), got shape {tuple(y.shape)}.")
+            if isinstance(y, np.ndarray) and y.size and getattr(self, "num_classes", None):
+                low, high = int(y.min()), int(y.max())
+                if low < 0 or high >= self.num_classes:
+                    raise ValueError(
+                        f"Labels must be class ids in [0, {self.num_classes - 1}] for models with "
+                        f"{self.num_classes} classes; got labels from {low} to {high}."
+                    )
+
     # ------------------------------------------------------------------ forward passes
 
     def _split_inputs(self, x):
@@ -266,7 +309,8 @@ class Distiller(DistillationStep, keras.Model):
         else:
             images, indices = x, None
         expected = getattr(self, "image_shape", None)
-        if expected is not None and tuple(images.shape[1:]) != expected:
+        if len(images.shape) > 0 and None not in images.shape[1:] and expected is not None \
+                and tuple(images.shape[1:]) != expected:
             raise ValueError(
                 f"The models take images of shape {expected} per sample, got a batch of shape "
                 f"{tuple(images.shape)}. Resize or reshape the input pipeline's images."
@@ -305,6 +349,8 @@ class Distiller(DistillationStep, keras.Model):
         if y is None:
             raise ValueError("The Distiller trains on labelled batches: the data must yield (inputs, labels).")
         images, indices = self._split_inputs(x)
+        if not self.built:  # models that declare no input shape, fed by a generator
+            self.build(images.shape)
         if INDICES in self.requirements and indices is None:
             raise ValueError(
                 "A distillation strategy needs each sample's dataset index: feed inputs as "

@@ -1,0 +1,156 @@
+"""Augmentation strategies: exact where they are exact, statistical where they are random."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_calikd import augmentations
+from keras_calikd.augmentations import sampling
+
+
+def batch(rng, n=32, size=32, channels=3):
+    images = rng.uniform(0.5, 1.5, size=(n, size, size, channels)).astype("float32")  # never 0
+    return ops.convert_to_tensor(images), ops.arange(n, dtype="int32")  # label i == index i reveals the permutation
+
+
+def to_np(x):
+    return ops.convert_to_numpy(x)
+
+
+def test_mixup_pixels_are_the_convex_combination(rng):
+    images, labels = batch(rng)
+    out = augmentations.MixUp(alpha=0.4, seed=1).augment(images, labels)
+    lam, perm, x = float(out.lam), to_np(out.partner_labels), to_np(images)
+    assert sorted(perm.tolist()) == list(range(32))  # a permutation of the batch
+    np.testing.assert_allclose(to_np(out.images), lam * x + (1 - lam) * x[perm], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(to_np(out.labels), np.arange(32))
+    assert float(out.sources) == 2.0
+
+
+def test_mixup_lambda_mean_and_variance():
+    generator = keras.random.SeedGenerator(7)
+    lams = np.array([float(augmentations.MixUp(alpha=0.4).augment(
+        ops.ones((2, 4, 4, 1)), ops.zeros((2,), "int32")).lam) for _ in range(3)])
+    assert np.all((lams >= 0) & (lams <= 1))
+    # The sampler itself, many draws at once: Beta(a, b) mean a/(a+b), variance ab/((a+b)^2 (a+b+1)).
+    for a, b in [(0.4, 0.4), (1.0, 1.0), (2.0, 5.0)]:
+        draws = to_np(sampling.beta((40000,), a, b, generator))
+        mean, var = a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))
+        assert abs(draws.mean() - mean) < 4 * np.sqrt(var / 40000) + 1e-3
+        assert abs(draws.var() - var) < 0.05 * var
+        assert draws.min() >= 0 and draws.max() <= 1
+
+
+def test_beta_one_one_is_uniform():
+    draws = to_np(sampling.beta((40000,), 1.0, 1.0, keras.random.SeedGenerator(3)))
+    np.testing.assert_allclose(np.quantile(draws, [0.1, 0.25, 0.5, 0.75, 0.9]), [0.1, 0.25, 0.5, 0.75, 0.9], atol=0.01)
+
+
+def test_cutmix_pastes_one_box_whose_area_matches_lambda(rng):
+    images, labels = batch(rng)
+    x = to_np(images)
+    for seed in range(5):
+        out = augmentations.CutMix(probability=1.0, seed=seed).augment(images, labels)
+        mixed, perm, lam = to_np(out.images), to_np(out.partner_labels), float(out.lam)
+        changed = np.any(mixed != x, axis=-1)  # (B, H, W)
+        box = changed[perm != np.arange(32)][0]
+        rows, cols = np.nonzero(box)
+        if rows.size:  # the region is a full rectangle
+            assert box[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        np.testing.assert_allclose(1.0 - box.sum() / (32 * 32), lam, atol=1e-6)
+        # Inside the box every image holds its partner's pixels, outside its own.
+        np.testing.assert_array_equal(mixed[:, box], x[perm][:, box])
+        np.testing.assert_array_equal(mixed[:, ~box], x[:, ~box])
+        assert float(out.sources) == 2.0
+
+
+def test_cutmix_not_applied_is_the_clean_batch(rng):
+    images, labels = batch(rng)
+    out = augmentations.CutMix(probability=0.0, seed=0).augment(images, labels)
+    np.testing.assert_array_equal(to_np(out.images), to_np(images))
+    assert float(out.lam) == 1.0 and float(out.sources) == 1.0
+
+
+def test_cutmix_is_applied_to_about_half_of_the_batches(rng):
+    images, labels = batch(rng, n=4, size=8)
+    cutmix = augmentations.CutMix(seed=11)
+    applied = [float(cutmix.augment(images, labels).sources) == 2.0 for _ in range(400)]
+    assert 0.4 < np.mean(applied) < 0.6  # Binomial(400, 0.5): 4 standard deviations
+
+
+def test_cutout_zeroes_a_clipped_square_per_image(rng):
+    images, labels = batch(rng, n=64)
+    out = augmentations.Cutout(size=16, seed=5).augment(images, labels)
+    holes = to_np(out.images) == 0
+    np.testing.assert_array_equal(holes, np.repeat(holes[..., :1], 3, axis=-1))  # same pixels in every channel
+    areas = holes[..., 0].sum(axis=(1, 2))
+    assert areas.max() == 16 * 16 and np.all(areas <= 256) and np.all(areas > 0)
+    for hole in holes[..., 0]:
+        rows, cols = np.nonzero(hole)
+        assert hole[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        if hole.sum() == 256:
+            assert rows.max() - rows.min() == 15 and cols.max() - cols.min() == 15
+    assert float(out.lam) == 1.0 and float(out.sources) == 1.0
+    np.testing.assert_array_equal(to_np(out.partner_labels), to_np(labels))
+
+
+def test_cutout_options(rng):
+    images, labels = batch(rng, n=8)
+    out = augmentations.Cutout(size=4, num_holes=3, fill_value=-1.0, seed=2).augment(images, labels)
+    filled = (to_np(out.images) == -1.0)[..., 0].sum(axis=(1, 2))
+    assert np.all(filled <= 3 * 16) and np.all(filled > 0)
+
+
+def test_identity_returns_the_clean_batch(rng):
+    images, labels = batch(rng, n=4)
+    identity = augmentations.Identity()
+    out = identity.augment(images, labels)
+    assert out.images is images and not identity.transforms_images
+
+
+def test_teacher_label_source_uses_teacher_argmax():
+    teacher_logits = ops.convert_to_tensor(np.array([[0.0, 3.0, 1.0], [5.0, 0.0, 1.0]], "float32"))
+    labels = ops.convert_to_tensor(np.array([2, 2], "int32"))
+    np.testing.assert_array_equal(to_np(augmentations.MixUp(label_source="teacher").select_labels(labels, teacher_logits)),
+                                  [1, 0])
+    assert augmentations.MixUp().select_labels(labels, teacher_logits) is labels
+
+
+def test_mixed_cross_entropy_matches_reference(rng):
+    logits = rng.normal(size=(6, 4)).astype("float32")
+    y, y2, lam = np.array([0, 1, 2, 3, 0, 1]), np.array([1, 1, 0, 2, 3, 3]), 0.3
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = np.mean(-lam * log_p[np.arange(6), y] - (1 - lam) * log_p[np.arange(6), y2])
+    got = augmentations.mixed_cross_entropy(ops.convert_to_tensor(logits), ops.convert_to_tensor(y, "int32"),
+                                            ops.convert_to_tensor(y2, "int32"), lam)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factory, message", [
+    (lambda: augmentations.MixUp(alpha=0), "alpha"),
+    (lambda: augmentations.CutMix(probability=1.5), "probability"),
+    (lambda: augmentations.CutMix(alpha=-1), "alpha"),
+    (lambda: augmentations.Cutout(size=0), "size"),
+    (lambda: augmentations.Cutout(num_holes=1.5), "num_holes"),
+    (lambda: augmentations.MixUp(label_source="teachers"), "label_source"),
+])
+def test_bad_arguments_fail_at_construction(factory, message):
+    with pytest.raises(ValueError, match=message):
+        factory()
+
+
+@pytest.mark.parametrize("strategy", [augmentations.MixUp(alpha=0.3, label_source="teacher", seed=4),
+                                      augmentations.CutMix(alpha=2.0, probability=0.25, seed=1),
+                                      augmentations.Cutout(size=8, num_holes=2, fill_value=0.5),
+                                      augmentations.Identity()])
+def test_config_round_trip(strategy):
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
+    assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
+
+
+def test_same_seed_same_augmentation(rng):
+    images, labels = batch(rng, n=8)
+    first = augmentations.CutMix(probability=1.0, seed=9).augment(images, labels)
+    second = augmentations.CutMix(probability=1.0, seed=9).augment(images, labels)
+    np.testing.assert_array_equal(to_np(first.images), to_np(second.images))

@@ -1,0 +1,328 @@
+"""The Distiller: construction checks, the step's loss, frozen teacher, fit/evaluate/predict, serialization."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_calikd as ck
+from keras_calikd.augmentations import Augmentation, AugmentedBatch
+from tiny import blobs, dense_model, tiny_cnn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def compiled(distiller, **kwargs):
+    kwargs.setdefault("jit_compile", True)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      metrics=["accuracy", ck.metrics.ExpectedCalibrationError(from_logits=True),
+                               ck.metrics.OverconfidenceError(from_logits=True)], **kwargs)
+    return distiller
+
+
+# ---------------------------------------------------------------- construction checks
+
+def test_alpha_must_be_in_unit_interval():
+    for alpha in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\]"):
+            ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), alpha=alpha)
+
+
+def test_class_count_mismatch():
+    with pytest.raises(ValueError, match="teacher predicts 10 classes but the student predicts 5"):
+        ck.Distiller(tiny_cnn(10, name="t"), tiny_cnn(5, name="s"))
+
+
+def test_input_shape_mismatch():
+    with pytest.raises(ValueError, match=r"teacher takes inputs of shape \(8, 8, 1\) but the student takes \(8, 8, 3\)"):
+        ck.Distiller(tiny_cnn(input_shape=(8, 8, 1), name="t"), tiny_cnn(input_shape=(8, 8, 3), name="s"))
+
+
+def test_models_and_strategies_are_checked():
+    with pytest.raises(TypeError, match="keras.Model"):
+        ck.Distiller("vgg13", tiny_cnn(name="s"))
+    with pytest.raises(ValueError, match="Unknown augmentation strategy 'mixpu'. Known names: .*mixup"):
+        ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="mixpu")
+    with pytest.raises(ValueError, match="Unknown distillation strategy"):
+        ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=["kd", "kdd"])
+
+
+def test_compile_rejects_a_loss():
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))
+    with pytest.raises(ValueError, match="takes no `loss`"):
+        distiller.compile(optimizer="sgd", loss="mse")
+
+
+def test_teacher_is_frozen_and_call_runs_the_student(rng):
+    teacher, student = tiny_cnn(name="t"), tiny_cnn(name="s")
+    distiller = ck.Distiller(teacher, student)
+    assert not teacher.trainable
+    teacher_ids = {id(v) for v in teacher.variables}
+    assert teacher_ids.isdisjoint(id(v) for v in distiller.trainable_variables)
+    assert {id(v) for v in student.trainable_variables} <= {id(v) for v in distiller.trainable_variables}
+    x = rng.normal(size=(4, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(ops.convert_to_numpy(distiller(x)), ops.convert_to_numpy(student(x)), rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(distiller({"image": x})), ops.convert_to_numpy(student(x)),
+                               rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the step's loss
+
+class ShiftAugmentation(Augmentation):
+    """Deterministic two-source augmentation for testing: x + 1, partner = reversed batch, lam = 0.7."""
+
+    def augment(self, images, labels):
+        return AugmentedBatch(images=images + 1.0, labels=labels, partner_labels=ops.flip(labels, 0),
+                              lam=ops.convert_to_tensor(0.7), sources=ops.convert_to_tensor(2.0))
+
+
+def np_log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_step_loss_matches_reference(rng, alpha):
+    teacher, student = dense_model(name="t"), dense_model(name="s")
+    distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=3.0),
+                             augmentation=ShiftAugmentation(), alpha=alpha)
+    x = rng.normal(size=(6, 3, 3, 1)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0, 1], "int32")
+    step = distiller.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y)), training=True)
+
+    zt, zs, za = (np.asarray(m.predict(v, verbose=0), np.float64) for m, v in
+                  ((teacher, x), (student, x), (student, x + 1.0)))
+    log_pt, log_ps = np_log_softmax(zt / 3.0), np_log_softmax(zs / 3.0)
+    kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 9.0  # scaled KD: mean over batch and classes, times T^2
+    log_pa = np_log_softmax(za)
+    ce = np.mean(-0.7 * log_pa[np.arange(6), y] - 0.3 * log_pa[np.arange(6), y[::-1]])
+    np.testing.assert_allclose(float(step.distillation), 2 * kd, rtol=1e-4)  # Eq. 12: both sources
+    np.testing.assert_allclose(float(step.augmentation), ce, rtol=1e-5)
+    np.testing.assert_allclose(float(step.loss), alpha * 2 * kd + (1 - alpha) * ce, rtol=1e-4)
+
+
+def test_several_weighted_distillations_add_up(rng):
+    teacher, student = dense_model(name="t"), dense_model(name="s")
+    x = ops.convert_to_tensor(rng.normal(size=(5, 3, 3, 1)).astype("float32"))
+    y = ops.convert_to_tensor(np.arange(5, dtype="int32") % 4)
+    one = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=2.0), alpha=1.0)
+    two = ck.Distiller(teacher, student, alpha=1.0, distillation=[ck.distillations.KD(temperature=2.0),
+                                                                   ck.distillations.KD(temperature=2.0, weight=0.5)])
+    np.testing.assert_allclose(float(two.compute_step_losses((x, y)).loss),
+                               1.5 * float(one.compute_step_losses((x, y)).loss), rtol=1e-5)
+
+
+class CountingStudent(keras.Model):
+    """A subclassed student that counts its forward passes (run eagerly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(10)
+        self.calls = 0
+
+    def call(self, x, training=False):
+        self.calls += 1
+        return self.dense(self.flatten(x))
+
+
+@pytest.mark.parametrize("augmentation, passes", [("none", 1), ("mixup", 2), ("cutmix", 2), ("cutout", 2)])
+def test_student_runs_once_or_twice_per_step(augmentation, passes):
+    student = CountingStudent()
+    distiller = ck.Distiller(tiny_cnn(name="t"), student, augmentation=augmentation)  # shape from the teacher
+    compiled(distiller, run_eagerly=True, jit_compile=False)
+    x, y = blobs(64)
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the first fit also traces the model symbolically
+    student.calls = 0
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert student.calls == passes * 4
+
+
+def test_subclassed_models_need_an_input_shape():
+    class Teacher(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, x, training=False):
+            return self.dense(self.flatten(x))
+
+    distiller = ck.Distiller(Teacher(), CountingStudent(), input_shape=(8, 8, 1))
+    assert distiller.num_classes == 10 and distiller.built
+    lazy = ck.Distiller(Teacher(), CountingStudent())  # built by fit from the first batch
+    compiled(lazy)
+    x, y = blobs(32)
+    lazy.fit(x, y, batch_size=16, verbose=0)
+    assert lazy.image_shape == (8, 8, 1)
+
+
+def test_features_are_required_from_functional_models():
+    class Plain(keras.Model):
+        def call(self, x):
+            return x
+
+    class NeedsFeatures(ck.distillations.Distillation):
+        requires = frozenset({"features"})
+
+        def compute_loss(self, teacher, student, batch, training=True):
+            return ops.mean(teacher.features) * 0.0
+
+    with pytest.raises(ValueError, match="no layer named 'pooled'"):
+        ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=NeedsFeatures(), feature_layer="pooled")
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(width=6, name="s"), distillation=NeedsFeatures())
+    assert (distiller.distillations[0].built, distiller.num_classes) == (True, 10)
+
+
+def test_wrong_inputs_fail_with_clear_messages():
+    distiller = compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s")))
+    x, y = blobs(32)
+    with pytest.raises(ValueError, match=r"take images of shape \(8, 8, 1\)"):
+        distiller.fit(np.zeros((32, 9, 9, 1), "float32"), y, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="floating point"):
+        distiller.fit(x.astype("uint8"), y, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        distiller.fit(x, y, sample_weight=np.ones(32), batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="integer class ids"):
+        distiller.fit(x, np.eye(10, dtype="float32")[y], batch_size=16, verbose=0)
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.parametrize("augmentation", ["none", "mixup", "cutmix", "cutout"])
+def test_fit_lowers_the_loss_and_keeps_the_teacher(augmentation):
+    keras.utils.set_random_seed(0)
+    x, y = blobs(512)
+    teacher = tiny_cnn(name="t")
+    teacher.compile(optimizer=keras.optimizers.Adam(0.02), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    teacher.fit(x, y, batch_size=64, epochs=3, verbose=0)
+    teacher_before = [ops.convert_to_numpy(v).copy() for v in teacher.variables]
+    student = tiny_cnn(name="s")
+    bn_before = ops.convert_to_numpy(student.layers[2].moving_mean).copy()
+    distiller = compiled(ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=4.0),
+                                      augmentation=augmentations_with_seed(augmentation), alpha=0.5))
+    seed_before = ops.convert_to_numpy(distiller.augmentation.seed_generator.state).copy()
+    history = distiller.fit(x, y, batch_size=64, epochs=4, verbose=0, validation_data=(x, y))
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert {"loss", "distillation_loss", "augmentation_loss", "accuracy", "ece", "oe", "val_loss", "val_accuracy",
+            "val_ece", "val_oe"} <= set(history.history)
+    assert not {"val_distillation_loss", "val_augmentation_loss"} & set(history.history)
+    for before, variable in zip(teacher_before, teacher.variables):
+        np.testing.assert_array_equal(before, ops.convert_to_numpy(variable))
+    assert not np.allclose(bn_before, ops.convert_to_numpy(student.layers[2].moving_mean))  # BN state flowed back
+    if augmentation != "none":  # random state flowed back
+        assert not np.array_equal(seed_before, ops.convert_to_numpy(distiller.augmentation.seed_generator.state))
+
+
+def augmentations_with_seed(name):
+    strategy = ck.augmentations.get(name)
+    return type(strategy)(seed=3, **{k: v for k, v in strategy.get_config().items()
+                                     if k not in ("name", "trainable", "dtype", "seed")})
+
+
+def test_fit_on_tf_data_with_indices_evaluate_predict_and_callbacks():
+    import tensorflow as tf
+
+    x, y = blobs(128)
+    dataset = tf.data.Dataset.from_tensor_slices(({"image": x, "index": np.arange(128, dtype="int32")}, y)).batch(32)
+    distiller = compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="mixup"))
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(sorted(logs))
+
+    distiller.fit(dataset, epochs=2, validation_data=dataset, callbacks=[Record()], verbose=0)
+    assert len(seen) == 2 and "val_ece" in seen[0]
+    result = distiller.evaluate(dataset, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "accuracy", "ece", "oe"} and np.isfinite(result["loss"])
+    assert distiller.predict(dataset, verbose=0).shape == (128, 10)
+    assert distiller.predict(x, verbose=0).shape == (128, 10)
+
+
+def test_same_seed_same_training():
+    def run():
+        keras.utils.set_random_seed(5)
+        x, y = blobs(128)
+        distiller = compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"),
+                                          augmentation=ck.augmentations.CutMix(seed=1)))
+        return distiller.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False).history["loss"]
+
+    np.testing.assert_allclose(run(), run(), rtol=1e-6)
+
+
+def test_teacher_label_source_trains():
+    x, y = blobs(64)
+    distiller = compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"),
+                                      augmentation=ck.augmentations.MixUp(label_source="teacher")))
+    assert np.isfinite(distiller.fit(x, y, batch_size=32, verbose=0).history["loss"][0])
+
+
+# ---------------------------------------------------------------- serialization and gin
+
+def test_config_round_trip():
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), alpha=0.25,
+                             distillation=[ck.distillations.KD(temperature=7.0), "kd"],
+                             augmentation=ck.augmentations.Cutout(size=4))
+    clone = ck.Distiller.from_config(distiller.get_config())
+    assert clone.alpha == 0.25 and [d.temperature for d in clone.distillations] == [7.0, 50.0]
+    assert isinstance(clone.augmentation, ck.augmentations.Cutout) and clone.augmentation.size == 4
+    assert clone.teacher.count_params() == distiller.teacher.count_params() and not clone.teacher.trainable
+    assert clone.get_config() == distiller.get_config()
+
+
+def test_trained_student_saves_and_reloads(tmp_path):
+    x, y = blobs(64)
+    distiller = compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="cutmix"))
+    distiller.fit(x, y, batch_size=32, verbose=0)
+    path = str(tmp_path / "student.keras")
+    distiller.student.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), distiller.student.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_gin_binds_distiller_and_strategies():
+    import gin
+
+    from keras_calikd.gin_support import register_configurables
+
+    register_configurables()
+    with gin.unlock_config():
+        gin.clear_config()
+        gin.parse_config("""
+            Distiller.alpha = 0.3
+            Distiller.augmentation = "mixup"
+            MixUp.alpha = 0.2
+            KD.temperature = 4.0
+        """)
+    try:
+        distiller = gin.get_configurable("Distiller")(tiny_cnn(name="t"), tiny_cnn(name="s"))
+        assert isinstance(distiller, ck.Distiller)
+        assert (distiller.alpha, distiller.augmentation.alpha, distiller.distillations[0].temperature) == (0.3, 0.2, 4.0)
+    finally:
+        gin.clear_config()
+
+
+def test_training_core_does_not_import_tensorflow_on_jax():
+    code = (
+        "import sys, numpy as np, keras\n"
+        "import keras_calikd as ck\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from tiny import tiny_cnn, blobs\n"
+        "x, y = blobs(32)\n"
+        "d = ck.Distiller(tiny_cnn(name='t'), tiny_cnn(name='s'), augmentation='cutmix')\n"
+        "d.compile(optimizer='sgd', metrics=[ck.metrics.ExpectedCalibrationError(from_logits=True)], jit_compile=True)\n"
+        "d.fit(x, y, batch_size=16, verbose=0)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

@@ -1,0 +1,60 @@
+"""KD against a NumPy reference written from the paper (Sec. 3.1, Eq. 1 and 12)."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_calikd.distillations import KD, Batch, ModelOutputs
+
+
+def reference_kd(teacher_logits, student_logits, t, reduction, t_squared):
+    def log_softmax(z):
+        z = z / t
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    log_pt, log_ps = log_softmax(teacher_logits.astype(np.float64)), log_softmax(student_logits.astype(np.float64))
+    kl_per_sample = (np.exp(log_pt) * (log_pt - log_ps)).sum(axis=1)  # KL(teacher || student)
+    num_classes = teacher_logits.shape[1]
+    loss = kl_per_sample.mean() / num_classes if reduction == "scaled" else kl_per_sample.mean()
+    return loss * (t * t if t_squared else 1.0)
+
+
+@pytest.mark.parametrize("reduction", ["scaled", "batchmean"])
+@pytest.mark.parametrize("t_squared", [True, False])
+@pytest.mark.parametrize("temperature", [1.0, 4.0, 50.0])
+def test_kd_matches_reference(rng, reduction, t_squared, temperature):
+    teacher = rng.normal(scale=5.0, size=(16, 7)).astype("float32")
+    student = rng.normal(scale=5.0, size=(16, 7)).astype("float32")
+    kd = KD(temperature=temperature, reduction=reduction, scale_by_temperature_squared=t_squared)
+    loss = kd.compute_loss(ModelOutputs(ops.convert_to_tensor(teacher)), ModelOutputs(ops.convert_to_tensor(student)),
+                           Batch(labels=None))
+    expected = reference_kd(teacher, student, temperature, reduction, t_squared)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-4, atol=1e-9)
+
+
+def test_kd_is_zero_for_identical_logits_and_weighted(rng):
+    logits = ops.convert_to_tensor(rng.normal(size=(8, 5)).astype("float32"))
+    assert abs(float(KD().compute_loss(ModelOutputs(logits), ModelOutputs(logits), Batch(None)))) < 1e-6
+    teacher = ModelOutputs(ops.convert_to_tensor(rng.normal(size=(8, 5)).astype("float32")))
+    single = float(KD(temperature=2.0).compute_loss(teacher, ModelOutputs(logits), Batch(None)))
+    triple = float(KD(temperature=2.0, weight=3.0).compute_loss(teacher, ModelOutputs(logits), Batch(None)))
+    np.testing.assert_allclose(triple, 3 * single, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"temperature": -1.0}, "temperature"),
+    ({"reduction": "sum"}, "reduction"),
+    ({"weight": -1.0}, "weight"),
+])
+def test_kd_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KD(**kwargs)
+
+
+def test_kd_config_round_trip():
+    kd = KD(temperature=4.0, reduction="batchmean", scale_by_temperature_squared=False, weight=0.5)
+    clone = KD.from_config(kd.get_config())
+    assert (clone.temperature, clone.reduction, clone.scale_by_temperature_squared, clone.weight) == (
+        4.0, "batchmean", False, 0.5)
