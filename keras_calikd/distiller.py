@@ -10,7 +10,8 @@ from keras import ops
 
 from keras_calikd import augmentations as augmentations_lib
 from keras_calikd import distillations as distillations_lib
-from keras_calikd.distillations.base import FEATURES, INDICES, KNOWN_REQUIREMENTS, Batch, ModelOutputs
+from keras_calikd.distillations.base import (DATASET_LABELS, FEATURES, INDICES, KNOWN_REQUIREMENTS, Batch,
+                                             ModelOutputs)
 from keras_calikd.steps import BACKEND, SUPPORTED_BACKENDS, DistillationStep
 
 IMAGE_KEY = "image"
@@ -169,6 +170,7 @@ class Distiller(DistillationStep, keras.Model):
         self.alpha = alpha
         self.feature_layer = feature_layer
         self._requested_input_shape = None if input_shape is None else tuple(input_shape)
+        self._dataset_labels_given = False
         if FEATURES in self.requirements:
             self._teacher_forward = _with_features(teacher, feature_layer, "teacher")
             self._student_forward = _with_features(student, feature_layer, "student")
@@ -235,6 +237,19 @@ class Distiller(DistillationStep, keras.Model):
             self.augmentation.build((None,) + input_shape)
         self.built = True
 
+    def set_dataset_labels(self, labels) -> None:
+        """Hands the training set's labels, ordered by dataset index, to the strategies that require them.
+
+        Needed before training when a strategy declares `"dataset_labels"`
+        (e.g. `CRD(negatives="other_classes")`).
+        """
+        if not self.built:
+            raise ValueError("Build the Distiller (fit it or pass `input_shape=`) before setting dataset labels.")
+        for distillation in self.distillations:
+            if DATASET_LABELS in distillation.requires:
+                distillation.set_dataset_labels(labels)
+        self._dataset_labels_given = True
+
     def compile(self, optimizer="sgd", loss=None, **kwargs):
         """Configures training; `loss` is fixed: the strategies define the training loss, evaluation uses CE.
 
@@ -284,9 +299,10 @@ class Distiller(DistillationStep, keras.Model):
         if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, dict):
             return  # a generator or PyDataset: checked at the first step
         if x is not None:
-            images, _ = self._split_inputs(x)
+            images, indices = self._split_inputs(x)
             if not self.built and None not in tuple(images.shape[1:]):
                 self.build((None,) + tuple(images.shape[1:]))
+            self._check_requirements(indices)
         if y is not None and hasattr(y, "shape"):
             if len(y.shape) > 1 and y.shape[-1] != 1:
                 raise ValueError(f"Labels must be integer class ids of shape (batch,), got shape {tuple(y.shape)}.")
@@ -297,6 +313,19 @@ class Distiller(DistillationStep, keras.Model):
                         f"Labels must be class ids in [0, {self.num_classes - 1}] for models with "
                         f"{self.num_classes} classes; got labels from {low} to {high}."
                     )
+
+    def _check_requirements(self, indices):
+        """Fails if the strategies need sample indices or dataset labels that were not provided."""
+        if DATASET_LABELS in self.requirements and not self._dataset_labels_given:
+            raise ValueError(
+                "A distillation strategy draws on the training set's labels: call "
+                "`distiller.set_dataset_labels(train_labels)` (labels ordered by dataset index) before fit()."
+            )
+        if INDICES in self.requirements and indices is None:
+            raise ValueError(
+                "A distillation strategy needs each sample's dataset index: feed inputs as "
+                f'{{"{IMAGE_KEY}": images, "{INDEX_KEY}": indices}} (keras_calikd.data.load(..., with_index=True)).'
+            )
 
     # ------------------------------------------------------------------ forward passes
 
@@ -351,11 +380,7 @@ class Distiller(DistillationStep, keras.Model):
         images, indices = self._split_inputs(x)
         if not self.built:  # models that declare no input shape, fed by a generator
             self.build(images.shape)
-        if INDICES in self.requirements and indices is None:
-            raise ValueError(
-                "A distillation strategy needs each sample's dataset index: feed inputs as "
-                f'{{"{IMAGE_KEY}": images, "{INDEX_KEY}": indices}} (keras_calikd.data.load(..., with_index=True)).'
-            )
+        self._check_requirements(indices)
         if len(y.shape) > 1 and y.shape[-1] != 1:
             raise ValueError(f"Labels must be integer class ids of shape (batch,), got shape {tuple(y.shape)}.")
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))

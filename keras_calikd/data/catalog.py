@@ -131,6 +131,9 @@ class DatasetSpec:
         if self.builder_cls is None:
             version_dir = _latest_version_dir(self.prepared_root(data_dir))
             return None if version_dir is None else tfds.builder_from_directory(version_dir)
+        version_dir = os.path.join(self.prepared_root(data_dir, config), str(self.builder_cls.VERSION))
+        if not os.path.isfile(os.path.join(version_dir, "dataset_info.json")):
+            return None  # Checked first: constructing a builder for an absent folder logs warnings.
         builder = self.builder_cls(data_dir=data_dir, config=config)
         return builder if builder.is_prepared() else None
 

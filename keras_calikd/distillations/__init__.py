@@ -1,11 +1,13 @@
 """Distillation strategies: losses between the frozen teacher and the student on the clean batch.
 
-Strategies are registered under short names (`kd`, ...); `get(name_or_instance)`
+Strategies are registered under short names (`kd`, `rkd`, `crd`); `get(name_or_instance)`
 returns an instance.
 """
 
 from keras_calikd.distillations.base import DISTILLATIONS, Batch, Distillation, ModelOutputs
+from keras_calikd.distillations.crd import CRD
 from keras_calikd.distillations.kd import KD
+from keras_calikd.distillations.rkd import RKD
 
 
 def get(spec) -> Distillation:
@@ -13,4 +15,4 @@ def get(spec) -> Distillation:
     return DISTILLATIONS.resolve(spec, Distillation)
 
 
-__all__ = ["DISTILLATIONS", "KD", "Batch", "Distillation", "ModelOutputs", "get"]
+__all__ = ["CRD", "DISTILLATIONS", "KD", "RKD", "Batch", "Distillation", "ModelOutputs", "get"]

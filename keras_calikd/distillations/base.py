@@ -13,7 +13,8 @@ DISTILLATIONS = Registry("distillation strategy")
 # What a strategy may ask the Distiller for, besides the logits it always gets.
 FEATURES = "features"  # penultimate (pooled) features of teacher and student, same forward pass as the logits
 INDICES = "indices"  # each sample's index in the training set (the input pipeline's `with_index=True`)
-KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES})
+DATASET_LABELS = "dataset_labels"  # the labels of the whole training set, given once before training
+KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, DATASET_LABELS})
 
 
 class ModelOutputs(NamedTuple):
@@ -48,10 +49,11 @@ class Distillation(keras.layers.Layer):
     Contract for subclasses:
 
     - `requires`: a frozenset naming what the strategy reads besides logits,
-      from `{"features", "indices"}`. The Distiller provides exactly these
-      (penultimate features from the same forward pass as the logits; the
-      samples' dataset indices) and nothing else; it never inspects a
-      strategy's type.
+      from `{"features", "indices", "dataset_labels"}`. The Distiller provides
+      exactly these (penultimate features from the same forward pass as the
+      logits; the samples' dataset indices; the training set's labels, handed
+      to `set_dataset_labels(labels)` through `Distiller.set_dataset_labels`)
+      and nothing else; it never inspects a strategy's type.
     - `build(num_classes, teacher_feature_dim, student_feature_dim)`: create
       variables (trainable heads are trained with the student; non-trainable
       state such as memory banks travels with the model state on every
@@ -81,6 +83,10 @@ class Distillation(keras.layers.Layer):
 
     def compute_loss(self, teacher: ModelOutputs, student: ModelOutputs, batch: Batch, training: bool = True):
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss().")
+
+    def set_dataset_labels(self, labels) -> None:
+        """Receives the training set's labels (NumPy ints, by dataset index); only for `"dataset_labels"`."""
+        raise NotImplementedError(f"{type(self).__name__} does not require the dataset labels.")
 
     def call(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} is used through compute_loss(), not called as a layer.")

@@ -1,7 +1,9 @@
 """The per-backend training step of the `Distiller`, picked once, at import, from the Keras backend.
 
 Each backend module holds only what differs between backends: how gradients
-are taken and how state is threaded through the step. The loss math is the
+are taken, how state is threaded through the step, and how a strategy sees
+the rows of every replica (`all_gather`, for state such as memory banks that
+all replicas must update alike). The loss math is the
 Distiller's backend-neutral `compute_step_losses`, written in `keras.ops`.
 """
 
@@ -12,8 +14,10 @@ SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 if BACKEND == "tensorflow":
     from keras_calikd.steps.tensorflow import TensorFlowDistillationStep as DistillationStep
+    from keras_calikd.steps.tensorflow import all_gather
 elif BACKEND == "jax":
     from keras_calikd.steps.jax import JAXDistillationStep as DistillationStep
+    from keras_calikd.steps.jax import all_gather
 else:
 
     class DistillationStep:
@@ -21,5 +25,8 @@ else:
 
         supported = False
 
+    def all_gather(x):
+        return x
 
-__all__ = ["BACKEND", "SUPPORTED_BACKENDS", "DistillationStep"]
+
+__all__ = ["BACKEND", "SUPPORTED_BACKENDS", "DistillationStep", "all_gather"]

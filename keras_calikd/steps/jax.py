@@ -44,3 +44,8 @@ class JAXDistillationStep:
             logs = self.update_train_metrics(data, step)
         metrics_variables = _updated(scope, self.metrics_variables, metrics_variables)
         return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
+def all_gather(x):
+    """Identity: under `keras.distribution` the step is one SPMD program over the global batch."""
+    return x

@@ -17,3 +17,11 @@ class TensorFlowDistillationStep:
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         return self.update_train_metrics(data, step)
+
+
+def all_gather(x):
+    """`x` concatenated over the replicas of the current `tf.distribute` strategy (itself on one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_gather(x, axis=0)

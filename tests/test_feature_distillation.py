@@ -1,0 +1,272 @@
+"""RKD and CRD against NumPy references written from their papers, and their training through the Distiller."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_calikd as ck
+from keras_calikd.distillations import CRD, RKD, Batch, ModelOutputs
+from tiny import blobs, tiny_cnn
+
+
+def tensor(x, dtype="float32"):
+    return ops.convert_to_tensor(np.asarray(x), dtype)
+
+
+def huber(a, b):
+    d = np.abs(a - b)
+    return np.where(d < 1, 0.5 * d ** 2, d - 0.5).mean()
+
+
+def reference_rkd(s, t, wd=25.0, wa=50.0):
+    def psi_d(e):
+        n = len(e)
+        d = np.array([[np.linalg.norm(e[i] - e[j]) for j in range(n)] for i in range(n)])
+        return d / d[~np.eye(n, dtype=bool)].mean()
+
+    def psi_a(e):
+        n = len(e)
+        out = np.zeros((n, n, n))
+        for i in range(n):
+            for j in range(n):
+                for k in range(n):
+                    a, b = e[i] - e[j], e[k] - e[j]
+                    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+                    out[i, j, k] = 0.0 if na == 0 or nb == 0 else a @ b / (na * nb)
+        return out
+
+    return wd * huber(psi_d(s), psi_d(t)) + wa * huber(psi_a(s), psi_a(t))
+
+
+def test_rkd_matches_reference(rng):
+    s, t = rng.normal(size=(6, 5)), rng.normal(scale=3.0, size=(6, 4))  # feature sizes may differ
+    loss = RKD().compute_loss(ModelOutputs(None, tensor(t)), ModelOutputs(None, tensor(s)), Batch(None))
+    np.testing.assert_allclose(float(loss), reference_rkd(s, t), rtol=1e-4)
+    only_distance = RKD(angle_weight=0.0, weight=2.0).compute_loss(ModelOutputs(None, tensor(t)),
+                                                                   ModelOutputs(None, tensor(s)), Batch(None))
+    np.testing.assert_allclose(float(only_distance), 2.0 * reference_rkd(s, t, wa=0.0), rtol=1e-4)
+
+
+def test_rkd_is_zero_for_scaled_teacher_features(rng):
+    t = rng.normal(size=(5, 3))
+    loss = RKD().compute_loss(ModelOutputs(None, tensor(t)), ModelOutputs(None, tensor(4.0 * t)), Batch(None))
+    assert abs(float(loss)) < 1e-4  # distances are normalised by their mean, angles are scale-free
+
+
+class FixedNegativesCRD(CRD):
+    """CRD whose negatives are given by the test."""
+
+    fixed_negatives = None
+
+    def _draw_negatives(self, labels, batch_size):
+        return tensor(self.fixed_negatives, "int32")
+
+
+def numpy_state(crd):
+    value = lambda v: np.asarray(ops.convert_to_numpy(v), np.float64)  # noqa: E731
+    return (value(crd.student_embedding.kernel), value(crd.student_embedding.bias),
+            value(crd.teacher_embedding.kernel), value(crd.teacher_embedding.bias),
+            value(crd.student_memory), value(crd.teacher_memory))
+
+
+def reference_crd(fs, ft, indices, negatives, state, normalizers, n, k, temperature=0.07, momentum=0.5):
+    """NCE loss of CRD (both directions) and the updated memory banks, from the CRD paper's description."""
+    ws, bs, wt, bt, mem_s, mem_t = state
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    vs, vt = unit(fs @ ws + bs), unit(ft @ wt + bt)
+    contrast = np.concatenate([indices[:, None], negatives], axis=1)
+    scores_t = np.exp(np.einsum("bkd,bd->bk", mem_s[contrast], vt) / temperature)  # teacher vs student bank
+    scores_s = np.exp(np.einsum("bkd,bd->bk", mem_t[contrast], vs) / temperature)  # student vs teacher bank
+    if normalizers is None:
+        normalizers = (scores_s.mean() * n, scores_t.mean() * n)
+    pn = 1.0 / n
+
+    def nce(x):
+        pos, neg = x[:, 0], x[:, 1:]
+        return -(np.log(pos / (pos + k * pn + 1e-7)).sum() + np.log(k * pn / (neg + k * pn + 1e-7)).sum()) / len(x)
+
+    loss = 0.8 * (nce(scores_s / normalizers[0]) + nce(scores_t / normalizers[1]))
+    new_s, new_t = mem_s.copy(), mem_t.copy()
+    new_s[indices] = unit(mem_s[indices] * momentum + vs * (1 - momentum))
+    new_t[indices] = unit(mem_t[indices] * momentum + vt * (1 - momentum))
+    return loss, normalizers, new_s, new_t
+
+
+def test_crd_loss_and_memory_update_match_reference(rng):
+    n, k, b = 40, 7, 5
+    crd = FixedNegativesCRD(num_samples=n, num_negatives=k, embedding_dim=6, seed=3)
+    crd.build(num_classes=3, teacher_feature_dim=4, student_feature_dim=5)
+    bound = 1 / np.sqrt(6 / 3)
+    memory = np.asarray(ops.convert_to_numpy(crd.student_memory))
+    assert memory.shape == (n, 6) and np.abs(memory).max() <= bound and np.abs(memory).max() > 0.5 * bound
+    normalizers = None
+    for step in range(2):  # the normalisation constant comes from the first batch, then stays
+        fs, ft = rng.normal(size=(b, 5)), rng.normal(size=(b, 4))
+        indices = rng.choice(n, b, replace=False)
+        crd.fixed_negatives = rng.integers(0, n, (b, k))
+        state = numpy_state(crd)
+        loss = crd.compute_loss(ModelOutputs(None, tensor(ft)), ModelOutputs(None, tensor(fs)),
+                                Batch(tensor([0] * b, "int32"), tensor(indices, "int32")), training=True)
+        expected, normalizers, new_s, new_t = reference_crd(fs, ft, indices, crd.fixed_negatives, state,
+                                                            normalizers, n, k)
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+        np.testing.assert_allclose(ops.convert_to_numpy(crd.normalizers), normalizers, rtol=1e-4)
+        np.testing.assert_allclose(ops.convert_to_numpy(crd.student_memory), new_s, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ops.convert_to_numpy(crd.teacher_memory), new_t, rtol=1e-5, atol=1e-6)
+
+
+def test_crd_evaluation_leaves_state_alone(rng):
+    crd = CRD(num_samples=20, num_negatives=4, embedding_dim=3)
+    crd.build(num_classes=2, teacher_feature_dim=2, student_feature_dim=2)
+    before = ops.convert_to_numpy(crd.student_memory).copy()
+    crd.compute_loss(ModelOutputs(None, tensor(rng.normal(size=(3, 2)))), ModelOutputs(None, tensor(rng.normal(size=(3, 2)))),
+                     Batch(tensor([0, 1, 0], "int32"), tensor([1, 2, 3], "int32")), training=False)
+    np.testing.assert_array_equal(before, ops.convert_to_numpy(crd.student_memory))
+    assert float(ops.sum(crd.normalizers)) == 0.0
+
+
+def test_crd_negatives_from_other_classes():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2] * 5)
+    crd = CRD(num_samples=50, num_negatives=200 // 5, negatives="other_classes", seed=0)
+    crd.build(num_classes=3, teacher_feature_dim=2, student_feature_dim=2)
+    crd.set_dataset_labels(labels)
+    batch_labels = tensor([0, 1, 2, 2], "int32")
+    negatives = np.concatenate([ops.convert_to_numpy(crd._draw_negatives(batch_labels, 4)) for _ in range(50)])
+    own = np.tile(np.array([0, 1, 2, 2])[:, None], (50, 1))
+    assert negatives.min() >= 0 and negatives.max() < 50
+    assert not np.any(labels[negatives] == own)  # never the anchor's class
+    counts = np.bincount(negatives[0::4].ravel(), minlength=50)  # anchors of class 0: uniform over the 35 others
+    eligible = labels != 0
+    assert np.all(counts[~eligible] == 0) and counts[eligible].min() > 0
+    assert counts[eligible].std() / counts[eligible].mean() < 0.35
+
+
+def test_crd_uniform_negatives_cover_the_set():
+    crd = CRD(num_samples=30, num_negatives=20, seed=1)
+    crd.build(num_classes=2, teacher_feature_dim=2, student_feature_dim=2)
+    negatives = ops.convert_to_numpy(crd._draw_negatives(tensor([0] * 64, "int32"), 64))
+    assert negatives.shape == (64, 20) and set(np.unique(negatives)) == set(range(30))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_samples": 10, "num_negatives": 10}, "smaller than"),
+    ({"num_samples": 0}, "num_samples"),
+    ({"num_samples": 100, "temperature": 0.0}, "temperature"),
+    ({"num_samples": 100, "momentum": 1.0}, "momentum"),
+    ({"num_samples": 100, "num_negatives": 8, "negatives": "hard"}, "negatives"),
+])
+def test_crd_rejects_bad_arguments(kwargs, message):
+    kwargs.setdefault("num_negatives", 8)
+    with pytest.raises(ValueError, match=message):
+        CRD(**kwargs)
+
+
+def test_rkd_rejects_bad_weights():
+    with pytest.raises(ValueError, match="distance_weight"):
+        RKD(distance_weight=-1.0)
+
+
+# ---------------------------------------------------------------- through the Distiller
+
+def indexed(x):
+    return {"image": x, "index": np.arange(len(x), dtype="int32")}
+
+
+def test_gradients_reach_student_and_heads_never_teacher():
+    x, y = blobs(64)
+    teacher, student = tiny_cnn(name="t"), tiny_cnn(width=6, name="s")
+    crd = CRD(num_samples=64, num_negatives=16, seed=0)
+    distiller = ck.Distiller(teacher, student, distillation=crd, augmentation="none", alpha=1.0)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=True)
+    snapshot = lambda variables: [ops.convert_to_numpy(v).copy() for v in variables]  # noqa: E731
+    teacher_before, student_before = snapshot(teacher.variables), snapshot(student.trainable_variables)
+    heads_before = snapshot(crd.trainable_variables)
+    assert len(crd.trainable_variables) == 4 and not any(v.trainable for v in (crd.student_memory, crd.teacher_memory))
+    memory_before = snapshot([crd.student_memory])[0]
+    distiller.fit(indexed(x), y, batch_size=32, epochs=1, verbose=0)
+    for before, after in zip(teacher_before, snapshot(teacher.variables)):
+        np.testing.assert_array_equal(before, after)
+    assert all(not np.allclose(b, a) for b, a in zip(student_before[:1], snapshot(student.trainable_variables)[:1]))
+    assert all(not np.allclose(b, a) for b, a in zip(heads_before, snapshot(crd.trainable_variables)))
+    assert not np.allclose(memory_before, snapshot([crd.student_memory])[0])
+    assert not {id(v) for v in crd.variables} & {id(v) for v in student.variables}  # heads are not exported
+
+
+@pytest.mark.parametrize("augmentation", ["none", "mixup", "cutmix", "cutout"])
+@pytest.mark.parametrize("strategy", ["rkd", "crd"])
+def test_feature_distillation_trains_with_every_augmentation(strategy, augmentation):
+    keras.utils.set_random_seed(1)
+    x, y = blobs(256)
+    distillation = (RKD() if strategy == "rkd" else CRD(num_samples=256, num_negatives=16, seed=2))
+    augmentations = {"mixup": ck.augmentations.MixUp(seed=1), "cutmix": ck.augmentations.CutMix(seed=1),
+                     "cutout": ck.augmentations.Cutout(size=4, seed=1), "none": "none"}
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(width=6, name="s"), distillation=distillation,
+                             augmentation=augmentations[augmentation], alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), metrics=["accuracy"], jit_compile=True)
+    history = distiller.fit(indexed(x), y, batch_size=32, epochs=8, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    # CRD's first epoch fills the memory banks (random until then), so its loss is compared from the second.
+    start = 0 if strategy == "rkd" else 1
+    assert history["loss"][-1] < history["loss"][start]
+
+
+def test_kd_can_be_added_to_crd():
+    x, y = blobs(64)
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="mixup",
+                             distillation=[CRD(num_samples=64, num_negatives=8), ck.distillations.KD(weight=0.9)])
+    distiller.compile(optimizer="sgd", jit_compile=True)
+    assert np.isfinite(distiller.fit(indexed(x), y, batch_size=32, verbose=0).history["distillation_loss"][0])
+
+
+def test_missing_indices_and_labels_fail_clearly():
+    x, y = blobs(64)
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=CRD(num_samples=64, num_negatives=8))
+    distiller.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="dataset index"):
+        distiller.fit(x, y, batch_size=32, verbose=0)
+    other = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"),
+                         distillation=CRD(num_samples=64, num_negatives=8, negatives="other_classes"))
+    other.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="set_dataset_labels"):
+        other.fit(indexed(x), y, batch_size=32, verbose=0)
+    other.set_dataset_labels(y)
+    other.fit(indexed(x), y, batch_size=32, verbose=0)
+
+
+def test_gin_binds_every_option():
+    import gin
+
+    from keras_calikd.gin_support import register_configurables
+
+    register_configurables()
+    with gin.unlock_config():
+        gin.clear_config()
+        gin.parse_config("""
+            CRD.num_samples = 1000
+            CRD.embedding_dim = 64
+            CRD.num_negatives = 256
+            CRD.temperature = 0.1
+            CRD.momentum = 0.4
+            CRD.negatives = "other_classes"
+            CRD.weight = 0.5
+            CRD.seed = 3
+            RKD.distance_weight = 10.0
+            RKD.angle_weight = 20.0
+            RKD.weight = 2.0
+        """)
+    try:
+        crd = ck.distillations.get("crd")
+        rkd = ck.distillations.get("rkd")
+        assert (crd.num_samples, crd.embedding_dim, crd.num_negatives, crd.temperature, crd.momentum, crd.negatives,
+                crd.weight, crd.seed) == (1000, 64, 256, 0.1, 0.4, "other_classes", 0.5, 3)
+        assert (rkd.distance_weight, rkd.angle_weight, rkd.weight) == (10.0, 20.0, 2.0)
+    finally:
+        gin.clear_config()
+
+
+def test_config_round_trips():
+    for strategy in (RKD(distance_weight=1.0, angle_weight=2.0), CRD(num_samples=500, num_negatives=100, negatives="other_classes")):
+        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
+        assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
+        assert clone.requires == strategy.requires
