@@ -5,12 +5,29 @@ Public API:
 - `Distiller`: the `keras.Model` that trains a student from a frozen teacher.
 - `distillations`, `augmentations`: the registered strategies.
 - `metrics`: `ExpectedCalibrationError`, `OverconfidenceError`, reliability diagrams.
+- `models`: the CIFAR model zoo of the paper, by name.
+- `training`: the paper's optimiser and schedules, checkpoints, evaluation, export, experiments.
+- `data`: TFDS input pipelines (imported on first use: the only part that imports TensorFlow).
 """
 
-from keras_calikd import augmentations, distillations, metrics
+import importlib
+
+from keras_calikd import augmentations, distillations, metrics, models
 from keras_calikd.distiller import Distiller
 from keras_calikd.registry import Registry
 
 __version__ = "0.1.0"
 
-__all__ = ["Distiller", "Registry", "augmentations", "distillations", "metrics", "__version__"]
+_LAZY_SUBMODULES = ("data", "training")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"keras_calikd.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'keras_calikd' has no attribute {name!r}")
+
+
+__all__ = ["Distiller", "Registry", "augmentations", "data", "distillations", "metrics", "models", "training",
+           "__version__"]

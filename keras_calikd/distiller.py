@@ -234,7 +234,7 @@ class Distiller(DistillationStep, keras.Model):
                     student_feature_dim=feature_dims["student"],
                 )
         if not self.augmentation.built:
-            self.augmentation.build((None,) + input_shape)
+            self.augmentation.build((None,) + input_shape, num_classes=self.num_classes)
         self.built = True
 
     def set_dataset_labels(self, labels) -> None:
@@ -265,6 +265,13 @@ class Distiller(DistillationStep, keras.Model):
                 "Distiller.compile() takes no `loss`: training minimises alpha * distillation + (1 - alpha) * "
                 "augmentation loss, set by the Distiller's strategies, and evaluation reports cross-entropy."
             )
+        if not self.augmentation.xla_compatible:
+            if kwargs.get("jit_compile") is True:
+                raise ValueError(
+                    f"The augmentation strategy {type(self.augmentation).__name__} cannot run inside a compiled "
+                    "(XLA) step: compile the Distiller with jit_compile=False."
+                )
+            kwargs["jit_compile"] = False
         super().compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"),

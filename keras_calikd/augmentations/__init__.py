@@ -4,7 +4,8 @@ Strategies are registered under short names (`none`, `mixup`, `cutmix`,
 `cutout`); `get(name_or_instance)` returns an instance.
 """
 
-from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, mixed_cross_entropy
+from keras_calikd.augmentations.base import (AUGMENTATIONS, Augmentation, AugmentedBatch, mixed_cross_entropy,
+                                             soft_cross_entropy)
 from keras_calikd.augmentations.cutmix import CutMix
 from keras_calikd.augmentations.cutout import Cutout
 from keras_calikd.augmentations.identity import Identity
@@ -17,4 +18,4 @@ def get(spec) -> Augmentation:
 
 
 __all__ = ["AUGMENTATIONS", "Augmentation", "AugmentedBatch", "CutMix", "Cutout", "Identity", "MixUp", "get",
-           "mixed_cross_entropy"]
+           "mixed_cross_entropy", "soft_cross_entropy"]

@@ -29,6 +29,10 @@ class AugmentedBatch(NamedTuple):
             term on the clean batch is multiplied by it: the paper's Eq. 12
             sums the distillation loss over both sources, and the second source
             is a permutation of the same clean batch.
+        targets: Optional `(batch, num_classes)` float32 soft targets, for
+            strategies that produce mixed label distributions rather than
+            label pairs; when given, the loss is cross-entropy with them and
+            `labels`/`partner_labels`/`lam` are not used by the default loss.
     """
 
     images: Any
@@ -36,6 +40,13 @@ class AugmentedBatch(NamedTuple):
     partner_labels: Any
     lam: Any
     sources: Any
+    targets: Any = None
+
+
+def soft_cross_entropy(logits, targets):
+    """Cross-entropy of `logits` with soft `targets` (rows summing to 1), averaged over the batch."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    return ops.mean(-ops.sum(ops.cast(targets, "float32") * log_probs, axis=-1))
 
 
 def mixed_cross_entropy(logits, labels, partner_labels, lam):
@@ -54,13 +65,19 @@ class Augmentation(keras.layers.Layer):
     - `transforms_images`: `False` only for the identity strategy. When it is
       `False` the Distiller reuses the student's clean forward pass for the
       augmentation loss instead of running the student again.
+    - `xla_compatible`: `False` for strategies that cannot run inside a
+      compiled (XLA) step; `Distiller.compile` then refuses `jit_compile=True`
+      and turns `"auto"` off.
+    - `build(input_shape, num_classes)`: called once by the Distiller; the
+      number of classes is there for strategies that make soft targets.
     - `augment(images, labels)`: returns an `AugmentedBatch`. Written in
       `keras.ops` with `keras.random` and the layer's own `SeedGenerator`, with
       static shapes, so it runs inside a compiled (XLA) step on every backend
       and its random state flows through the model state.
     - `loss(augmented, logits)`: the augmentation loss of the student's logits
       on `augmented.images`. The default is the paper's Eq. 11 (label-weighted
-      cross-entropy), which covers single- and two-source strategies.
+      cross-entropy), which covers single- and two-source strategies, or
+      cross-entropy with `augmented.targets` when a strategy gives soft targets.
 
     Args:
         label_source: Which labels the augmentation loss uses: `"ground_truth"`
@@ -71,6 +88,7 @@ class Augmentation(keras.layers.Layer):
     """
 
     transforms_images = True
+    xla_compatible = True
 
     def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -82,6 +100,9 @@ class Augmentation(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape=None, num_classes=None):
+        self.num_classes = num_classes
+
     def select_labels(self, labels, teacher_logits):
         """The labels the augmentation loss is computed with (ground truth or the teacher's argmax)."""
         if self.label_source == "teacher":
@@ -92,6 +113,8 @@ class Augmentation(keras.layers.Layer):
         raise NotImplementedError(f"{type(self).__name__} must implement augment().")
 
     def loss(self, augmented: AugmentedBatch, logits):
+        if augmented.targets is not None:
+            return soft_cross_entropy(logits, augmented.targets)
         return mixed_cross_entropy(logits, augmented.labels, augmented.partner_labels, augmented.lam)
 
     def call(self, images, labels):

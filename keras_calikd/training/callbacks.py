@@ -1,0 +1,115 @@
+"""Callbacks of an experiment run: checkpoints and logs written atomically, and a non-finite-loss guard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import keras
+
+from keras_calikd.training import checkpoint
+from keras_calikd.training.files import atomic_path, write_text
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite, with a message naming the step.
+
+    Nothing is written after a non-finite step: checkpoints are only written
+    at the end of an epoch whose losses were all finite.
+
+    Args:
+        last_checkpoint: A callable returning a description of the last good checkpoint.
+    """
+
+    def __init__(self, last_checkpoint=lambda: "none yet"):
+        super().__init__()
+        self.last_checkpoint = last_checkpoint
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"The training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}. Training "
+                f"stopped; the last good checkpoint is {self.last_checkpoint()}, and nothing was overwritten. "
+                "Lower the learning rate or check the data (labels in range, finite images)."
+            )
+
+
+class ExperimentCheckpoint(keras.callbacks.Callback):
+    """At the end of each epoch: the best model, the last model, the training state and the CSV log.
+
+    Everything is written atomically, in an order that keeps the files
+    consistent if the process is killed at any moment: the best and last
+    models first, then the training state (which decides where a resumed run
+    continues), then the CSV log regenerated from the history in the state.
+
+    Args:
+        state_path: Training-state file (`checkpoint.save_state`).
+        best_path: `.keras` file of the exported model with the best `monitor`.
+        last_path: `.keras` file of the exported model after the last epoch.
+        csv_path: CSV log, one row per epoch.
+        export_model: The model to save in `best_path`/`last_path` (the student of a Distiller).
+        monitor: Log key that decides the best epoch (higher is better).
+        history: Epoch logs of the run so far (from a resumed state).
+        best: Best `monitor` value so far.
+        extra_state: Callable returning extra JSON-serialisable state to store.
+    """
+
+    def __init__(self, state_path, best_path, last_path, csv_path, export_model, monitor="val_accuracy",
+                 history=None, best=None, extra_state=dict):
+        super().__init__()
+        self.state_path, self.best_path, self.last_path, self.csv_path = state_path, best_path, last_path, csv_path
+        self.export_model = export_model
+        self.monitor = monitor
+        self.history = list(history or [])
+        self.best = best
+        self.best_epoch = max((row["epoch"] for row in self.history if row.get(monitor) == best), default=None)
+        self.extra_state = extra_state
+
+    def describe_last(self) -> str:
+        if not self.history:
+            return "none yet"
+        return f"{self.state_path} (after epoch {self.history[-1]['epoch']})"
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not math.isfinite(logs.get("loss", 0.0)):
+            return  # never checkpoint a diverged model
+        row = dict(logs, epoch=epoch + 1)
+        value = logs.get(self.monitor)
+        if value is not None and (self.best is None or value > self.best):
+            self.best, self.best_epoch = value, epoch + 1
+            save_model(self.export_model, self.best_path)
+        save_model(self.export_model, self.last_path)
+        self.history.append(row)
+        checkpoint.save_state(self.state_path, self.model, dict(
+            epoch=epoch + 1, history=self.history, best=self.best, best_epoch=self.best_epoch,
+            **self.extra_state()))
+        write_text(self.csv_path, history_csv(self.history))
+
+
+def save_model(model: keras.Model, path: str) -> None:
+    """`model.save(path)` (a `.keras` file), atomically."""
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def history_csv(history) -> str:
+    """The epoch history as CSV text, `epoch` first."""
+    keys = ["epoch"] + sorted({k for row in history for k in row} - {"epoch"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in keys})
+    return out.getvalue()
