@@ -6,7 +6,7 @@ wants gin) registers, under the module prefix `ck`:
 
 - every registered strategy class, by class name (`ck.augmentations.MixUp`,
   `ck.distillations.KD`, ...; in gin files `MixUp.alpha = 0.4`);
-- the `Distiller` and the calibration metrics.
+- the `Distiller`, the calibration metrics and the training `Experiment`.
 
 Registry entries are replaced by their gin-configurable versions, so a
 strategy created by name (`Distiller.augmentation = "mixup"`) and one created
@@ -32,10 +32,12 @@ def _registries():
 def _classes():
     from keras_calikd import metrics
     from keras_calikd.distiller import Distiller
+    from keras_calikd.training.experiment import Experiment
 
     return {
         "ck": [Distiller],
         "ck.metrics": [metrics.ExpectedCalibrationError, metrics.OverconfidenceError],
+        "ck.training": [Experiment],
     }
 
 

@@ -65,6 +65,7 @@ class Augmentation(keras.layers.Layer):
     - `transforms_images`: `False` only for the identity strategy. When it is
       `False` the Distiller reuses the student's clean forward pass for the
       augmentation loss instead of running the student again.
+    - `label`: the strategy's name in reports and tables (e.g. `"CutMix"`).
     - `xla_compatible`: `False` for strategies that cannot run inside a
       compiled (XLA) step; `Distiller.compile` then refuses `jit_compile=True`
       and turns `"auto"` off.
@@ -89,6 +90,7 @@ class Augmentation(keras.layers.Layer):
 
     transforms_images = True
     xla_compatible = True
+    label = ""  # how reports name the strategy, e.g. "mixup"
 
     def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)

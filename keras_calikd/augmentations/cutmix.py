@@ -40,6 +40,8 @@ class CutMix(Augmentation):
         Teacher", Sec. 3.3 and 4.2 (CutMix, probability 0.5).
     """
 
+    label = "CutMix"
+
     def __init__(self, alpha: float = 1.0, probability: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         alpha, probability = float(alpha), float(probability)

@@ -37,6 +37,8 @@ class Cutout(Augmentation):
         Teacher", Sec. 4.2 (one 16x16 hole).
     """
 
+    label = "cutout"
+
     def __init__(self, size: int = 16, num_holes: int = 1, fill_value: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if int(size) != size or size < 1:

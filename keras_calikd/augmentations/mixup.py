@@ -36,6 +36,8 @@ class MixUp(Augmentation):
         Teacher", Sec. 3.3, Eq. 7-13.
     """
 
+    label = "mixup"
+
     def __init__(self, alpha: float = 0.4, **kwargs):
         super().__init__(**kwargs)
         alpha = float(alpha)

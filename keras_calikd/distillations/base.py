@@ -54,6 +54,7 @@ class Distillation(keras.layers.Layer):
       logits; the samples' dataset indices; the training set's labels, handed
       to `set_dataset_labels(labels)` through `Distiller.set_dataset_labels`)
       and nothing else; it never inspects a strategy's type.
+    - `label`: the strategy's name in reports and tables (e.g. `"KD"`).
     - `build(num_classes, teacher_feature_dim, student_feature_dim)`: create
       variables (trainable heads are trained with the student; non-trainable
       state such as memory banks travels with the model state on every
@@ -70,6 +71,7 @@ class Distillation(keras.layers.Layer):
     """
 
     requires = frozenset()
+    label = ""  # how reports name the strategy, e.g. "KD"
 
     def __init__(self, weight: float = 1.0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)

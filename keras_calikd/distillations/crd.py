@@ -66,6 +66,8 @@ class CRD(Distillation):
         Representation Distillation", ICLR 2020.
     """
 
+    label = "CRD"
+
     def __init__(self, num_samples: int, embedding_dim: int = 128, num_negatives: int = 16384,
                  temperature: float = 0.07, momentum: float = 0.5, negatives: str = "uniform",
                  weight: float = 0.8, seed=None, **kwargs):

@@ -40,6 +40,8 @@ class KD(Distillation):
         Teacher", Sec. 3.1 and 4 (scaled KD, T = 50).
     """
 
+    label = "KD"
+
     def __init__(self, temperature: float = 50.0, reduction: str = "scaled",
                  scale_by_temperature_squared: bool = True, weight: float = 1.0, **kwargs):
         super().__init__(weight=weight, **kwargs)

@@ -92,3 +92,33 @@ def fit_temperature(logits, labels, low: float = 0.05, high: float = 20.0, itera
             d = a + ratio * (b - a)
             fd = _nll(logits / np.exp(d), labels)
     return float(np.exp((a + b) / 2.0))
+
+
+def halves(num_examples: int, seed: int = 0):
+    """A deterministic random split of `range(num_examples)` into two halves (fit / report)."""
+    order = np.random.default_rng(seed).permutation(num_examples)
+    middle = num_examples // 2
+    return np.sort(order[:middle]), np.sort(order[middle:])
+
+
+def temperature_scaling(fit_logits, fit_labels, logits, labels, bins=(100, 15)) -> dict:
+    """Fits a temperature on `(fit_logits, fit_labels)` and reports `logits / T` against `labels`.
+
+    Returns:
+        `{"temperature": T, "uncalibrated": report, "temperature_scaled": report}`,
+        both reports on the same `(logits, labels)`.
+    """
+    temperature = fit_temperature(fit_logits, fit_labels)
+    return {
+        "temperature": temperature,
+        "uncalibrated": calibration_report(logits, labels, bins),
+        "temperature_scaled": calibration_report(np.asarray(logits) / temperature, labels, bins),
+    }
+
+
+def average_reports(reports) -> dict:
+    """The mean of each numeric entry over several reports (e.g. the five CIFAR-100-C severities)."""
+    keys = [k for k in reports[0] if isinstance(reports[0][k], float)]
+    averaged = {k: float(np.mean([r[k] for r in reports])) for k in keys}
+    averaged["num_examples"] = int(sum(r["num_examples"] for r in reports))
+    return averaged
