@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from keras_calikd.registry import Registry
+from keras_calikd.steps import all_gather, replica_slice
 
 AUGMENTATIONS = Registry("augmentation strategy")
 
@@ -134,6 +135,14 @@ def single_source(images, labels) -> AugmentedBatch:
     return AugmentedBatch(images=images, labels=labels, partner_labels=labels, lam=one, sources=one)
 
 
-def batch_permutation(batch_size, seed_generator):
-    """A uniformly random permutation of `range(batch_size)` (the partners of a two-source augmentation)."""
-    return keras.random.shuffle(ops.arange(batch_size, dtype="int32"), seed=seed_generator)
+def partners(images, labels, seed_generator):
+    """Images and labels of each sample's partner: a uniformly random permutation of the (global) batch.
+
+    Under several replicas the permutation runs over the whole global batch,
+    as on one device, and each replica takes its rows.
+    """
+    all_images, all_labels = all_gather(images), all_gather(labels)
+    permutation = keras.random.shuffle(ops.arange(ops.shape(all_labels)[0], dtype="int32"), seed=seed_generator)
+    local = replica_slice(permutation)
+    return ops.take(all_images, local, axis=0), ops.take(all_labels, local, axis=0)
+

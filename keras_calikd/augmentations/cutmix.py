@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_calikd.augmentations import sampling
-from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, batch_permutation
+from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, partners
 from keras_calikd.augmentations.boxes import box_mask, random_box
 
 
@@ -53,19 +53,19 @@ class CutMix(Augmentation):
         self.probability = probability
 
     def augment(self, images, labels):
-        batch_size, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        height, width = images.shape[1], images.shape[2]
         applied = keras.random.uniform((), seed=self.seed_generator) < self.probability
         lam = sampling.beta((), self.alpha, self.alpha, self.seed_generator)
         cut = ops.sqrt(1.0 - lam)
         y1, y2, x1, x2 = random_box(ops.expand_dims(cut, 0), height, width, self.seed_generator)
         mask = ops.logical_and(box_mask(y1, y2, x1, x2, height, width)[0], applied)  # (H, W)
-        perm = batch_permutation(batch_size, self.seed_generator)
-        mixed = ops.where(mask[None, :, :, None], ops.take(images, perm, axis=0), images)
+        partner_images, partner_labels = partners(images, labels, self.seed_generator)
+        mixed = ops.where(mask[None, :, :, None], partner_images, images)
         pasted = ops.cast(ops.sum(ops.cast(mask, "int32")), "float32")
         return AugmentedBatch(
             images=mixed,
             labels=labels,
-            partner_labels=ops.take(labels, perm, axis=0),
+            partner_labels=partner_labels,
             lam=1.0 - pasted / float(height * width),
             sources=ops.where(applied, 2.0, 1.0),
         )

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, single_source
 from keras_calikd.augmentations.boxes import box_mask, random_box
+from keras_calikd.steps import per_sample
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
@@ -51,9 +52,13 @@ class Cutout(Augmentation):
 
     def augment(self, images, labels):
         batch_size, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        # Box "side ratio" such that floor(side * ratio) == size on each axis.
-        side = ops.full((batch_size, self.num_holes), float(self.size), "float32")
-        y1, y2, x1, x2 = random_box(side, height, width, self.seed_generator, absolute=True)
+
+        def draw(global_size):
+            side = ops.full((global_size, self.num_holes), float(self.size), "float32")
+            return ops.stack(random_box(side, height, width, self.seed_generator, absolute=True), axis=1)
+
+        boxes = per_sample(draw, batch_size)  # (B, 4, num_holes)
+        y1, y2, x1, x2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
         holes = ops.any(box_mask(y1, y2, x1, x2, height, width), axis=1)  # (B, H, W)
         filled = ops.where(holes[..., None], ops.cast(self.fill_value, images.dtype), images)
         return single_source(filled, labels)

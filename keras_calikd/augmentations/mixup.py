@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_calikd.augmentations import sampling
-from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, batch_permutation
+from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, partners
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
@@ -47,13 +47,13 @@ class MixUp(Augmentation):
 
     def augment(self, images, labels):
         lam = sampling.beta((), self.alpha, self.alpha, self.seed_generator)
-        perm = batch_permutation(ops.shape(images)[0], self.seed_generator)
+        partner_images, partner_labels = partners(images, labels, self.seed_generator)
         lam_x = ops.cast(lam, images.dtype)
-        mixed = lam_x * images + (1 - lam_x) * ops.take(images, perm, axis=0)
+        mixed = lam_x * images + (1 - lam_x) * partner_images
         return AugmentedBatch(
             images=mixed,
             labels=labels,
-            partner_labels=ops.take(labels, perm, axis=0),
+            partner_labels=partner_labels,
             lam=ops.cast(lam, "float32"),
             sources=ops.full((), 2.0, "float32"),
         )

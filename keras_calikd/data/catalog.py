@@ -18,7 +18,7 @@ import dataclasses
 import numbers
 import os
 import re
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import tensorflow_datasets as tfds
 

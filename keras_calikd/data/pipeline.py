@@ -144,7 +144,7 @@ def _derive_seeds(seed: Optional[int]):
     """Two independent 31-bit seeds (shuffle, augmentation) from one user seed, or (None, None)."""
     if seed is None:
         return None, None
-    shuffle_seed, augment_seed = np.random.SeedSequence(int(seed)).generate_state(2)
+    shuffle_seed, augment_seed = np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF).generate_state(2)
     return int(shuffle_seed) & 0x7FFFFFFF, int(augment_seed) & 0x7FFFFFFF
 
 
@@ -246,7 +246,8 @@ def load(
         training: Shuffle, augment and drop the remainder; default: `split` is `train` (or a slice of it).
         data_dir: TFDS data directory; default `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`.
         with_index: Also yield each example's index in its split (for CRD memory banks).
-        seed: Makes shuffling and augmentation deterministic; None: fresh randomness.
+        seed: Makes shuffling and augmentation deterministic, also across processes; None: fresh
+            randomness. A TensorFlow global seed (`keras.utils.set_random_seed`), if set, enters too.
         corruption, severity: CIFAR-100-C only: one of `CORRUPTIONS` and 1..5.
         raw_dir: Folder holding the raw files, instead of `<data_dir>/downloads/manual/<folder>`
             (and, for Fashion-MNIST, Debian's /usr/share/datasets/fashion-mnist).
@@ -314,7 +315,7 @@ def load(
 
     shuffle_seed, augment_seed = _derive_seeds(seed)
     if training:
-        buffer = shuffle_buffer or max(num_examples, 1)
+        buffer = shuffle_buffer or (num_examples if num_examples > 0 else 50_000)
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
 
     normalize = _normalizer(spec)
@@ -327,12 +328,12 @@ def load(
         return images, labels
 
     if not training:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     else:
         keys = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
         if augment_per_batch:
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
             ds = tf.data.Dataset.zip((ds, keys))
 
             def augment_batch(batch, key):
@@ -348,6 +349,6 @@ def load(
                 return random_crop_flip_image(image, key, padding), label, index
 
             ds = ds.map(augment_image, num_parallel_calls=AUTOTUNE)
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
             ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

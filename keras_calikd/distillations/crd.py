@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_calikd.distillations.base import DATASET_LABELS, DISTILLATIONS, FEATURES, INDICES, Distillation
-from keras_calikd.steps import all_gather
+from keras_calikd.steps import all_gather, per_sample
 
 NEGATIVE_SAMPLING = ("uniform", "other_classes")
 _EPS = 1e-7
@@ -140,14 +140,16 @@ class CRD(Distillation):
         self.class_size.assign(size.astype("int32"))
 
     def _draw_negatives(self, labels, batch_size):
-        shape = (batch_size, self.num_negatives)
+        # Drawn for the global batch and sliced, so that any number of replicas draws what one device does.
         if self.negatives == "uniform":
-            return keras.random.randint(shape, 0, self.num_samples, dtype="int32", seed=self.seed_generator)
+            return per_sample(lambda size: keras.random.randint(
+                (size, self.num_negatives), 0, self.num_samples, dtype="int32", seed=self.seed_generator), batch_size)
         # Uniform over the other classes: index into the class-sorted table, skipping the sample's own class.
         start = ops.take(self.class_start.value, labels)[:, None]
         size = ops.take(self.class_size.value, labels)[:, None]
         eligible = self.num_samples - size
-        u = keras.random.uniform(shape, seed=self.seed_generator)
+        u = per_sample(lambda size: keras.random.uniform((size, self.num_negatives), seed=self.seed_generator),
+                       batch_size)
         position = ops.minimum(ops.cast(ops.floor(u * ops.cast(eligible, "float32")), "int32"), eligible - 1)
         position = ops.where(position < start, position, position + size)
         return ops.take(self.indices_by_class.value, position)

@@ -46,6 +46,16 @@ class JAXDistillationStep:
         return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
 
+def num_replicas() -> int:
+    """1: under `keras.distribution` the step is one SPMD program over the global batch."""
+    return 1
+
+
 def all_gather(x):
     """Identity: under `keras.distribution` the step is one SPMD program over the global batch."""
+    return x
+
+
+def replica_slice(x):
+    """Identity: under `keras.distribution` every tensor of the step spans the global batch."""
     return x

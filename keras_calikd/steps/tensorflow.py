@@ -19,9 +19,30 @@ class TensorFlowDistillationStep:
         return self.update_train_metrics(data, step)
 
 
-def all_gather(x):
-    """`x` concatenated over the replicas of the current `tf.distribute` strategy (itself on one replica)."""
+def _replicas():
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def num_replicas() -> int:
+    """How many replicas share the global batch (1 outside a multi-replica `tf.distribute` strategy)."""
+    context = _replicas()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def all_gather(x):
+    """`x` concatenated over the replicas of the current `tf.distribute` strategy (itself on one replica)."""
+    context = _replicas()
+    return x if context is None else context.all_gather(x, axis=0)
+
+
+def replica_slice(x):
+    """This replica's rows of a tensor that spans the global batch (all of it on one replica)."""
+    context = _replicas()
+    if context is None:
         return x
-    return context.all_gather(x, axis=0)
+    local = tf.shape(x)[0] // context.num_replicas_in_sync
+    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * local
+    return x[start:start + local]
