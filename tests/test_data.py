@@ -533,3 +533,21 @@ def test_catalog_data_set_loads_from_a_prepared_copy(tmp_path, name):
     train = ckd.load(name, "train", 4, data_dir=str(tmp_path), seed=0)
     assert int(train.cardinality()) == 3
     assert _collect(train)[0].shape == (12, 32, 32, 3)
+
+
+# ---------------------------------------------------------------------------------------- epoch-keyed training order
+def test_epoch_keyed_pipeline_resumes_with_the_same_batches(tmp_path):
+    raw = tmp_path / "raw"
+    fakes.write_fashion_mnist(str(raw), n_train=30, n_test=10)
+    common = dict(data_dir=str(tmp_path / "data"), raw_dir=str(raw), with_index=True, seed=7)
+    whole = list(ckd.load("fashion_mnist", "train", 8, first_epoch=0, num_epochs=3, **common).as_numpy_iterator())
+    resumed = list(ckd.load("fashion_mnist", "train", 8, first_epoch=2, num_epochs=1, **common).as_numpy_iterator())
+    assert len(whole) == 9 and len(resumed) == 3  # 3 full batches of 8 per epoch of 30 examples
+    for (x_whole, y_whole), (x_resumed, y_resumed) in zip(whole[6:], resumed):
+        np.testing.assert_array_equal(x_whole["index"], x_resumed["index"])
+        np.testing.assert_array_equal(x_whole["image"], x_resumed["image"])
+        np.testing.assert_array_equal(y_whole, y_resumed)
+    orders = [np.concatenate([x["index"] for x, _ in whole[3 * e:3 * e + 3]]) for e in range(3)]
+    assert not np.array_equal(orders[0], orders[1])  # a new order every epoch
+    with pytest.raises(ValueError, match="first_epoch"):
+        ckd.load("fashion_mnist", "train", 8, first_epoch=0, data_dir=common["data_dir"], raw_dir=str(raw))

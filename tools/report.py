@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
     parser.add_argument("--bins", type=int, default=100, help="bin count of the ECE/OE columns (100 or 15)")
     parser.add_argument("--output", help="write <output>.md and <output>.csv besides printing")
+    parser.add_argument("--diagrams", help="write the runs' reliability diagrams (15 bins) side by side to this PNG")
     args = parser.parse_args(argv)
 
     results = report.find_results(args.runs)
@@ -43,6 +44,11 @@ def main(argv=None) -> int:
         write_text(args.output + ".md", markdown)
         write_text(args.output + ".csv", "".join(report.to_csv(t) for t in tables))
         print(f"Wrote {args.output}.md and {args.output}.csv")
+    if args.diagrams:
+        from keras_calikd.metrics import plot_reliability_grid
+
+        plot_reliability_grid(report.reliability_panels(results), args.diagrams)
+        print(f"Wrote {args.diagrams}")
     return 0
 
 

@@ -48,13 +48,18 @@ def configure(files, bindings):
     register_configurables()
     for path in files:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"gin file {path!r} does not exist.")
-    gin.add_config_file_search_path(GIN_DIR)
+            raise SystemExit(f"error: gin file {path!r} does not exist.")
+    files = [os.path.abspath(path) for path in files]
     name_binding = f"Experiment.name = {run_name(files[0])!r}"
+    # `include` paths are relative to gin/: parse from there, so the first place gin looks is the right one.
+    cwd = os.getcwd()
+    os.chdir(GIN_DIR)
     try:
         gin.parse_config_files_and_bindings(files, [name_binding] + list(bindings), skip_unknown=False)
-    except (ValueError, KeyError, TypeError, gin.config.ParseError) as error:  # gin names the bad binding
+    except (ValueError, KeyError, TypeError, SyntaxError, OSError) as error:  # gin names the bad binding
         raise SystemExit(f"error: invalid gin configuration: {error}") from None
+    finally:
+        os.chdir(cwd)
     return gin
 
 

@@ -218,6 +218,8 @@ def load(
     drop_remainder: Optional[bool] = None,
     augment_per_batch: bool = True,
     prepare: bool = True,
+    first_epoch: Optional[int] = None,
+    num_epochs: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Returns a batched, normalised `tf.data.Dataset` of one split, ready for `keras.Model.fit`.
 
@@ -257,6 +259,11 @@ def load(
         augment_per_batch: Augment whole batches with vectorised ops (faster, see docs/data.md);
             False augments each image separately. Both draw crops and flips the same way.
         prepare: Prepare the data set from its raw files when it is not prepared yet.
+        first_epoch: Training only, with a `seed`: the dataset holds `num_epochs` epochs back to back
+            (endless if None), epoch `e` counting from `first_epoch`, and epoch `e`'s order and
+            augmentation depend on `(seed, e)` alone. A run resumed at epoch `e` then sees exactly the
+            batches an uninterrupted run sees. Pass `steps_per_epoch` to `fit`.
+        num_epochs: With `first_epoch`: how many epochs the dataset holds.
 
     Returns:
         A `tf.data.Dataset` with known cardinality (number of batches).
@@ -291,6 +298,15 @@ def load(
         raise ValueError(f"seed must be an integer or None, got {seed!r}.")
     if not isinstance(cache, (bool, str)):
         raise ValueError(f"cache must be True, False or a file path, got {cache!r}.")
+    if first_epoch is not None and (seed is None or isinstance(first_epoch, bool)
+                                    or not isinstance(first_epoch, numbers.Integral) or first_epoch < 0):
+        raise ValueError(f"first_epoch must be a non-negative integer, with a seed; got {first_epoch!r} "
+                         f"(seed {seed!r}).")
+    if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, numbers.Integral)
+                                   or num_epochs < 1):
+        raise ValueError(f"num_epochs must be a positive integer or None, got {num_epochs!r}.")
+    if first_epoch is not None and not augment_per_batch:
+        raise ValueError("first_epoch needs augment_per_batch=True (epoch-keyed pipelines augment whole batches).")
     training = base_split == "train" if training is None else bool(training)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
 
@@ -314,10 +330,7 @@ def load(
         ds = ds.cache(cache)
 
     shuffle_seed, augment_seed = _derive_seeds(seed)
-    if training:
-        buffer = shuffle_buffer or (num_examples if num_examples > 0 else 50_000)
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-
+    buffer = shuffle_buffer or (num_examples if num_examples > 0 else 50_000)
     normalize = _normalizer(spec)
     padding = spec.crop_padding
 
@@ -327,10 +340,9 @@ def load(
             return {"image": images, "index": indices}, labels
         return images, labels
 
-    if not training:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
-    else:
+    def reshuffled(ds):
+        """Shuffled, batched and augmented examples, in a new order at each iteration."""
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
         keys = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
         if augment_per_batch:
             ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
@@ -351,4 +363,50 @@ def load(
             ds = ds.map(augment_image, num_parallel_calls=AUTOTUNE)
             ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
             ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+        return ds
+
+    if not training:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    elif first_epoch is None:
+        ds = reshuffled(ds)
+    else:
+        ds = _epoch_keyed(ds, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, first_epoch,
+                          num_epochs, lambda images, key: random_crop_flip_batch(images, key, padding), finish)
     return ds.prefetch(AUTOTUNE)
+
+
+def _epoch_keyed(examples, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, first_epoch,
+                 num_epochs, augment, finish):
+    """Epochs back to back whose order and augmentation depend on (seed, epoch) alone.
+
+    Only stateless random ops are used (tf.data's seeded ops depend on the
+    global seed and on how often the dataset was iterated): each epoch draws a
+    permutation of the whole split from `(shuffle_seed, epoch)` and gathers its
+    batches from one in-memory copy of the split (read from the cache); batch
+    `b` of epoch `e` is augmented with a key drawn from `(augment_seed, e, b)`.
+    """
+    last = first_epoch + num_epochs if num_epochs is not None else np.iinfo(np.int64).max
+    whole = examples.batch(num_examples)  # the split as one element
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_examples), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
+
+        def gathered(images, labels, indices):
+            def take(rows):
+                return tf.gather(images, rows), tf.gather(labels, rows), tf.gather(indices, rows)
+
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder).map(
+                take, num_parallel_calls=AUTOTUNE)
+
+        def augment_batch(number, batch):
+            key = tf.random.stateless_uniform(
+                [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
+                minval=None, maxval=None, dtype=tf.int64)
+            images, labels, indices = batch
+            return finish(augment(images, key), labels, indices)
+
+        return whole.flat_map(gathered).enumerate().map(augment_batch, num_parallel_calls=AUTOTUNE)
+
+    return tf.data.Dataset.range(first_epoch, last).flat_map(epoch_batches)

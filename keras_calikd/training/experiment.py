@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -193,11 +194,11 @@ class Experiment:
         else:
             trainer, requirements, description = network, frozenset(), {}
 
-        train = data.load(self.dataset, self.train_split, self.batch_size, training=True, data_dir=self.data_dir,
-                          with_index=INDICES in requirements, seed=self.seed)
+        load_train = functools.partial(data.load, self.dataset, self.train_split, self.batch_size, training=True,
+                                       data_dir=self.data_dir, with_index=INDICES in requirements, seed=self.seed)
         validation = data.load(self.dataset, self.validation_split, self.eval_batch_size, training=False,
                                data_dir=self.data_dir)
-        steps_per_epoch = int(train.cardinality())
+        steps_per_epoch = int(load_train().cardinality())
         if steps_per_epoch < 1:
             raise ValueError(f"The training split {self.train_split!r} has fewer examples than one batch "
                              f"({self.batch_size}).")
@@ -221,8 +222,7 @@ class Experiment:
         if checkpoint.exists(state_path):
             metadata = checkpoint.load_state(state_path, trainer)
             initial_epoch, history, best = metadata["epoch"], metadata["history"], metadata["best"]
-            if self.verbose:
-                print(f"Resuming {self.name} after epoch {initial_epoch} from {state_path}.")
+            print(f"Resuming {self.name} after epoch {initial_epoch} from {state_path}.")
 
         saver = callbacks_lib.ExperimentCheckpoint(
             state_path=state_path, best_path=self.path("checkpoints", "best.keras"),
@@ -234,8 +234,10 @@ class Experiment:
                      keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False)]
         started = time.time()
         if initial_epoch < self.epochs:
+            # Epoch e's batches depend on (seed, e) only: a resumed run sees what an uninterrupted one does.
+            train = load_train(first_epoch=initial_epoch, num_epochs=self.epochs - initial_epoch)
             trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
-                        callbacks=callbacks, verbose=self.verbose)
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose, shuffle=False)
         results = self.evaluate(data)
         results.update(description)
         results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,
@@ -265,7 +267,9 @@ class Experiment:
         results = calibration_report(logits, labels, bins=self.eval_bins)
         results.update(name=self.name, dataset=self.dataset, role=self.role, model=self.model_name,
                        test_split=self.test_split)
-        plot_reliability_diagram(bin_statistics(logits, labels, 15), self.path("reliability.png"),
+        statistics = bin_statistics(logits, labels, 15)
+        results["reliability_15"] = {k: v.tolist() for k, v in statistics.items()}
+        plot_reliability_diagram(statistics, self.path("reliability.png"),
                                  title=f"{self.name} (ECE {results['ece_15']:.3f}, 15 bins)")
         return results
 

@@ -99,6 +99,18 @@ def to_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reliability_panels(results: Sequence[dict]) -> list:
+    """`(title, statistics)` panels of the runs that stored their reliability statistics, teacher first."""
+    order = {"teacher": 0, "student": 1, "distilled": 2}
+    runs = sorted((r for r in results if "reliability_15" in r),
+                  key=lambda r: (r.get("dataset", ""), order.get(r.get("role"), 3), _method_order(r.get("method", ""))))
+    panels = []
+    for r in runs:
+        label = r.get("method") or r.get("role", "").capitalize()
+        panels.append((f"{label}: {r['model']} ({100 * r['accuracy']:.1f}%)", r["reliability_15"]))
+    return panels
+
+
 def to_csv(table: dict) -> str:
     """CSV of the same table; the best student-side value of each row carries a trailing `*`."""
     out = io.StringIO()
