@@ -59,6 +59,7 @@ def _with_features(model, layer_name: str, role: str):
     return keras.Model(model.inputs, [model.outputs[0], layer.output], name=f"{model.name}_with_features")
 
 
+@keras.saving.register_keras_serializable(package="keras_calikd")
 class Distiller(DistillationStep, keras.Model):
     """Distils a calibrated student from a frozen, possibly uncalibrated teacher.
 

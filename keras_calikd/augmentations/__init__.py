@@ -1,7 +1,8 @@
 """Augmentation strategies: the student's augmented view of each batch and its loss.
 
 Strategies are registered under short names (`none`, `mixup`, `cutmix`,
-`cutout`); `get(name_or_instance)` returns an instance.
+`cutout`; with the keras-cv extra, `gridmask`, `fouriermix`, `augmix`,
+`randaugment`); `get(name_or_instance)` returns an instance.
 """
 
 from keras_calikd.augmentations.base import (AUGMENTATIONS, Augmentation, AugmentedBatch, mixed_cross_entropy,
@@ -9,6 +10,7 @@ from keras_calikd.augmentations.base import (AUGMENTATIONS, Augmentation, Augmen
 from keras_calikd.augmentations.cutmix import CutMix
 from keras_calikd.augmentations.cutout import Cutout
 from keras_calikd.augmentations.identity import Identity
+from keras_calikd.augmentations.keras_cv import AugMix, FourierMix, GridMask, RandAugment
 from keras_calikd.augmentations.mixup import MixUp
 
 
@@ -17,5 +19,6 @@ def get(spec) -> Augmentation:
     return AUGMENTATIONS.resolve(spec, Augmentation)
 
 
-__all__ = ["AUGMENTATIONS", "Augmentation", "AugmentedBatch", "CutMix", "Cutout", "Identity", "MixUp", "get",
+__all__ = ["AUGMENTATIONS", "AugMix", "Augmentation", "AugmentedBatch", "CutMix", "Cutout", "FourierMix", "GridMask",
+           "Identity", "MixUp", "RandAugment", "get",
            "mixed_cross_entropy", "soft_cross_entropy"]

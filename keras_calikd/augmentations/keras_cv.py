@@ -89,9 +89,8 @@ def _float(strategy, name, value, low=None, high=None, low_open=False):
 
 
 def _int(strategy, name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) and not (_is_number(value) and value == int(value)):
-        raise ValueError(f"{strategy}: `{name}` must be an integer >= {low}, got {value!r}.")
-    if int(value) < low:
+    integral = isinstance(value, Integral) or (_is_number(value) and float(value).is_integer())
+    if isinstance(value, bool) or not integral or int(value) < low:
         raise ValueError(f"{strategy}: `{name}` must be an integer >= {low}, got {value!r}.")
     return int(value)
 
@@ -139,6 +138,21 @@ class KerasCVAugmentation(Augmentation):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._layer = self._make_layer(_load_keras_cv(type(self).__name__))
+
+    def _run_layer(self, inputs):
+        """Calls the keras-cv layer inside its own `tf.function`.
+
+        Keras traces its training step without AutoGraph, but some keras-cv
+        layers (e.g. AugMix's equalize) branch in Python on tensors and only
+        build graphs when AutoGraph converts them; the inner `tf.function`
+        converts them wherever the strategy is called (eagerly or in a step).
+        """
+        if getattr(self, "_traced_layer", None) is None:
+            import tensorflow as tf
+
+            layer = self._layer
+            self._traced_layer = tf.function(lambda x: layer(x), reduce_retracing=True)
+        return self._traced_layer(inputs)
 
     def _make_layer(self, keras_cv):
         raise NotImplementedError
@@ -206,7 +220,7 @@ class _PixelRangeAugmentation(KerasCVAugmentation):
         return tf.cast(unit, dtype)
 
     def _augment_pixels(self, pixels):
-        return self._layer(pixels)
+        return self._run_layer(pixels)
 
     def augment(self, images, labels):
         self._check_images(images)
@@ -288,21 +302,23 @@ class GridMask(KerasCVAugmentation):
         super().__init__(**kwargs)
 
     def _make_layer(self, keras_cv):
-        # With a constant fill the layer masks an all-ones image and the mask is applied here, so that the fill
-        # can be any value of the normalised scale (keras-cv only fills with integers in [0, 255]).
+        # The layer masks an all-ones image with zeros and the mask is applied here: the fill can then be any
+        # value of the normalised scale (keras-cv fills only with integers in [0, 255]), and the noise fill is
+        # drawn here (keras-cv 0.9's own "gaussian_noise" mode calls a method tf.random.Generator lacks).
         return keras_cv.layers.GridMask(ratio_factor=self.ratio_factor, rotation_factor=self.rotation_factor,
-                                        fill_mode=self.fill_mode, fill_value=0, seed=self.seed, dtype="float32")
+                                        fill_mode="constant", fill_value=0, seed=self.seed, dtype="float32")
 
     def augment(self, images, labels):
         import tensorflow as tf
 
         self._check_images(images)
+        ones = tf.ones_like(images[..., :1], dtype=tf.float32)
+        holes = tf.equal(self._run_layer(ones), 0.0)  # (B, H, W, 1): True where the grid masks
         if self.fill_mode == "gaussian_noise":
-            masked = tf.cast(self._layer(tf.cast(images, tf.float32)), images.dtype)
+            fill = keras.random.normal(tf.shape(images), dtype=images.dtype, seed=self.seed_generator)
         else:
-            ones = tf.ones_like(images[..., :1], dtype=tf.float32)
-            holes = tf.equal(self._layer(ones), 0.0)  # (B, H, W, 1): True where the grid masks
-            masked = tf.where(holes, tf.constant(self.fill_value, images.dtype), images)
+            fill = tf.constant(self.fill_value, images.dtype)
+        masked = tf.where(holes, fill, images)
         masked.set_shape(images.shape)
         return single_source(masked, labels)
 
@@ -372,7 +388,7 @@ class FourierMix(KerasCVAugmentation):
                 "`build(input_shape, num_classes=...)` (the Distiller does)."
             )
         one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
-        mixed = self._layer({"images": tf.cast(images, tf.float32), "labels": one_hot})
+        mixed = self._run_layer({"images": tf.cast(images, tf.float32), "labels": one_hot})
         mixed_images = tf.cast(mixed["images"], images.dtype)
         mixed_images.set_shape(images.shape)
         targets = tf.cast(mixed["labels"], tf.float32)
@@ -536,8 +552,8 @@ class RandAugment(_PixelRangeAugmentation):
         import tensorflow as tf
 
         if pixels.shape[-1] == 1:  # every operation keeps a grey image grey
-            return tf.reduce_mean(self._layer(tf.tile(pixels, [1, 1, 1, 3])), axis=-1, keepdims=True)
-        return self._layer(pixels)
+            return tf.reduce_mean(self._run_layer(tf.tile(pixels, [1, 1, 1, 3])), axis=-1, keepdims=True)
+        return self._run_layer(pixels)
 
     def get_config(self):
         config = super().get_config()

@@ -195,8 +195,10 @@ def bottleneck_block(x, filters: int, strides: int = 1, *, name: str, expansion:
 
 
 PAPER_REFERENCE = (
-    'Mishra et al., "Distilling Calibrated Student from an Uncalibrated Teacher" (uses this architecture as a '
-    "teacher or student); model zoo of Tian et al., \"Contrastive Representation Distillation\", ICLR 2020."
+    'Mishra et al., "Distilling Calibrated Student from an Uncalibrated\n'
+    '        Teacher", which uses these architectures as teachers and students;\n'
+    '        the CIFAR model zoo of Tian et al., "Contrastive Representation\n'
+    '        Distillation", ICLR 2020.'
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -43,7 +44,7 @@ def load_state(path: str, model: keras.Model) -> dict:
     try:
         with np.load(path) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"The training checkpoint {path!r} cannot be read ({error}). Delete it to start over.") from None
     metadata = json.loads(arrays.pop("metadata").tobytes().decode())
     model_variables = state_variables(model)
