@@ -56,7 +56,7 @@ def _with_features(model, layer_name: str, role: str):
             f"The {role}'s feature layer {layer_name!r} must output a (batch, dim) tensor, "
             f"got shape {tuple(layer.output.shape)}."
         )
-    return keras.Model(model.inputs, [model.outputs[0], layer.output], name=f"{model.name}_with_features")
+    return keras.Model(model.inputs[0], [model.outputs[0], layer.output], name=f"{model.name}_with_features")
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")

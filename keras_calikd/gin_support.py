@@ -6,6 +6,9 @@ wants gin) registers, under the module prefix `ck`:
 
 - every registered strategy class, by class name (`ck.augmentations.MixUp`,
   `ck.distillations.KD`, ...; in gin files `MixUp.alpha = 0.4`);
+- every model builder, by function name (`ck.models.MobileNetV2`; in gin
+  files `MobileNetV2.stem_stride = 1`), applied when a run builds the model
+  by name;
 - the `Distiller`, the calibration metrics and the training `Experiment`.
 
 Registry entries are replaced by their gin-configurable versions, so a
@@ -25,8 +28,9 @@ _REGISTERED = False
 def _registries():
     from keras_calikd.augmentations import AUGMENTATIONS
     from keras_calikd.distillations import DISTILLATIONS
+    from keras_calikd.models import MODELS
 
-    return {"ck.augmentations": AUGMENTATIONS, "ck.distillations": DISTILLATIONS}
+    return {"ck.augmentations": AUGMENTATIONS, "ck.distillations": DISTILLATIONS, "ck.models": MODELS}
 
 
 def _classes():
