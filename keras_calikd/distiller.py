@@ -291,6 +291,8 @@ class Distiller(DistillationStep, keras.Model):
                 "The Distiller does not weight training samples: drop `sample_weight`/`class_weight` from fit()."
             )
         self._check_data(x, y)
+        if self.built:
+            self.prepare_to_fit()
         return super().fit(x, y, *args, **kwargs)
 
     def _check_data(self, x, y):

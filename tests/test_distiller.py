@@ -326,3 +326,21 @@ def test_training_core_does_not_import_tensorflow_on_jax():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_one_trace_per_input_shape_across_epochs_and_fit_calls():
+    class CountingDistiller(ck.Distiller):
+        traces = 0
+
+        def compute_step_losses(self, data, training=True):
+            CountingDistiller.traces += 1  # Python runs only while the step is traced
+            return super().compute_step_losses(data, training)
+
+    x, y = blobs(96)
+    distiller = compiled(CountingDistiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="cutmix"),
+                         jit_compile=True)
+    distiller.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    distiller.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert CountingDistiller.traces == 1
+    distiller.fit(x[:80], y[:80], batch_size=32, epochs=1, verbose=0)  # a last batch of 16: one new shape
+    assert CountingDistiller.traces == 2

@@ -1,5 +1,5 @@
 # Sourced by tools/quickstart.sh and tools/run_tests.sh: the project's virtual environment and data.
-# `ensure_env EXTRAS` creates .venv (once) and installs keras_calikd with those extras into it.
+# `ensure_env [EXTRAS]` creates .venv (once) and installs keras_calikd, with those extras, into it.
 
 ensure_fashion_mnist() {
   # Debian's Fashion-MNIST files, installed when missing and running as root (no other download is needed).
@@ -14,5 +14,5 @@ ensure_env() {
     python3 -m venv .venv
   fi
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$1]"
+  .venv/bin/python -m pip install -q -e ".${1:+[$1]}"
 }

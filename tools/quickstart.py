@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """The quickstart study on Fashion-MNIST: teacher, student from scratch, KD, KD + mixup, KD + CutMix, KD + cutout.
 
-    python tools/quickstart.py [--runs_dir runs/quickstart] [--data_dir DIR] [--fresh]
+    python tools/quickstart.py [--runs_dir runs] [--data_dir DIR] [--fresh]
 
-Each run is `python tools/train.py --gin gin/quickstart/<run>.gin`; the report
-table and the reliability diagrams of all runs come last. Fashion-MNIST's
+Each run is `python tools/train.py --gin gin/quickstart/<run>.gin`, in
+`<runs_dir>/quickstart/<run>`; the report table and the reliability diagrams
+of all six runs come last, in `<runs_dir>/quickstart/`. Fashion-MNIST's
 four IDX files are read from `<data_dir>/downloads/manual/fashion-mnist/` or
 from Debian's /usr/share/datasets/fashion-mnist/ (package dataset-fashion-mnist).
 """
@@ -24,18 +25,18 @@ RUNS = ("teacher", "student", "kd", "kd_mixup", "kd_cutmix", "kd_cutout")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs_dir", default=os.path.join("runs", "quickstart"),
-                        help="where the runs go (default: runs/quickstart)")
+    parser.add_argument("--runs_dir", default="runs", help="where the runs go (default: runs)")
     parser.add_argument("--data_dir", help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument("--fresh", action="store_true", help="delete earlier quickstart runs first")
     parser.add_argument("--gin_param", action="append", default=[], help="extra gin binding for every run")
     args = parser.parse_args(argv)
 
     # train.py names the runs after their gin files: <runs_dir>/quickstart/<run>.
-    runs_root = os.path.abspath(args.runs_dir)
+    runs_dir = os.path.abspath(args.runs_dir)
+    runs_root = os.path.join(runs_dir, "quickstart")
     if args.fresh and os.path.isdir(runs_root):
         shutil.rmtree(runs_root)
-    bindings = [f"RUNS_DIR = {runs_root!r}"] + ([f"DATA_DIR = {args.data_dir!r}"] if args.data_dir else [])
+    bindings = [f"RUNS_DIR = {runs_dir!r}"] + ([f"DATA_DIR = {args.data_dir!r}"] if args.data_dir else [])
     bindings += args.gin_param
     started = time.time()
     for run in RUNS:

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
 ensure_fashion_mnist
-ensure_env jax
-KERAS_BACKEND=${KERAS_BACKEND:-jax} TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python tools/quickstart.py "$@"
+ensure_env
+KERAS_BACKEND=${KERAS_BACKEND:-tensorflow} TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python tools/quickstart.py "$@"

@@ -25,6 +25,9 @@ class JAXDistillationStep:
 
     supported = True
 
+    def prepare_to_fit(self):
+        """Nothing to do: Keras builds all state before the first (single) trace of the JAX step."""
+
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_variables, metrics_variables = state
 

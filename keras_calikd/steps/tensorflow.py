@@ -8,6 +8,22 @@ class TensorFlowDistillationStep:
 
     supported = True
 
+    def prepare_to_fit(self):
+        """Creates the optimizer's and the metrics' variables before the step is traced.
+
+        Variables created inside a `tf.function` make TensorFlow trace it a
+        second time; created here, the step is traced once per input shape.
+        Under a distribution strategy Keras builds them itself.
+        """
+        if self.distribute_strategy.num_replicas_in_sync != 1:
+            return
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        if not all(getattr(metric, "built", True) for metric in self.metrics):  # only CompileMetrics builds late
+            images = tf.zeros((1,) + tuple(self.image_shape))
+            self.compute_metrics(images, tf.zeros((1,), tf.int32), self(images))
+            self.reset_metrics()
+
     def train_step(self, data):
         with tf.GradientTape() as tape:
             step = self.compute_step_losses(data, training=True)

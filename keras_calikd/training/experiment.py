@@ -73,7 +73,9 @@ class Experiment:
         data_dir: TFDS data folder (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
         seed: Seeds weight initialisation, strategies and the input pipeline.
         precision: `"float32"` or `"mixed_bfloat16"`.
-        jit_compile: Compile the training step with XLA.
+        jit_compile: Compile the training step with XLA: `True`, `False`, or `"auto"` (Keras' choice: XLA
+            on JAX and on TensorFlow with a GPU, a plain TensorFlow graph on a CPU; tools/benchmark.py measured
+            this to be the faster choice on each, see docs/benchmarks.md).
         eval_bins: Bin counts of the reported ECE/OE (the paper reports 100).
         export: Export the best model as a SavedModel at the end.
         verbose: Keras progress-bar verbosity.
@@ -103,7 +105,7 @@ class Experiment:
         data_dir: Optional[str] = None,
         seed: int = 0,
         precision: str = "float32",
-        jit_compile: bool = True,
+        jit_compile="auto",
         eval_bins: Sequence[int] = (100, 15),
         export: bool = True,
         verbose: int = 1,

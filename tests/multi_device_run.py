@@ -1,0 +1,71 @@
+"""Trains a Distiller on one or on two logical CPU devices and prints its history as JSON.
+
+    python tests/multi_device_run.py {kd_mixup,crd_cutmix} {1,2}
+
+Run in a fresh process: the devices must be configured before the backend starts.
+With 2 devices the TensorFlow backend trains under `tf.distribute.MirroredStrategy`
+and the JAX backend under `keras.distribution.DataParallel`.
+"""
+
+import json
+import os
+import sys
+
+CASE, DEVICES = sys.argv[1], int(sys.argv[2])
+if os.environ["KERAS_BACKEND"] == "jax":
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_calikd as ck  # noqa: E402
+from tiny import blobs  # noqa: E402
+
+
+def model(name):
+    """A small CNN without batch norm (per-replica batch statistics would differ by design)."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name=name)
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    teacher, student = model("teacher"), model("student")
+    if CASE == "kd_mixup":
+        distillation, augmentation = ck.distillations.KD(temperature=4.0), ck.augmentations.MixUp(seed=1)
+    else:
+        distillation = ck.distillations.CRD(num_samples=64, num_negatives=16, seed=2)
+        augmentation = ck.augmentations.CutMix(probability=1.0, seed=1)
+    distiller = ck.Distiller(teacher, student, distillation=distillation, augmentation=augmentation)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      metrics=["accuracy", ck.metrics.ExpectedCalibrationError(from_logits=True)])
+    return distiller
+
+
+x, y = blobs(64)
+inputs = {"image": x, "index": np.arange(64, dtype="int32")}
+backend = keras.backend.backend()
+if DEVICES == 1:
+    distiller = build()
+elif backend == "tensorflow":
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES)
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)])
+    with strategy.scope():
+        distiller = build()
+else:
+    import jax
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+    distiller = build()
+
+history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+replicas = distiller.distribute_strategy.num_replicas_in_sync if backend == "tensorflow" else len(
+    __import__("jax").devices())
+memory = [float(v) for v in np.asarray(keras.ops.convert_to_numpy(
+    distiller.distillations[0].student_memory))[:4, 0]] if CASE == "crd_cutmix" else []
+print("RESULT " + json.dumps({"history": history, "replicas": replicas, "memory": memory}))
