@@ -239,6 +239,23 @@ def test_evaluate_on_fake_cifar100_c(tmp_path, rng):
     assert result["frost"]["accuracy"] == pytest.approx(np.mean(per_severity))
 
 
+def test_evaluate_with_temperature_scaling_and_a_diagram(tmp_path, fashion_dir):
+    keras.utils.set_random_seed(0)
+    model = tiny_cnn(10, (28, 28, 1), name="m")
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    output, diagram = tmp_path / "eval.json", tmp_path / "diagram.png"
+    assert evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                               "--temperature_scaling", "--diagram", str(diagram), "--output", str(output)]) == 0
+    entry = json.loads(output.read_text())["models"][path]
+    assert entry["report"]["num_examples"] == 40
+    scaled = entry["temperature_scaling"]
+    # Fashion-MNIST has no validation split: the temperature is fitted on one half of the test split and
+    # both rows are reported on the other half.
+    assert scaled["fitted_on"] == "half of test" and scaled["uncalibrated"]["num_examples"] == 20
+    assert scaled["temperature"] > 0 and diagram.read_bytes()[:4] == b"\x89PNG"
+
+
 # ---------------------------------------------------------------- SavedModel export
 
 def test_export_round_trip_outside_keras_calikd(tmp_path, rng):
