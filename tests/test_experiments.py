@@ -54,7 +54,8 @@ def quick_bindings(runs_dir, data_dir, **extra):
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 40,
                 # The faster choice on each backend's CPU: XLA for JAX, a plain graph for TensorFlow.
                 "Experiment.jit_compile": keras.backend.backend() == "jax",
-                "Experiment.export": False, "Experiment.verbose": 0, "Experiment.model": "'resnet8'"}
+                "Experiment.export": False, "Experiment.verbose": 0, "Experiment.model": "'resnet8'",
+                "Experiment.train_split": "'train'"}
     bindings.update(extra)
     args = []
     for key, value in bindings.items():

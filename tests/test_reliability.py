@@ -113,7 +113,7 @@ def test_training_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(tmp_
 def _train_command(runs_dir, data_dir):
     bindings = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 4,
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 64, "Experiment.model": "'resnet8'",
-                "Experiment.export": False, "Experiment.verbose": 0}
+                "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'"}
     command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--gin",
                os.path.join(ROOT, "gin", "quickstart", "teacher.gin")]
     for key, value in bindings.items():
