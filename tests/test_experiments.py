@@ -115,6 +115,9 @@ def test_unknown_bindings_fail_at_start_naming_them(tmp_path):
     with pytest.raises(SystemExit, match="Unknown model architecture 'resnet9'"):
         train("quickstart/teacher.gin", "--gin_param", "Experiment.model = 'resnet9'",
               "--gin_param", f"RUNS_DIR = '{tmp_path}'")
+    with pytest.raises(SystemExit, match=r"`Experiment.jit_compile` must be True, False or \"auto\", got 'yes'"):
+        train("quickstart/teacher.gin", "--gin_param", "Experiment.jit_compile = 'yes'",
+              "--gin_param", f"RUNS_DIR = '{tmp_path}'")
 
 
 def test_missing_teacher_names_the_command(tmp_path, fashion_dir):

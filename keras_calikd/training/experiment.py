@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -105,7 +105,7 @@ class Experiment:
         data_dir: Optional[str] = None,
         seed: int = 0,
         precision: str = "float32",
-        jit_compile="auto",
+        jit_compile: Union[bool, str] = "auto",
         eval_bins: Sequence[int] = (100, 15),
         export: bool = True,
         verbose: int = 1,
@@ -127,6 +127,8 @@ class Experiment:
             raise ValueError(f"`Experiment.schedule` must be one of {SCHEDULES}, got {schedule!r}.")
         if precision not in PRECISIONS:
             raise ValueError(f"`Experiment.precision` must be one of {PRECISIONS}, got {precision!r}.")
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(f"`Experiment.jit_compile` must be True, False or \"auto\", got {jit_compile!r}.")
         if not learning_rate > 0 or weight_decay < 0 or not 0 <= momentum < 1:
             raise ValueError(
                 f"Need learning_rate > 0, weight_decay >= 0 and momentum in [0, 1); got {learning_rate}, "
