@@ -53,24 +53,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _timed_fit(model, x, y, batch_size, steps, warmup):
-    """Seconds per step of `model.fit` on in-memory arrays, after compilation and `warmup` steps."""
-    model.fit(x[: batch_size * warmup], y[: batch_size * warmup], batch_size=batch_size, epochs=1, verbose=0,
-              shuffle=False)
+def _seconds_per_step(run, steps, warmup):
+    """Seconds per step of `run(n)` (which runs n steps), after compilation and `warmup` steps."""
+    run(warmup)
     started = time.perf_counter()
-    model.fit(x[: batch_size * steps], y[: batch_size * steps], batch_size=batch_size, epochs=1, verbose=0,
-              shuffle=False)
+    run(steps)
     return (time.perf_counter() - started) / steps
 
 
-def _timed_predict(model, x, batch_size, steps, warmup):
-    model.predict(x[: batch_size * warmup], batch_size=batch_size, verbose=0)
-    started = time.perf_counter()
-    model.predict(x[: batch_size * steps], batch_size=batch_size, verbose=0)
-    return (time.perf_counter() - started) / steps
-
-
-def _accelerator_peak_bytes():
+def _accelerator_peak_mib():
+    """The accelerator's peak memory in MiB, or `None` on a CPU or where the backend does not report it."""
     import keras
 
     if keras.backend.backend() == "jax":
@@ -78,12 +70,13 @@ def _accelerator_peak_bytes():
 
         device = jax.devices()[0]
         if device.platform != "cpu":
-            return int((device.memory_stats() or {}).get("peak_bytes_in_use", 0)) or None
+            peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
+            return None if peak is None else peak / 2**20
     elif keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         if tf.config.list_physical_devices("GPU"):
-            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     return None
 
 
@@ -107,18 +100,29 @@ def run_worker(args) -> dict:
     def model(name):
         return ck.models.get(name, num_classes=args.num_classes, input_shape=shape)
 
+    def sgd():  # the paper's optimiser, the same for the Distiller and the plain student
+        return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
+
     teacher, student = model(args.teacher), model(args.student)
     distiller = ck.Distiller(teacher, student, distillation=args.distillation, augmentation=args.augmentation)
-    distiller.compile(optimizer=ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4), jit_compile=jit)
-    distill = _timed_fit(distiller, x, y, batch_size, args.steps, args.warmup)
+    distiller.compile(optimizer=sgd(), jit_compile=jit)
+
+    def fit(trainer, batch):
+        return lambda n: trainer.fit(x[: batch * n], y[: batch * n], batch_size=batch, epochs=1, verbose=0,
+                                     shuffle=False)
+
+    def predict(n):
+        teacher.predict(x[: batch_size * n], batch_size=batch_size, verbose=0)
+
+    distill = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup)
 
     teacher.compile(jit_compile=jit)
-    teacher_time = _timed_predict(teacher, x, batch_size, args.steps, args.warmup)
+    teacher_time = _seconds_per_step(predict, args.steps, args.warmup)
 
     plain = model(args.student)
-    plain.compile(optimizer=ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4), jit_compile=jit,
+    plain.compile(optimizer=sgd(), jit_compile=jit,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    student_time = _timed_fit(plain, x, y, 2 * batch_size, args.steps, args.warmup)
+    student_time = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
 
     return {
         "backend": keras.backend.backend(), "jit": jit, "precision": precision, "batch_size": batch_size,
@@ -127,7 +131,7 @@ def run_worker(args) -> dict:
         "distill_step_ms": 1e3 * distill, "teacher_ms": 1e3 * teacher_time, "student_2x_step_ms": 1e3 * student_time,
         "overhead": distill / (teacher_time + student_time),
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_accelerator_mib": (lambda b: None if b is None else b / 2**20)(_accelerator_peak_bytes()),
+        "peak_accelerator_mib": _accelerator_peak_mib(),
     }
 
 
@@ -147,7 +151,7 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(run_worker(args)), flush=True)
         return 0
     jits = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.jit]
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    forwarded = list(argv if argv is not None else sys.argv[1:])
     results = []
     header = (f"{'backend':<11}{'xla':<5}{'precision':<16}{'batch':>6}{'distill img/s':>15}{'teacher img/s':>15}"
               f"{'student 2B img/s':>18}{'overhead':>10}{'peak RSS MiB':>14}")
