@@ -46,10 +46,9 @@ def build():
 
 x, y = blobs(64)
 inputs = {"image": x, "index": np.arange(64, dtype="int32")}
-backend = keras.backend.backend()
 if DEVICES == 1:
     distiller = build()
-elif backend == "tensorflow":
+elif keras.backend.backend() == "tensorflow":
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -64,8 +63,13 @@ else:
     distiller = build()
 
 history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
-replicas = distiller.distribute_strategy.num_replicas_in_sync if backend == "tensorflow" else len(
-    __import__("jax").devices())
-memory = [float(v) for v in np.asarray(keras.ops.convert_to_numpy(
-    distiller.distillations[0].student_memory))[:4, 0]] if CASE == "crd_cutmix" else []
+if keras.backend.backend() == "tensorflow":
+    replicas = distiller.distribute_strategy.num_replicas_in_sync
+else:
+    import jax
+
+    replicas = jax.device_count()
+memory = []
+if CASE == "crd_cutmix":
+    memory = keras.ops.convert_to_numpy(distiller.distillations[0].student_memory)[:4, 0].tolist()
 print("RESULT " + json.dumps({"history": history, "replicas": replicas, "memory": memory}))
