@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Sequence
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_calikd import augmentations as augmentations_lib
+from keras_calikd import checks
 from keras_calikd import distillations as distillations_lib
-from keras_calikd.distillations.base import (DATASET_LABELS, FEATURES, INDICES, KNOWN_REQUIREMENTS, Batch,
-                                             ModelOutputs)
-from keras_calikd.steps import BACKEND, SUPPORTED_BACKENDS, DistillationStep
+from keras_calikd.distillations.base import FEATURES, INDICES, TRAINING_SET, Batch, ModelOutputs
+from keras_calikd.models import input_normalization
+from keras_calikd.steps import DistillationStep, creation_scope
 
 IMAGE_KEY = "image"
 INDEX_KEY = "index"
+TRAINING_ONLY_LOGS = ("training_loss", "distillation_loss", "augmentation_loss")
 
 
 class StepLosses(NamedTuple):
@@ -27,36 +28,11 @@ class StepLosses(NamedTuple):
     student_logits: Any
 
 
-def _declared_input_shape(model):
-    """The per-sample input shape a functional or Sequential model declares, or `None`."""
-    inputs = getattr(model, "inputs", None)  # subclassed models declare none
-    if not inputs or len(inputs) != 1:
-        return None
-    return tuple(inputs[0].shape[1:])
+class _EpochCounter(keras.callbacks.Callback):
+    """Tells the Distiller which epoch of `fit` is running (strategies read it as `Batch.epoch`)."""
 
-
-def _with_features(model, layer_name: str, role: str):
-    """A model sharing `model`'s layers that returns `[logits, features]` in one forward pass."""
-    if _declared_input_shape(model) is None:
-        raise ValueError(
-            f"The distillation strategy needs the {role}'s penultimate features, but the {role} is not a "
-            "functional keras.Model with one input. Build it with `keras_calikd.models` or with the "
-            f"functional API and a layer named {layer_name!r} that outputs the pooled features."
-        )
-    try:
-        layer = model.get_layer(layer_name)
-    except ValueError:
-        raise ValueError(
-            f"The distillation strategy needs the {role}'s penultimate features, but the {role} "
-            f"{model.name!r} has no layer named {layer_name!r}. Name the layer that outputs the pooled "
-            "features (the classifier's input) that way, or pass `feature_layer=` to the Distiller."
-        ) from None
-    if len(layer.output.shape) != 2:
-        raise ValueError(
-            f"The {role}'s feature layer {layer_name!r} must output a (batch, dim) tensor, "
-            f"got shape {tuple(layer.output.shape)}."
-        )
-    return keras.Model(model.inputs[0], [model.outputs[0], layer.output], name=f"{model.name}_with_features")
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.training_epoch.assign(epoch)
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
@@ -67,18 +43,28 @@ class Distiller(DistillationStep, keras.Model):
 
     1. the teacher (frozen, `training=False`, outputs under stop-gradient) and
        the student both see the clean batch `x`, and every distillation
-       strategy computes its loss from their outputs;
+       strategy computes its loss from their outputs; the distillation term
+       is the sum of the strategies' losses times their `weight`;
     2. the augmentation strategy turns `x` into an augmented batch that only
        the student sees, and computes the augmentation loss on it;
-    3. `loss = alpha * sources * L_distill + (1 - alpha) * L_aug`, where
-       `sources` is 2 for a batch mixed from two images (mixup, CutMix), the
-       paper's Eq. 12, and 1 otherwise.
+    3. `loss = alpha * sources * L_distill + (1 - alpha) * L_aug` (plus the
+       student's regularisation losses), where `sources` is 2 for a batch
+       mixed from two images (mixup, CutMix), the paper's Eq. 12, and 1
+       otherwise. With `alpha=None` the terms are not balanced:
+       `loss = sources * L_distill + L_aug`, the form of the CRD code base
+       whose RKD and CRD baselines the paper reports (`1 x CE + 0.8 x CRD`).
 
     The student runs twice per step (clean and augmented batch), or once when
     the augmentation is `"none"`. Strategies declare what they need (penultimate
-    features, sample indices) and the Distiller provides exactly that: features
-    come from the same forward pass as the logits, indices from inputs given as
-    `{"image": images, "index": indices}`.
+    features, sample indices, the training set's labels) and the Distiller
+    provides exactly that: features come from the same forward pass as the
+    logits, indices from inputs given as `{"image": images, "index": indices}`,
+    the training labels through `adapt` (done by `fit` itself for NumPy data).
+
+    Labels are integer class ids `(batch,)` or `(batch, 1)`, or one-hot rows
+    `(batch, num_classes)` (read as the class of their 1). Images go to the
+    models as they come: the zoo's models built with `normalization=` take
+    raw pixels and normalise them themselves.
 
     Evaluation (`evaluate`, validation during `fit`) runs the student on clean
     data with cross-entropy as the loss and the compiled metrics; `predict` and
@@ -90,12 +76,14 @@ class Distiller(DistillationStep, keras.Model):
             (`teacher.trainable = False`).
         student: A built `keras.Model` returning logits, with the teacher's
             input shape and number of classes.
-        distillation: A registered name (`"kd"`, ...), a `Distillation`
-            instance, or a list of them whose weighted losses are summed.
+        distillation: A registered name (`"kd"`, `"rkd"`, `"crd"`, ...), a
+            `Distillation` instance, or a list of them whose weighted losses
+            are summed.
         augmentation: A registered name (`"none"`, `"mixup"`, `"cutmix"`,
             `"cutout"`, ...) or an `Augmentation` instance.
         alpha: Weight of the distillation term, in `[0, 1]`; the augmentation
-            term gets `1 - alpha`. The paper uses 0.5.
+            term gets `1 - alpha`. The paper uses 0.5. `None`: both terms
+            with weight 1 (the strategies' own weights still apply).
         feature_layer: Name of the layer whose output is the penultimate
             (pooled) feature vector, used when a strategy requires features.
         input_shape: Per-sample input shape, needed only when neither model
@@ -124,132 +112,81 @@ class Distiller(DistillationStep, keras.Model):
         student: keras.Model,
         distillation: Any = "kd",
         augmentation: Any = "none",
-        alpha: float = 0.5,
+        alpha: float | None = 0.5,
         feature_layer: str = "features",
         input_shape: Sequence[int] | None = None,
         name: str = "distiller",
         **kwargs,
     ):
-        if not getattr(DistillationStep, "supported", False):
-            raise RuntimeError(
-                f"The Distiller trains on the {' and '.join(SUPPORTED_BACKENDS)} backends; the Keras backend is "
-                f"{BACKEND!r}. Set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras."
-            )
+        checks.backend_supported(DistillationStep)
         super().__init__(name=name, **kwargs)
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"`{role}` must be a keras.Model returning logits, got {type(model).__name__}.")
-        if teacher is student:
-            raise ValueError("`teacher` and `student` must be two different models.")
-        try:
-            alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise TypeError(f"`alpha` must be a number in [0, 1], got {alpha!r}.") from None
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(
-                f"`alpha` must be in [0, 1] (the weight of the distillation term), got {alpha}. "
-                "The paper uses 0.5."
-            )
-        if isinstance(distillation, (list, tuple)):
-            if not distillation:
-                raise ValueError("`distillation` must name at least one distillation strategy.")
-            self.distillations = [distillations_lib.get(d) for d in distillation]
-        else:
-            self.distillations = [distillations_lib.get(distillation)]
+        checks.teacher_and_student(teacher, student)
+        self.alpha = None if alpha is None else checks.fraction("Distiller", "alpha", alpha)
+        specs = list(distillation) if isinstance(distillation, (list, tuple)) else [distillation]
+        if not specs:
+            raise ValueError("`distillation` must name at least one distillation strategy.")
+        self.distillations = [distillations_lib.get(d) for d in specs]
         self.augmentation = augmentations_lib.get(augmentation)
-        self.requirements = frozenset().union(*(d.requires for d in self.distillations))
-        unknown = self.requirements - KNOWN_REQUIREMENTS
-        if unknown:
-            raise ValueError(
-                f"Distillation strategies require {sorted(unknown)}, which the Distiller cannot provide; "
-                f"it provides {sorted(KNOWN_REQUIREMENTS)}."
-            )
+        self.requirements = checks.requirements(self.distillations)
 
         teacher.trainable = False
-        self.teacher = teacher
-        self.student = student
-        self.alpha = alpha
+        self.teacher, self.student = teacher, student
         self.feature_layer = feature_layer
         self._requested_input_shape = None if input_shape is None else tuple(input_shape)
-        self._dataset_labels_given = False
         if FEATURES in self.requirements:
-            self._teacher_forward = _with_features(teacher, feature_layer, "teacher")
-            self._student_forward = _with_features(student, feature_layer, "student")
+            self._teacher_forward = checks.with_features(teacher, feature_layer, "teacher")
+            self._student_forward = checks.with_features(student, feature_layer, "student")
         else:
             self._teacher_forward, self._student_forward = teacher, student
 
+        # Training logs `loss` from this tracker; evaluation logs Keras' own `loss` (the compute_loss result).
+        self.training_loss_tracker = keras.metrics.Mean(name="training_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.augmentation_loss_tracker = keras.metrics.Mean(name="augmentation_loss")
+        self.training_epoch = keras.Variable(0, dtype="int32", trainable=False, name="training_epoch",
+                                             aggregation="only_first_replica")
 
-        shape = self._resolve_input_shape()
+        shape = checks.common_input_shape(teacher, student, self._requested_input_shape)
         if shape is not None:
             self.build((None,) + shape)
 
     # ------------------------------------------------------------------ construction
 
-    def _resolve_input_shape(self):
-        declared = {role: _declared_input_shape(m) for role, m in (("teacher", self.teacher), ("student", self.student))}
-        known = {role: s for role, s in declared.items() if s is not None}
-        if len(known) == 2 and known["teacher"] != known["student"]:
-            raise ValueError(
-                f"The teacher takes inputs of shape {known['teacher']} but the student takes {known['student']}; "
-                "both must see the same images."
-            )
-        shape = next(iter(known.values()), None)
-        requested = self._requested_input_shape
-        if requested is not None and shape is not None and requested != shape:
-            raise ValueError(f"`input_shape={requested}` does not match the models' input shape {shape}.")
-        return shape if shape is not None else requested
-
     def build(self, input_shape):
         if isinstance(input_shape, dict):
             input_shape = input_shape[IMAGE_KEY]
-        input_shape = tuple(input_shape)[1:]  # drop the batch dimension
-        self.image_shape = input_shape
-        symbolic = keras.KerasTensor((None,) + input_shape)
-        num_classes = {}
-        feature_dims = {}
-        for role, forward in (("teacher", self._teacher_forward), ("student", self._student_forward)):
-            try:
-                outputs = forward.compute_output_spec(symbolic, training=False)
-            except Exception as error:  # the model's own message follows
-                raise ValueError(f"The {role} cannot be called on inputs of shape {input_shape}: {error}") from None
-            logits = outputs[0] if FEATURES in self.requirements else outputs
-            if not hasattr(logits, "shape") or len(logits.shape) != 2:
-                raise ValueError(
-                    f"The {role} must return one (batch, num_classes) tensor of logits, got {outputs!r}."
-                )
-            num_classes[role] = logits.shape[-1]
-            feature_dims[role] = outputs[1].shape[-1] if FEATURES in self.requirements else None
-        if num_classes["teacher"] != num_classes["student"]:
-            raise ValueError(
-                f"The teacher predicts {num_classes['teacher']} classes but the student predicts "
-                f"{num_classes['student']}; both must share the label space."
-            )
-        self.num_classes = num_classes["student"]
+        self.image_shape = tuple(input_shape)[1:]  # drop the batch dimension
+        num_classes, feature_dims = checks.model_outputs(
+            {"teacher": self._teacher_forward, "student": self._student_forward}, self.image_shape,
+            FEATURES in self.requirements)
+        self.num_classes = num_classes
         for distillation in self.distillations:
             if not distillation.built:
-                distillation.build(
-                    num_classes=self.num_classes,
-                    teacher_feature_dim=feature_dims["teacher"],
-                    student_feature_dim=feature_dims["student"],
-                )
+                distillation.build(num_classes=num_classes, teacher_feature_dim=feature_dims["teacher"],
+                                   student_feature_dim=feature_dims["student"])
         if not self.augmentation.built:
-            self.augmentation.build((None,) + input_shape, num_classes=self.num_classes)
+            self.augmentation.build((None,) + self.image_shape, num_classes=num_classes,
+                                    input_normalization=input_normalization(self.student))
         self.built = True
 
-    def set_dataset_labels(self, labels) -> None:
-        """Hands the training set's labels, ordered by dataset index, to the strategies that require them.
+    def adapt(self, labels) -> None:
+        """Hands the training set's labels, ordered by dataset index, to the strategies that draw on it.
 
-        Needed before training when a strategy declares `"dataset_labels"`
-        (e.g. `CRD(negatives="other_classes")`).
+        CRD sizes its memory banks to the training set and draws negatives
+        from other classes with them. `fit` does this itself for NumPy inputs;
+        call it before `fit` on a `tf.data` pipeline.
+
+        Args:
+            labels: Class ids (or one-hot rows), `labels[i]` being the label of
+                the sample with dataset index `i`.
         """
         if not self.built:
-            raise ValueError("Build the Distiller (fit it or pass `input_shape=`) before setting dataset labels.")
-        for distillation in self.distillations:
-            if DATASET_LABELS in distillation.requires:
-                distillation.set_dataset_labels(labels)
-        self._dataset_labels_given = True
+            raise ValueError("Build the Distiller (fit it or pass `input_shape=`) before adapting it.")
+        labels = checks.class_ids(labels, self.num_classes, where="Training labels")
+        with creation_scope(self):
+            for distillation in self.distillations:
+                if TRAINING_SET in distillation.requires:
+                    distillation.adapt(labels)
 
     def compile(self, optimizer="sgd", loss=None, **kwargs):
         """Configures training; `loss` is fixed: the strategies define the training loss, evaluation uses CE.
@@ -266,76 +203,39 @@ class Distiller(DistillationStep, keras.Model):
                 "Distiller.compile() takes no `loss`: training minimises alpha * distillation + (1 - alpha) * "
                 "augmentation loss, set by the Distiller's strategies, and evaluation reports cross-entropy."
             )
-        if not self.augmentation.xla_compatible:
-            if kwargs.get("jit_compile") is True:
-                raise ValueError(
-                    f"The augmentation strategy {type(self.augmentation).__name__} cannot run inside a compiled "
-                    "(XLA) step: compile the Distiller with jit_compile=False."
-                )
-            kwargs["jit_compile"] = False
-        super().compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"),
-            **kwargs,
-        )
+        kwargs["jit_compile"] = checks.jit_compile_for(self.augmentation, kwargs.get("jit_compile", "auto"))
+        super().compile(optimizer=optimizer, loss=None, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores `compile()` from a saved model's compile config (`keras.models.load_model`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, after checking what can be checked of the data before training starts.
+        """`keras.Model.fit`, after checking the data and giving the strategies what they need.
 
-        NumPy arrays and `tf.data` element specs are checked for image shape
-        and dtype, label shape and range, and sample weights, so that a wrong
-        input fails with a clear message before the first step is compiled.
+        NumPy arrays are checked whole (image shape, dtype and finiteness;
+        labels: integer ids in range or one-hot rows) and `tf.data` pipelines
+        batch by batch as they are read, so that a wrong input fails with a
+        message saying what is wrong instead of training on it. Strategies
+        that draw on the training set are adapted from NumPy data here.
         """
-        if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
-            raise ValueError(
-                "The Distiller does not weight training samples: drop `sample_weight`/`class_weight` from fit()."
-            )
-        self._check_data(x, y)
+        x, y = checks.fit_data(self, x, y, kwargs)
+        kwargs["validation_data"] = checks.validation_data(self, kwargs.get("validation_data"))
+        checks.ready_to_train(self, x)
         if self.built:
-            self.prepare_to_fit()
+            with creation_scope(self):
+                self.prepare_to_fit()
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_EpochCounter()]
         return super().fit(x, y, *args, **kwargs)
 
-    def _check_data(self, x, y):
-        element_spec = getattr(x, "element_spec", None)  # a tf.data.Dataset
-        if element_spec is not None:
-            if not isinstance(element_spec, tuple) or len(element_spec) < 2:
-                raise ValueError("The Distiller trains on labelled batches: the dataset must yield (inputs, labels).")
-            if len(element_spec) > 2:
-                raise ValueError(
-                    "The Distiller does not weight training samples: the dataset yields a third element "
-                    "(sample weights); yield (inputs, labels) only."
-                )
-            x, y = element_spec
-        if y is None and x is not None and not hasattr(x, "shape") and not isinstance(x, dict):
-            return  # a generator or PyDataset: checked at the first step
-        if x is not None:
-            images, indices = self._split_inputs(x)
-            if not self.built and None not in tuple(images.shape[1:]):
-                self.build((None,) + tuple(images.shape[1:]))
-            self._check_requirements(indices)
-        if y is not None and hasattr(y, "shape"):
-            if len(y.shape) > 1 and y.shape[-1] != 1:
-                raise ValueError(f"Labels must be integer class ids of shape (batch,), got shape {tuple(y.shape)}.")
-            if isinstance(y, np.ndarray) and y.size and getattr(self, "num_classes", None):
-                low, high = int(y.min()), int(y.max())
-                if low < 0 or high >= self.num_classes:
-                    raise ValueError(
-                        f"Labels must be class ids in [0, {self.num_classes - 1}] for models with "
-                        f"{self.num_classes} classes; got labels from {low} to {high}."
-                    )
-
-    def _check_requirements(self, indices):
-        """Fails if the strategies need sample indices or dataset labels that were not provided."""
-        if DATASET_LABELS in self.requirements and not self._dataset_labels_given:
-            raise ValueError(
-                "A distillation strategy draws on the training set's labels: call "
-                "`distiller.set_dataset_labels(train_labels)` (labels ordered by dataset index) before fit()."
-            )
-        if INDICES in self.requirements and indices is None:
-            raise ValueError(
-                "A distillation strategy needs each sample's dataset index: feed inputs as "
-                f'{{"{IMAGE_KEY}": images, "{INDEX_KEY}": indices}} (keras_calikd.data.load(..., with_index=True)).'
-            )
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate` of the student on clean data, after checking the data like `fit` does."""
+        x, y = checks.evaluation_data(self, x, y)
+        return super().evaluate(x, y, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward passes
 
@@ -344,22 +244,8 @@ class Distiller(DistillationStep, keras.Model):
         if isinstance(x, dict):
             if IMAGE_KEY not in x:
                 raise ValueError(f"Dict inputs must hold the images under {IMAGE_KEY!r}; got keys {sorted(x)}.")
-            images, indices = x[IMAGE_KEY], x.get(INDEX_KEY)
-        else:
-            images, indices = x, None
-        expected = getattr(self, "image_shape", None)
-        if len(images.shape) > 0 and None not in images.shape[1:] and expected is not None \
-                and tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"The models take images of shape {expected} per sample, got a batch of shape "
-                f"{tuple(images.shape)}. Resize or reshape the input pipeline's images."
-            )
-        if not keras.backend.is_float_dtype(images.dtype):
-            raise ValueError(
-                f"Images must be floating point (normalised), got dtype {images.dtype}. Cast and normalise them "
-                "in the input pipeline (the keras_calikd.data pipelines do)."
-            )
-        return images, indices
+            return x[IMAGE_KEY], x.get(INDEX_KEY)
+        return x, None
 
     @staticmethod
     def _outputs(forward, images, training):
@@ -380,26 +266,21 @@ class Distiller(DistillationStep, keras.Model):
         Reads and writes variables statefully (model statistics, seeds,
         strategy state); each backend's step decides how that state is held.
         """
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if sample_weight is not None:
-            raise ValueError(
-                "The Distiller does not weight training samples: drop `sample_weight`/`class_weight` from fit()."
-            )
-        if y is None:
-            raise ValueError("The Distiller trains on labelled batches: the data must yield (inputs, labels).")
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         images, indices = self._split_inputs(x)
         if not self.built:  # models that declare no input shape, fed by a generator
             self.build(images.shape)
-        self._check_requirements(indices)
-        if len(y.shape) > 1 and y.shape[-1] != 1:
-            raise ValueError(f"Labels must be integer class ids of shape (batch,), got shape {tuple(y.shape)}.")
-        labels = ops.reshape(ops.cast(y, "int32"), (-1,))
-        batch = Batch(labels=labels, indices=None if indices is None else ops.reshape(ops.cast(indices, "int32"), (-1,)))
+        checks.step_inputs(self, images, indices, y)
+        images = ops.cast(images, "float32")
+        labels = checks.label_ids(y, self.num_classes)
+        batch = Batch(labels=labels, indices=None if indices is None else ops.reshape(ops.cast(indices, "int32"), (-1,)),
+                      epoch=self.training_epoch.value)
 
         teacher = self._outputs(self._teacher_forward, images, training=False)
         teacher = ModelOutputs(*(None if t is None else ops.stop_gradient(t) for t in teacher))
         student = self._outputs(self._student_forward, images, training=training)
-        distillation = sum(d.compute_loss(teacher, student, batch, training=training) for d in self.distillations)
+        distillation = sum(d.weight * d.compute_loss(teacher, student, batch, training=training)
+                           for d in self.distillations)
 
         augmented = self.augmentation.augment(images, self.augmentation.select_labels(labels, teacher.logits))
         if self.augmentation.transforms_images:
@@ -409,29 +290,52 @@ class Distiller(DistillationStep, keras.Model):
         augmentation = self.augmentation.loss(augmented, augmented_logits)
 
         distillation = augmented.sources * distillation
-        loss = self.alpha * distillation + (1.0 - self.alpha) * augmentation
-        regularization = self.student.losses
-        if regularization:
-            loss = loss + ops.sum(ops.stack([ops.cast(r, "float32") for r in regularization]))
+        if self.alpha is None:
+            loss = distillation + augmentation
+        else:
+            loss = self.alpha * distillation + (1.0 - self.alpha) * augmentation
+        loss = loss + self._regularization()
         return StepLosses(loss=loss, distillation=distillation, augmentation=augmentation,
                           student_logits=student.logits)
 
+    def _regularization(self):
+        """The sum of the student's regularisation losses (0.0 when it has none)."""
+        terms = self.student.losses
+        return ops.sum(ops.stack([ops.cast(r, "float32") for r in terms])) if terms else 0.0
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The evaluation loss: the student's cross-entropy on clean data, plus its regularisation losses.
+
+        Keras' `test_step` calls this; training uses `compute_step_losses`.
+        """
+        labels = checks.label_ids(y, self.num_classes)
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"),
+                                                                     from_logits=True)
+        if sample_weight is not None:
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(cross_entropy))
+            return ops.sum(cross_entropy * weight) / ops.maximum(ops.sum(weight), 1e-12) + self._regularization()
+        return ops.mean(cross_entropy) + self._regularization()
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics on the student's logits; returns the evaluation logs.
+
+        The training-only losses (the objective, `distillation_loss`,
+        `augmentation_loss`) have no evaluation value and are left out.
+        """
+        super().compute_metrics(x, checks.label_ids(y, self.num_classes), y_pred, sample_weight=sample_weight)
+        return {k: v for k, v in self.get_metrics_result().items() if k not in TRAINING_ONLY_LOGS}
+
     def update_train_metrics(self, data, step: StepLosses):
-        """Updates the loss trackers and the compiled metrics after a step; returns the logs."""
+        """Updates the loss trackers and the compiled metrics after a step; returns the training logs."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch_size = ops.shape(step.student_logits)[0]
-        self._loss_tracker.update_state(step.loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(step.distillation, sample_weight=batch_size)
         self.augmentation_loss_tracker.update_state(step.augmentation, sample_weight=batch_size)
-        return self.compute_metrics(x, y, step.student_logits)
-
-    def test_step(self, *args):
-        logs = super().test_step(*args)
-        # Training-only trackers carry no evaluation value.
-        drop = (self.distillation_loss_tracker.name, self.augmentation_loss_tracker.name)
-        if isinstance(logs, tuple):  # JAX: (logs, state)
-            return {k: v for k, v in logs[0].items() if k not in drop}, logs[1]
-        return {k: v for k, v in logs.items() if k not in drop}
+        self.training_loss_tracker.update_state(step.loss, sample_weight=batch_size)
+        super().compute_metrics(x, checks.label_ids(y, self.num_classes), step.student_logits)
+        logs = self.get_metrics_result()
+        logs["loss"] = logs.pop(self.training_loss_tracker.name)
+        return logs
 
     # ------------------------------------------------------------------ serialization
 

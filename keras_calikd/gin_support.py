@@ -1,8 +1,7 @@
-"""Makes keras_calikd's constructors configurable through gin, on request.
+"""gin for keras_calikd: configurables, the shipped experiment files, and parsing with early errors.
 
 The library imports and works without gin: nothing here runs at import time.
-`register_configurables()` (called by `tools/train.py`, or by user code that
-wants gin) registers, under the module prefix `ck`:
+`register_configurables()` registers, under the module prefix `ck`:
 
 - every registered strategy class, by class name (`ck.augmentations.MixUp`,
   `ck.distillations.KD`, ...; in gin files `MixUp.alpha = 0.4`);
@@ -11,18 +10,90 @@ wants gin) registers, under the module prefix `ck`:
   by name;
 - the `Distiller`, the calibration metrics and the training `Experiment`.
 
+Each configurable accepts exactly the parameters its constructor names (its
+own and its strategy base's, such as `weight` and `seed`), so a misspelled
+binding (`KD.temprature = 4.0`) fails when the files are parsed, naming it.
 Registry entries are replaced by their gin-configurable versions, so a
 strategy created by name (`Distiller.augmentation = "mixup"`) and one created
 by reference (`Distiller.augmentation = @MixUp()`) both receive the bound
-arguments; the objects built are instances of the original classes. Classes
-outside the registries (the `Distiller`, the metrics) are configured where a
-gin file references them (`@Distiller()`). Gin binds constructor arguments
-only; every default lives in the Python signature.
+arguments. Gin binds constructor arguments only; every default lives in the
+Python signature.
+
+The experiment files ship with the package (`gin_dir()`): a path given to
+`configure` is read from the working folder when it exists there, else from
+the shipped files, so `cifar100/teacher_vgg13.gin` (or `cifar100/teacher_vgg13`)
+works from any folder and after a plain `pip install`.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+import os
+from typing import Iterable, Sequence
+
 _REGISTERED = False
+_SEARCH_PATHS = set()
+GIN_SUFFIX = ".gin"
+
+
+def gin_dir() -> str:
+    """The folder of the shipped gin files: `keras_calikd/configs` when installed, else the checkout's `gin/`."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "configs")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "gin")
+
+
+def experiments() -> list:
+    """The shipped experiment files (fragments under `base/`, `data/` and `strategies/` excluded), by run name."""
+    root = gin_dir()
+    names = []
+    for folder, _, files in os.walk(root):
+        for file in files:
+            relative = os.path.relpath(os.path.join(folder, file), root)
+            if file.endswith(GIN_SUFFIX) and not relative.startswith(("base", "data", "strategies")) \
+                    and file != "base.gin":
+                names.append(relative[:-len(GIN_SUFFIX)].replace(os.sep, "/"))
+    return sorted(names)
+
+
+def resolve(path: str) -> str:
+    """The gin file `path` names: as given (from the working folder), else under `gin_dir()`, `.gin` optional."""
+    candidates = [path, path + GIN_SUFFIX] if not path.endswith(GIN_SUFFIX) else [path]
+    for candidate in candidates:
+        for root in ("", gin_dir()):
+            full = os.path.join(root, candidate)
+            if os.path.isfile(full):
+                return os.path.abspath(full)
+    shipped = os.path.join(os.path.relpath(gin_dir()), "")
+    raise FileNotFoundError(
+        f"gin file {path!r} does not exist in the working folder nor among the shipped experiments ({shipped}); "
+        "`calikd-train --help` lists the shipped ones."
+    )
+
+
+def run_name(path: str) -> str:
+    """The run name of a gin file: its path under the shipped `gin/` without `.gin` (else its file name)."""
+    absolute, root = os.path.realpath(path), os.path.realpath(gin_dir())
+    relative = os.path.relpath(absolute, root) if absolute.startswith(root + os.sep) else os.path.basename(absolute)
+    return os.path.splitext(relative)[0].replace(os.sep, "/")
+
+
+def _parameters(obj) -> list:
+    """The parameters a configurable may bind: those its constructor names, through `**kwargs` to its bases."""
+    import keras
+
+    if not inspect.isclass(obj):
+        return [p for p in inspect.signature(obj).parameters]
+    names = []
+    for cls in obj.__mro__:
+        if cls in (keras.layers.Layer, keras.Model, object) or "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names += [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return sorted(set(names))
 
 
 def _registries():
@@ -38,11 +109,7 @@ def _classes():
     from keras_calikd.distiller import Distiller
     from keras_calikd.training.experiment import Experiment
 
-    return {
-        "ck": [Distiller],
-        "ck.metrics": [metrics.ExpectedCalibrationError, metrics.OverconfidenceError],
-        "ck.training": [Experiment],
-    }
+    return {"ck": [Distiller], "ck.metrics": list(metrics.CALIBRATION_METRICS), "ck.training": [Experiment]}
 
 
 def register_configurables() -> None:
@@ -52,9 +119,49 @@ def register_configurables() -> None:
         return
     import gin
 
+    classes = _classes()  # imported first: a failing import must not leave half the registries wrapped
     for module, registry in _registries().items():
-        registry.decorate_entries(lambda name, obj, module=module: gin.external_configurable(obj, module=module))
-    for module, classes in _classes().items():
-        for cls in classes:
-            gin.external_configurable(cls, module=module)
+        registry.decorate_entries(lambda name, obj, module=module: gin.external_configurable(
+            obj, module=module, allowlist=_parameters(obj)))
+    for module, members in classes.items():
+        for cls in members:
+            gin.external_configurable(cls, module=module, allowlist=_parameters(cls))
     _REGISTERED = True
+
+
+def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_binding: bool = True):
+    """Parses gin files (see `resolve`) and bindings, replacing any earlier configuration; returns the file paths.
+
+    `include` statements are read relative to the shipped gin folder. With
+    `run_name_binding`, `Experiment.name` defaults to the first file's run
+    name (a later binding may override it).
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        ValueError: a binding names an unknown configurable or parameter, or a file does not parse; the
+            message is gin's, naming the binding and the file.
+    """
+    import gin
+
+    register_configurables()
+    paths = [resolve(path) for path in files]
+    if gin_dir() not in _SEARCH_PATHS:
+        gin.add_config_file_search_path(gin_dir())
+        _SEARCH_PATHS.add(gin_dir())
+    prefix = [f"Experiment.name = {run_name(paths[0])!r}"] if run_name_binding and paths else []
+    root = logging.getLogger()
+    root.addFilter(_quiet_include_lookup)
+    try:
+        with gin.unlock_config():
+            gin.clear_config()
+            gin.parse_config_files_and_bindings(paths, prefix + list(bindings), skip_unknown=False)
+    except (ValueError, KeyError, TypeError, SyntaxError, IOError) as error:
+        raise ValueError(f"invalid gin configuration: {' '.join(str(error).split())}") from None
+    finally:
+        root.removeFilter(_quiet_include_lookup)
+    return paths
+
+
+def _quiet_include_lookup(record) -> bool:
+    """Drops gin's log line for each search-path prefix an `include` is not found under (it then tries the next)."""
+    return not record.getMessage().startswith("Path not found")

@@ -1,32 +1,37 @@
-"""Name -> class registries for the pluggable parts of keras_calikd.
+"""Name -> entry registries for the pluggable parts of keras_calikd.
 
-Each kind of component (augmentation strategies, distillation strategies,
-model architectures) has one `Registry`. Entries are registered under a short,
-lower-case name with the `register` decorator and looked up by that name, so
-that code, gin files and the command line can all say `"mixup"` or `"kd"`.
+Each kind of component has one `Registry`: augmentation and distillation
+strategies, model architectures, data sets. Entries are registered under a
+short name with `register` and looked up by that name, so that code, gin files
+and the command line can all say `"mixup"` or `"kd"`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, Optional
 
 
 class Registry:
-    """A small, strict mapping from short names to classes or builders.
+    """A small, strict mapping from short names to classes, builders or descriptions.
 
-    The contract of every entry is documented by the registry's `kind` base
-    class (for strategies) or builder signature (for models); the registry
-    itself only guarantees that names are unique and that a miss is reported
-    with the list of known names.
+    The registry guarantees three things: a name is registered once (a second
+    registration fails, naming both entries); an entry is of the registry's
+    `base` class when one is given (the base documents the contract every
+    entry follows); a miss fails listing the known names. With
+    `serializable=True` the `register` decorator also registers the class with
+    Keras' serialization (package `keras_calikd`), so one decorator makes a
+    strategy usable by name, in gin files and in saved models.
 
     Args:
         kind: What the registry holds, used in error messages
             (e.g. `"augmentation strategy"`).
+        base: Class every entry must subclass, or `None` (builders, descriptions).
+        serializable: Register each class entry with `keras.saving` as well.
 
     Example:
 
     ```python
-    AUGMENTATIONS = Registry("augmentation strategy")
+    AUGMENTATIONS = Registry("augmentation strategy", base=Augmentation, serializable=True)
 
     @AUGMENTATIONS.register("mixup")
     class MixUp(Augmentation):
@@ -37,12 +42,14 @@ class Registry:
     ```
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, base: Optional[type] = None, serializable: bool = False):
         self.kind = kind
+        self.base = base
+        self.serializable = serializable
         self._entries: Dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
-        """Returns a decorator that registers its argument under `name`."""
+        """Returns a decorator that registers its argument under `name` and returns it."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"A {self.kind} must be registered under a non-empty string name, got {name!r}.")
 
@@ -52,6 +59,12 @@ class Registry:
                     f"Cannot register {obj!r} as {self.kind} {name!r}: that name is already taken by "
                     f"{self._entries[name]!r}. Pick another name."
                 )
+            if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+                raise TypeError(f"A {self.kind} must be a subclass of {self.base.__name__}, got {obj!r}.")
+            if self.serializable:
+                import keras
+
+                obj = keras.saving.register_keras_serializable(package="keras_calikd")(obj)
             self._entries[name] = obj
             return obj
 
@@ -66,17 +79,18 @@ class Registry:
                 f"Unknown {self.kind} {name!r}. Known names: {', '.join(sorted(self._entries))}."
             ) from None
 
-    def resolve(self, spec: Any, base: type) -> Any:
+    def resolve(self, spec: Any) -> Any:
         """Turns `spec` (a registered name or an instance of `base`) into an instance of `base`.
 
         A name is instantiated with the entry's default arguments (or those bound by gin).
         """
-        if isinstance(spec, base):
+        if self.base is not None and isinstance(spec, self.base):
             return spec
         if isinstance(spec, str):
             return self.get(spec)()
+        expected = f" or a {self.base.__name__} instance" if self.base is not None else ""
         raise TypeError(
-            f"Expected a {self.kind} name ({', '.join(self.names())}) or a {base.__name__} instance, "
+            f"Expected a {self.kind} name ({', '.join(self.names())}){expected}, "
             f"got {spec!r} of type {type(spec).__name__}."
         )
 

@@ -45,7 +45,8 @@ def test_rkd_matches_reference(rng):
     np.testing.assert_allclose(float(loss), reference_rkd(s, t), rtol=1e-4)
     only_distance = RKD(angle_weight=0.0, weight=2.0).compute_loss(ModelOutputs(None, tensor(t)),
                                                                    ModelOutputs(None, tensor(s)), Batch(None))
-    np.testing.assert_allclose(float(only_distance), 2.0 * reference_rkd(s, t, wa=0.0), rtol=1e-4)
+    # The strategy's weight is the Distiller's to apply: compute_loss returns the unweighted loss.
+    np.testing.assert_allclose(float(only_distance), reference_rkd(s, t, wa=0.0), rtol=1e-4)
 
 
 def test_rkd_is_zero_for_scaled_teacher_features(rng):
@@ -86,7 +87,7 @@ def reference_crd(fs, ft, indices, negatives, state, normalizers, n, k, temperat
         pos, neg = x[:, 0], x[:, 1:]
         return -(np.log(pos / (pos + k * pn + 1e-7)).sum() + np.log(k * pn / (neg + k * pn + 1e-7)).sum()) / len(x)
 
-    loss = 0.8 * (nce(scores_s / normalizers[0]) + nce(scores_t / normalizers[1]))
+    loss = nce(scores_s / normalizers[0]) + nce(scores_t / normalizers[1])  # before the strategy's weight
     new_s, new_t = mem_s.copy(), mem_t.copy()
     new_s[indices] = unit(mem_s[indices] * momentum + vs * (1 - momentum))
     new_t[indices] = unit(mem_t[indices] * momentum + vt * (1 - momentum))
@@ -111,7 +112,7 @@ def test_crd_loss_and_memory_update_match_reference(rng):
         expected, normalizers, new_s, new_t = reference_crd(fs, ft, indices, crd.fixed_negatives, state,
                                                             normalizers, n, k)
         np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
-        np.testing.assert_allclose(ops.convert_to_numpy(crd.normalizers), normalizers, rtol=1e-4)
+        np.testing.assert_allclose(ops.convert_to_numpy(crd.memory.normalizers), normalizers, rtol=1e-4)
         np.testing.assert_allclose(ops.convert_to_numpy(crd.student_memory), new_s, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(ops.convert_to_numpy(crd.teacher_memory), new_t, rtol=1e-5, atol=1e-6)
 
@@ -123,19 +124,24 @@ def test_crd_evaluation_leaves_state_alone(rng):
     crd.compute_loss(ModelOutputs(None, tensor(rng.normal(size=(3, 2)))), ModelOutputs(None, tensor(rng.normal(size=(3, 2)))),
                      Batch(tensor([0, 1, 0], "int32"), tensor([1, 2, 3], "int32")), training=False)
     np.testing.assert_array_equal(before, ops.convert_to_numpy(crd.student_memory))
-    assert float(ops.sum(crd.normalizers)) == 0.0
+    assert float(ops.sum(crd.memory.normalizers)) == 0.0
 
 
 def test_crd_negatives_from_other_classes():
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2] * 5)
-    crd = CRD(num_samples=50, num_negatives=200 // 5, negatives="other_classes", seed=0)
+    crd = CRD(num_samples=50, num_negatives=20, negatives="other_classes", seed=0)
     crd.build(num_classes=3, teacher_feature_dim=2, student_feature_dim=2)
-    crd.set_dataset_labels(labels)
+    crd.adapt(labels)
     batch_labels = tensor([0, 1, 2, 2], "int32")
     negatives = np.concatenate([ops.convert_to_numpy(crd._draw_negatives(batch_labels, 4)) for _ in range(50)])
     own = np.tile(np.array([0, 1, 2, 2])[:, None], (50, 1))
     assert negatives.min() >= 0 and negatives.max() < 50
     assert not np.any(labels[negatives] == own)  # never the anchor's class
+    assert all(len(set(row)) == 20 for row in negatives)  # drawn without replacement
+    with pytest.raises(ValueError, match="only 30 samples of other classes"):
+        too_many = CRD(num_samples=50, num_negatives=31, negatives="other_classes")
+        too_many.build(num_classes=3, teacher_feature_dim=2, student_feature_dim=2)
+        too_many.adapt(labels)
     counts = np.bincount(negatives[0::4].ravel(), minlength=50)  # anchors of class 0: uniform over the 35 others
     eligible = labels != 0
     assert np.all(counts[~eligible] == 0) and counts[eligible].min() > 0
@@ -225,13 +231,16 @@ def test_missing_indices_and_labels_fail_clearly():
     distiller.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="dataset index"):
         distiller.fit(x, y, batch_size=32, verbose=0)
+    import tensorflow as tf
+
     other = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"),
                          distillation=CRD(num_samples=64, num_negatives=8, negatives="other_classes"))
     other.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match="set_dataset_labels"):
-        other.fit(indexed(x), y, batch_size=32, verbose=0)
-    other.set_dataset_labels(y)
-    other.fit(indexed(x), y, batch_size=32, verbose=0)
+    pipeline = tf.data.Dataset.from_tensor_slices((indexed(x), y)).batch(32)
+    with pytest.raises(ValueError, match=r"distiller.adapt\(train_labels\)"):
+        other.fit(pipeline, verbose=0)
+    other.adapt(y)
+    other.fit(pipeline, verbose=0)
 
 
 def test_gin_binds_every_option():

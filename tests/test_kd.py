@@ -33,13 +33,9 @@ def test_kd_matches_reference(rng, reduction, t_squared, temperature):
     np.testing.assert_allclose(float(loss), expected, rtol=1e-4, atol=1e-9)
 
 
-def test_kd_is_zero_for_identical_logits_and_weighted(rng):
+def test_kd_is_zero_for_identical_logits(rng):
     logits = ops.convert_to_tensor(rng.normal(size=(8, 5)).astype("float32"))
     assert abs(float(KD().compute_loss(ModelOutputs(logits), ModelOutputs(logits), Batch(None)))) < 1e-6
-    teacher = ModelOutputs(ops.convert_to_tensor(rng.normal(size=(8, 5)).astype("float32")))
-    single = float(KD(temperature=2.0).compute_loss(teacher, ModelOutputs(logits), Batch(None)))
-    triple = float(KD(temperature=2.0, weight=3.0).compute_loss(teacher, ModelOutputs(logits), Batch(None)))
-    np.testing.assert_allclose(triple, 3 * single, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, message", [

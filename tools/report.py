@@ -1,56 +1,12 @@
 #!/usr/bin/env python
-"""Collects finished runs into the paper's tables (Markdown and CSV).
+"""Collects finished runs into the paper's tables: `calikd-report` from a checkout (see keras_calikd/cli/report.py)."""
 
-    python tools/report.py runs/cifar100 --output reports/table1
-    python tools/report.py runs --bins 15
-
-Every `results.json` under the given folders is read; one table is made per
-data set: rows are teacher/student pairs (Acc, ECE, OE lines), columns the
-teacher, the student trained from scratch and each distillation method
-(KD, RKD, CRD, KD + cutout, KD + mixup, KD + CutMix, ...).
-"""
-
-from __future__ import annotations
-
-import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from keras_calikd.training import report  # noqa: E402
-from keras_calikd.training.files import write_text  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
-    parser.add_argument("--bins", type=int, default=100, help="bin count of the ECE/OE columns (100 or 15)")
-    parser.add_argument("--output", help="write <output>.md and <output>.csv besides printing")
-    parser.add_argument("--diagrams", help="write the runs' reliability diagrams (15 bins) side by side to this PNG")
-    args = parser.parse_args(argv)
-
-    results = report.find_results(args.runs)
-    if not results:
-        raise SystemExit(f"error: no results.json under {', '.join(args.runs)}; finish a run first.")
-    datasets = sorted({r["dataset"] for r in results})
-    tables = [report.pairs_table(results, d, bins=args.bins) for d in datasets]
-    tables = [t for t in tables if t["rows"]]
-    if not tables:
-        raise SystemExit("error: no distilled runs found; the tables are built from teacher/student pairs.")
-    markdown = "\n".join(report.to_markdown(t) for t in tables)
-    print(markdown)
-    if args.output:
-        write_text(args.output + ".md", markdown)
-        write_text(args.output + ".csv", "".join(report.to_csv(t) for t in tables))
-        print(f"Wrote {args.output}.md and {args.output}.csv")
-    if args.diagrams:
-        from keras_calikd.metrics import plot_reliability_grid
-
-        plot_reliability_grid(report.reliability_panels(results), args.diagrams)
-        print(f"Wrote {args.diagrams}")
-    return 0
-
+from keras_calikd.cli.report import console  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

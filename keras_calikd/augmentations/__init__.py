@@ -16,7 +16,7 @@ from keras_calikd.augmentations.mixup import MixUp
 
 def get(spec) -> Augmentation:
     """An augmentation strategy from a registered name or an `Augmentation` instance."""
-    return AUGMENTATIONS.resolve(spec, Augmentation)
+    return AUGMENTATIONS.resolve(spec)
 
 
 __all__ = ["AUGMENTATIONS", "AugMix", "Augmentation", "AugmentedBatch", "CutMix", "Cutout", "FourierMix", "GridMask",

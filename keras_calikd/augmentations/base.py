@@ -7,10 +7,9 @@ from typing import Any, NamedTuple
 import keras
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.registry import Registry
 from keras_calikd.steps import all_gather, replica_slice
-
-AUGMENTATIONS = Registry("augmentation strategy")
 
 LABEL_SOURCES = ("ground_truth", "teacher")
 
@@ -70,8 +69,13 @@ class Augmentation(keras.layers.Layer):
     - `xla_compatible`: `False` for strategies that cannot run inside a
       compiled (XLA) step; `Distiller.compile` then refuses `jit_compile=True`
       and turns `"auto"` off.
-    - `build(input_shape, num_classes)`: called once by the Distiller; the
-      number of classes is there for strategies that make soft targets.
+    - `build(input_shape, num_classes, input_normalization)`: called once by
+      the Distiller with the images' shape `(None, H, W, C)`, the number of
+      classes (for strategies that make soft targets) and the student's input
+      normalisation `(mean, std)` per channel, in the units of the images the
+      Distiller feeds (pixels, for the zoo's models), or `None` when the
+      student takes its images as they come. Options that cannot work with
+      the image size fail here.
     - `augment(images, labels)`: returns an `AugmentedBatch`. Written in
       `keras.ops` with `keras.random` and the layer's own `SeedGenerator`, with
       static shapes, so it runs inside a compiled (XLA) step on every backend
@@ -80,6 +84,8 @@ class Augmentation(keras.layers.Layer):
       on `augmented.images`. The default is the paper's Eq. 11 (label-weighted
       cross-entropy), which covers single- and two-source strategies, or
       cross-entropy with `augmented.targets` when a strategy gives soft targets.
+    - Registration: `@AUGMENTATIONS.register("name")` makes the class
+      available by name, in gin files and in saved models.
 
     Args:
         label_source: Which labels the augmentation loss uses: `"ground_truth"`
@@ -95,16 +101,13 @@ class Augmentation(keras.layers.Layer):
 
     def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if label_source not in LABEL_SOURCES:
-            raise ValueError(
-                f"{type(self).__name__}: `label_source` must be one of {LABEL_SOURCES}, got {label_source!r}."
-            )
-        self.label_source = label_source
+        self.label_source = checks.one_of(type(self).__name__, "label_source", label_source, LABEL_SOURCES)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def build(self, input_shape=None, num_classes=None):
+    def build(self, input_shape=None, num_classes=None, input_normalization=None):
         self.num_classes = num_classes
+        self.input_normalization = input_normalization
 
     def select_labels(self, labels, teacher_logits):
         """The labels the augmentation loss is computed with (ground truth or the teacher's argmax)."""
@@ -127,6 +130,9 @@ class Augmentation(keras.layers.Layer):
         config = super().get_config()
         config.update(label_source=self.label_source, seed=self.seed)
         return config
+
+
+AUGMENTATIONS = Registry("augmentation strategy", base=Augmentation, serializable=True)
 
 
 def single_source(images, labels) -> AugmentedBatch:

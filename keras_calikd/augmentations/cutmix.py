@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.augmentations import sampling
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, partners
 from keras_calikd.augmentations.boxes import box_mask, random_box
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("cutmix")
 class CutMix(Augmentation):
     """Pastes one box of a partner image (a random permutation of the batch) into each image.
@@ -44,13 +44,8 @@ class CutMix(Augmentation):
 
     def __init__(self, alpha: float = 1.0, probability: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        alpha, probability = float(alpha), float(probability)
-        if not alpha > 0:
-            raise ValueError(f"CutMix: `alpha` must be > 0, got {alpha}.")
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"CutMix: `probability` must be in [0, 1], got {probability}.")
-        self.alpha = alpha
-        self.probability = probability
+        self.alpha = checks.number("CutMix", "alpha", alpha, low=0.0, low_open=True)
+        self.probability = checks.fraction("CutMix", "probability", probability)
 
     def augment(self, images, labels):
         height, width = images.shape[1], images.shape[2]

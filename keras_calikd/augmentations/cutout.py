@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, single_source
 from keras_calikd.augmentations.boxes import box_mask, random_box
 from keras_calikd.steps import per_sample
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("cutout")
 class Cutout(Augmentation):
     """Fills `num_holes` squares of side `size`, independently placed per image, with `fill_value`.
@@ -19,11 +20,19 @@ class Cutout(Augmentation):
     hole near the border covers less than `size x size` pixels. The loss is
     cross-entropy with the image's own label.
 
+    The default fill is the reference implementation's: zero after the
+    per-channel normalisation, i.e. the data set's mean colour. The Distiller
+    gives the strategy the student's input normalisation, so the holes hold
+    the mean in the units of the images it feeds (pixels for the zoo's
+    models), and zero when the student takes normalised images.
+
     Args:
-        size: Side of each hole in pixels; the paper uses 16.
+        size: Side of each hole in pixels; the paper uses 16 on 32x32 images.
+            It may not exceed the image's side.
         num_holes: Holes per image; the paper uses 1.
-        fill_value: Value written into the holes (0 is the data set mean after
-            per-channel normalisation).
+        fill_value: `"mean"` (the default: the data set's mean colour, see
+            above) or a number written into every channel of the holes, in
+            the units of the images the Distiller feeds.
         label_source: `"ground_truth"` or `"teacher"` (see `Augmentation`).
         seed: Seed of the strategy's random generator.
 
@@ -40,15 +49,27 @@ class Cutout(Augmentation):
 
     label = "cutout"
 
-    def __init__(self, size: int = 16, num_holes: int = 1, fill_value: float = 0.0, **kwargs):
+    def __init__(self, size: int = 16, num_holes: int = 1, fill_value="mean", **kwargs):
         super().__init__(**kwargs)
-        if int(size) != size or size < 1:
-            raise ValueError(f"Cutout: `size` must be a positive integer, got {size!r}.")
-        if int(num_holes) != num_holes or num_holes < 1:
-            raise ValueError(f"Cutout: `num_holes` must be a positive integer, got {num_holes!r}.")
-        self.size = int(size)
-        self.num_holes = int(num_holes)
-        self.fill_value = float(fill_value)
+        self.size = checks.integer("Cutout", "size", size)
+        self.num_holes = checks.integer("Cutout", "num_holes", num_holes)
+        self.fill_value = fill_value if fill_value == "mean" else checks.number("Cutout", "fill_value", fill_value)
+
+    def build(self, input_shape=None, num_classes=None, input_normalization=None):
+        super().build(input_shape, num_classes, input_normalization)
+        height, width, channels = input_shape[1:]
+        if self.size > min(height, width):
+            raise ValueError(
+                f"Cutout: `size` ({self.size}) is larger than the {height}x{width} images, so every hole would "
+                f"erase most of the image. Scale it to the image: the paper's 16 on 32x32 images is "
+                f"{max(1, round(16 * min(height, width) / 32))} on these."
+            )
+        if self.fill_value != "mean":
+            self._fill = np.full((channels,), self.fill_value, np.float32)
+        elif input_normalization is None:
+            self._fill = np.zeros((channels,), np.float32)
+        else:
+            self._fill = np.broadcast_to(np.asarray(input_normalization[0], np.float32), (channels,)).copy()
 
     def augment(self, images, labels):
         batch_size, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
@@ -60,7 +81,10 @@ class Cutout(Augmentation):
         boxes = per_sample(draw, batch_size)  # (B, 4, num_holes)
         y1, y2, x1, x2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
         holes = ops.any(box_mask(y1, y2, x1, x2, height, width), axis=1)  # (B, H, W)
-        filled = ops.where(holes[..., None], ops.cast(self.fill_value, images.dtype), images)
+        fill = getattr(self, "_fill", None)
+        if fill is None:  # used on its own, without the Distiller's build: fill with 0 (or the number given)
+            fill = 0.0 if self.fill_value == "mean" else self.fill_value
+        filled = ops.where(holes[..., None], ops.cast(fill, images.dtype), images)
         return single_source(filled, labels)
 
     def get_config(self):

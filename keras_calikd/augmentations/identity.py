@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import keras
-
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, single_source
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("none")
 class Identity(Augmentation):
     """The clean batch itself, with cross-entropy: plain KD's task loss.

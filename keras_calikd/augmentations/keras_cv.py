@@ -244,7 +244,6 @@ def _pair_or_number(value):
 # ---------------------------------------------------------------- the strategies
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("gridmask")
 class GridMask(KerasCVAugmentation):
     """Masks a rotated grid of squares in every image (keras-cv's `GridMask`); one source, cross-entropy.
@@ -330,7 +329,6 @@ class GridMask(KerasCVAugmentation):
         return config
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("fouriermix")
 class FourierMix(KerasCVAugmentation):
     """Mixes each image with a partner through a random low-frequency mask (keras-cv's `FourierMix`, FMix).
@@ -408,7 +406,6 @@ class FourierMix(KerasCVAugmentation):
         return config
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("augmix")
 class AugMix(_PixelRangeAugmentation):
     """Mixes several chains of random image operations with the image (keras-cv's `AugMix`); one source.
@@ -481,7 +478,6 @@ class AugMix(_PixelRangeAugmentation):
         return config
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("randaugment")
 class RandAugment(_PixelRangeAugmentation):
     """Applies a few random image operations of random magnitude (keras-cv's `RandAugment`); one source.

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.augmentations import sampling
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, partners
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @AUGMENTATIONS.register("mixup")
 class MixUp(Augmentation):
     """Mixes each image with a partner from a random permutation of the batch.
@@ -40,10 +39,7 @@ class MixUp(Augmentation):
 
     def __init__(self, alpha: float = 0.4, **kwargs):
         super().__init__(**kwargs)
-        alpha = float(alpha)
-        if not alpha > 0:
-            raise ValueError(f"MixUp: `alpha` must be > 0, got {alpha}.")
-        self.alpha = alpha
+        self.alpha = checks.number("MixUp", "alpha", alpha, low=0.0, low_open=True)
 
     def augment(self, images, labels):
         lam = sampling.beta((), self.alpha, self.alpha, self.seed_generator)

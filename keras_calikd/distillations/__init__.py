@@ -12,7 +12,7 @@ from keras_calikd.distillations.rkd import RKD
 
 def get(spec) -> Distillation:
     """A distillation strategy from a registered name or a `Distillation` instance."""
-    return DISTILLATIONS.resolve(spec, Distillation)
+    return DISTILLATIONS.resolve(spec)
 
 
 __all__ = ["CRD", "DISTILLATIONS", "KD", "RKD", "Batch", "Distillation", "ModelOutputs", "get"]

@@ -6,15 +6,14 @@ from typing import Any, NamedTuple
 
 import keras
 
+from keras_calikd import checks
 from keras_calikd.registry import Registry
-
-DISTILLATIONS = Registry("distillation strategy")
 
 # What a strategy may ask the Distiller for, besides the logits it always gets.
 FEATURES = "features"  # penultimate (pooled) features of teacher and student, same forward pass as the logits
 INDICES = "indices"  # each sample's index in the training set (the input pipeline's `with_index=True`)
-DATASET_LABELS = "dataset_labels"  # the labels of the whole training set, given once before training
-KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, DATASET_LABELS})
+TRAINING_SET = "training_set"  # the training set's labels by index, handed once to `adapt` before training
+KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET})
 
 
 class ModelOutputs(NamedTuple):
@@ -31,42 +30,54 @@ class ModelOutputs(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """The labelled clean batch of a training step.
+    """The labelled clean batch of a training step, and where training stands.
 
     Attributes:
         labels: `(batch,)` int32 ground-truth class ids.
         indices: `(batch,)` int32 dataset indices, or `None` when no strategy
             requires `"indices"`.
+        epoch: Scalar int32: the 0-based epoch of `fit` this step belongs to
+            (0 outside `fit`), for strategies whose loss follows training
+            progress (e.g. a warm-up).
     """
 
     labels: Any
     indices: Any = None
+    epoch: Any = 0
 
 
 class Distillation(keras.layers.Layer):
     """Base class of distillation strategies: one loss between teacher and student on the clean batch.
 
-    Contract for subclasses:
+    Contract for subclasses (the Distiller relies on nothing else and never
+    inspects a strategy's type):
 
     - `requires`: a frozenset naming what the strategy reads besides logits,
-      from `{"features", "indices", "dataset_labels"}`. The Distiller provides
-      exactly these (penultimate features from the same forward pass as the
-      logits; the samples' dataset indices; the training set's labels, handed
-      to `set_dataset_labels(labels)` through `Distiller.set_dataset_labels`)
-      and nothing else; it never inspects a strategy's type.
+      from `{"features", "indices", "training_set"}`. The Distiller provides
+      exactly these: penultimate features from the same forward pass as the
+      logits; the samples' dataset indices; and, once before training, the
+      training set's labels by index through `adapt(labels)`.
     - `label`: the strategy's name in reports and tables (e.g. `"KD"`).
     - `build(num_classes, teacher_feature_dim, student_feature_dim)`: create
       variables (trainable heads are trained with the student; non-trainable
       state such as memory banks travels with the model state on every
       backend). Called once by the Distiller; feature dims are `None` when the
       strategy does not require features.
-    - `compute_loss(teacher, student, batch, training)`: a scalar float32 loss
-      written in `keras.ops`, already multiplied by `weight`. The teacher's
-      outputs arrive under stop-gradient. State updates (e.g. memory banks)
-      happen here with `Variable.assign`, only when `training` is true.
+    - `adapt(labels)`: only for `"training_set"`; receives the training
+      labels (NumPy ints ordered by dataset index) before the first step.
+      `adapted` says whether the strategy has what it needs (a strategy
+      restored from a saved model may have it in its weights already).
+    - `compute_loss(teacher, student, batch, training)`: the scalar float32
+      loss, written in `keras.ops`, *before* weighting: the Distiller
+      multiplies it by `weight`. The teacher's outputs arrive under
+      stop-gradient. State updates (e.g. memory banks) happen here with
+      `Variable.assign`, only when `training` is true.
+    - Registration: `@DISTILLATIONS.register("name")` makes the class
+      available by name, in gin files and in saved models.
 
     Args:
-        weight: Multiplier of this strategy's loss inside the distillation term.
+        weight: Multiplier of this strategy's loss inside the distillation
+            term, applied by the Distiller.
         name: Layer name.
     """
 
@@ -75,10 +86,7 @@ class Distillation(keras.layers.Layer):
 
     def __init__(self, weight: float = 1.0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        weight = float(weight)
-        if weight < 0:
-            raise ValueError(f"{type(self).__name__}: `weight` must be >= 0, got {weight}.")
-        self.weight = weight
+        self.weight = checks.number(type(self).__name__, "weight", weight, low=0.0)
 
     def build(self, num_classes=None, teacher_feature_dim=None, student_feature_dim=None):
         self.num_classes = num_classes
@@ -86,9 +94,14 @@ class Distillation(keras.layers.Layer):
     def compute_loss(self, teacher: ModelOutputs, student: ModelOutputs, batch: Batch, training: bool = True):
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss().")
 
-    def set_dataset_labels(self, labels) -> None:
-        """Receives the training set's labels (NumPy ints, by dataset index); only for `"dataset_labels"`."""
-        raise NotImplementedError(f"{type(self).__name__} does not require the dataset labels.")
+    @property
+    def adapted(self) -> bool:
+        """Whether the strategy has what it needs from the training set (always, when it needs nothing)."""
+        return TRAINING_SET not in self.requires
+
+    def adapt(self, labels) -> None:
+        """Receives the training set's labels (NumPy ints, by dataset index); only for `"training_set"`."""
+        raise NotImplementedError(f"{type(self).__name__} does not draw on the training set.")
 
     def call(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} is used through compute_loss(), not called as a layer.")
@@ -97,3 +110,6 @@ class Distillation(keras.layers.Layer):
         config = super().get_config()
         config["weight"] = self.weight
         return config
+
+
+DISTILLATIONS = Registry("distillation strategy", base=Distillation, serializable=True)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.distillations.base import DISTILLATIONS, Distillation
 
 REDUCTIONS = ("scaled", "batchmean")
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @DISTILLATIONS.register("kd")
 class KD(Distillation):
     """KL(teacher || student) between `softmax(z / T)` distributions.
@@ -26,7 +25,7 @@ class KD(Distillation):
         temperature: Softmax temperature `T > 0`. The paper uses 50.
         reduction: `"scaled"` or `"batchmean"`.
         scale_by_temperature_squared: Multiply the loss by `T**2`.
-        weight: Multiplier of this loss inside the distillation term.
+        weight: Multiplier of this loss inside the distillation term (applied by the Distiller).
 
     Example:
 
@@ -45,13 +44,8 @@ class KD(Distillation):
     def __init__(self, temperature: float = 50.0, reduction: str = "scaled",
                  scale_by_temperature_squared: bool = True, weight: float = 1.0, **kwargs):
         super().__init__(weight=weight, **kwargs)
-        temperature = float(temperature)
-        if not temperature > 0:
-            raise ValueError(f"KD: `temperature` must be > 0, got {temperature}.")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"KD: `reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
-        self.temperature = temperature
-        self.reduction = reduction
+        self.temperature = checks.number("KD", "temperature", temperature, low=0.0, low_open=True)
+        self.reduction = checks.one_of("KD", "reduction", reduction, REDUCTIONS)
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
 
     def compute_loss(self, teacher, student, batch, training=True):
@@ -65,7 +59,7 @@ class KD(Distillation):
             loss = ops.mean(ops.sum(pointwise, axis=-1))
         if self.scale_by_temperature_squared:
             loss = loss * (t * t)
-        return self.weight * loss
+        return loss
 
     def get_config(self):
         config = super().get_config()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.distillations.base import DISTILLATIONS, FEATURES, Distillation
 
 
@@ -34,7 +34,6 @@ def _angles(features):
     return ops.matmul(unit, ops.transpose(unit, (0, 2, 1)))
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 @DISTILLATIONS.register("rkd")
 class RKD(Distillation):
     """Matches the relations between samples: pairwise distances and triplet angles of penultimate features.
@@ -68,12 +67,8 @@ class RKD(Distillation):
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, weight: float = 1.0, **kwargs):
         super().__init__(weight=weight, **kwargs)
-        if distance_weight < 0 or angle_weight < 0:
-            raise ValueError(
-                f"RKD: `distance_weight` and `angle_weight` must be >= 0, got {distance_weight} and {angle_weight}."
-            )
-        self.distance_weight = float(distance_weight)
-        self.angle_weight = float(angle_weight)
+        self.distance_weight = checks.number("RKD", "distance_weight", distance_weight, low=0.0)
+        self.angle_weight = checks.number("RKD", "angle_weight", angle_weight, low=0.0)
 
     def compute_loss(self, teacher, student, batch, training=True):
         loss = 0.0
@@ -82,7 +77,7 @@ class RKD(Distillation):
                                                   _normalized_distances(teacher.features))
         if self.angle_weight:
             loss += self.angle_weight * _huber(_angles(student.features), _angles(teacher.features))
-        return self.weight * loss
+        return loss
 
     def get_config(self):
         config = super().get_config()

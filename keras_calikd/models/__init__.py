@@ -10,6 +10,9 @@ reference PyTorch zoo (Tian et al., 2020) that the paper's experiments use.
 Every model:
 
 - is a functional `keras.Model` with one input (`"image"`, channels-last);
+- with `normalization=(mean, std)` starts with an `InputNormalization` layer
+  and takes raw pixel images (`keras_calikd.data` pipelines yield those, and
+  `Experiment` builds its models so);
 - ends in `GlobalAveragePooling2D(name="features")` and
   `Dense(num_classes, dtype="float32", name="logits")`, so
   `keras.Model(model.inputs, [model.outputs[0], model.get_layer("features").output])`
@@ -28,8 +31,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_calikd.models.common import MODELS, validate_input_shape, validate_num_classes
-from keras_calikd.models.layers import ChannelShuffle, ChannelSplit
+from keras_calikd.models.common import MODELS, input_normalization, validate_input_shape, validate_num_classes
+from keras_calikd.models.layers import ChannelShuffle, ChannelSplit, InputNormalization
 from keras_calikd.models.mobilenetv2 import MobileNetV2
 from keras_calikd.models.resnet import ResNet18, ResNet34, ResNet50
 from keras_calikd.models.resnet_cifar import (
@@ -57,7 +60,8 @@ def get(name: str, num_classes: int, input_shape=(32, 32, 3), **kwargs) -> keras
         num_classes: Number of classes (a positive integer).
         input_shape: `(height, width, channels)` of one image.
         **kwargs: Options of that architecture's builder (e.g. `name=`,
-            `zero_init_residual=` for ResNets, `extra_pool=` for VGG).
+            `normalization=(mean, std)` in pixel units, `zero_init_residual=`
+            for ResNets, `extra_pool=` for VGG).
 
     Returns:
         A new functional `keras.Model` (float32 logits; a `"features"` layer).
@@ -71,7 +75,8 @@ def get(name: str, num_classes: int, input_shape=(32, 32, 3), **kwargs) -> keras
 
     ```python
     teacher = keras_calikd.models.get("resnet32x4", num_classes=100)
-    student = keras_calikd.models.get("ShuffleV2", num_classes=10, input_shape=(28, 28, 1))
+    student = keras_calikd.models.get("ShuffleV2", num_classes=10, input_shape=(28, 28, 1),
+                                      normalization=keras_calikd.data.info("fashion_mnist").normalization)
     ```
     """
     builder = MODELS.get(name)
@@ -86,8 +91,8 @@ def names() -> list:
 
 
 __all__ = [
-    "MODELS", "ChannelShuffle", "ChannelSplit", "MobileNetV2", "ResNet18", "ResNet34", "ResNet50", "ShuffleV1",
-    "ShuffleV2", "get", "names", "resnet8", "resnet8x4", "resnet14", "resnet20", "resnet32", "resnet32x4",
+    "MODELS", "ChannelShuffle", "ChannelSplit", "InputNormalization", "MobileNetV2", "ResNet18", "ResNet34",
+    "ResNet50", "ShuffleV1", "ShuffleV2", "get", "input_normalization", "names", "resnet8", "resnet8x4", "resnet14", "resnet20", "resnet32", "resnet32x4",
     "resnet44", "resnet56", "resnet110", "vgg8", "vgg11", "vgg13", "vgg16", "vgg19", "wrn_16_1", "wrn_16_2",
     "wrn_40_1", "wrn_40_2",
 ]

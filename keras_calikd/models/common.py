@@ -16,6 +16,9 @@ All models are functional, channels-last Keras models that follow these rules:
   convolution. Keras' `"same"` would pad only bottom/right for even inputs, which
   shifts the sampling grid by one pixel. Either way an odd size `n` becomes
   `ceil(n / 2)`, so 28x28 inputs work (28 -> 14 -> 7 -> 4).
+- With `normalization=(mean, std)` the first layer is `InputNormalization`
+  (named `"normalize"`): the model takes raw pixel images and standardises
+  them itself, so its saved and exported forms all take the same input.
 - The head is `GlobalAveragePooling2D(name="features")` followed by
   `Dense(num_classes, dtype="float32", name="logits")`: the feature vector is
   the classifier's input, the parameter count does not depend on the input
@@ -28,8 +31,10 @@ import numbers
 from typing import Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
+from keras_calikd.models.layers import InputNormalization
 from keras_calikd.registry import Registry
 
 MODELS = Registry("model architecture")
@@ -38,6 +43,7 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 DATA_FORMAT = "channels_last"
 
+NORMALIZATION_LAYER = "normalize"
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
 
@@ -78,9 +84,34 @@ def validate_input_shape(input_shape, arch: str, min_size: int = 1) -> tuple:
     return height, width, channels
 
 
-def model_input(input_shape, arch: str, min_size: int = 1):
-    """A validated `keras.Input` named `"image"`."""
-    return keras.Input(shape=validate_input_shape(input_shape, arch, min_size), name="image")
+def model_input(input_shape, arch: str, min_size: int = 1, normalization=None):
+    """A validated `keras.Input` named `"image"`, and the tensor the network body starts from.
+
+    That tensor is the input itself, or with `normalization=(mean, std)` its
+    per-channel standardisation by an `InputNormalization` layer named
+    `"normalize"` (the model then takes raw pixel images).
+    """
+    inputs = keras.Input(shape=validate_input_shape(input_shape, arch, min_size), name="image")
+    if normalization is None:
+        return inputs, inputs
+    try:
+        mean, std = normalization
+    except (TypeError, ValueError):
+        raise ValueError(f"{arch}: `normalization` must be a pair (mean, std) of per-channel values, "
+                         f"got {normalization!r}.") from None
+    return inputs, InputNormalization(mean, std, name=NORMALIZATION_LAYER)(inputs)
+
+
+def input_normalization(model: keras.Model):
+    """The `(mean, std)` per-channel arrays of `model`'s input normalisation, or `None` when it has none.
+
+    Looks for the `InputNormalization` layer that the zoo's models start with
+    when built with `normalization=`.
+    """
+    for layer in model.layers:
+        if isinstance(layer, InputNormalization):
+            return np.asarray(layer.mean, np.float32), np.asarray(layer.std, np.float32)
+    return None
 
 
 # --- initialisers --------------------------------------------------------------------------------------------

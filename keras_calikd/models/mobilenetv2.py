@@ -70,7 +70,7 @@ def _inverted_residual(x, filters: int, strides: int, expansion: int, name: str)
 
 
 @MODELS.register("MobileNetV2")
-def MobileNetV2(num_classes, input_shape=(32, 32, 3), name=None, width_multiplier=0.5, expansion=6,
+def MobileNetV2(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, width_multiplier=0.5, expansion=6,
                 stem_stride=2, last_channels=1280):
     """MobileNetV2 for 32x32 images, by default the half-width model of the distillation zoo.
 
@@ -79,6 +79,9 @@ def MobileNetV2(num_classes, input_shape=(32, 32, 3), name=None, width_multiplie
         input_shape: `(height, width, channels)` of one image; at least
             `8 * stem_stride` pixels per side (16x16 by default).
         name: Model name (default `"MobileNetV2"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         width_multiplier: Multiplier of every stage width and of the stem
             (0.5 for the zoo's `mobile_half`).
         expansion: Expansion factor of the inverted residual blocks (after the
@@ -115,9 +118,9 @@ def MobileNetV2(num_classes, input_shape=(32, 32, 3), name=None, width_multiplie
     expansion = int(expansion)
     if expansion < 1:
         raise ValueError(f"{name}: `expansion` must be >= 1, got {expansion}.")
-    inputs = common.model_input(input_shape, name, 8 * stem_stride)
+    inputs, x = common.model_input(input_shape, name, 8 * stem_stride, normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv_bn(inputs, int(32 * width_multiplier), 3, stem_stride, name="stem")
+    x = common.conv_bn(x, int(32 * width_multiplier), 3, stem_stride, name="stem")
     for stage, (t, c, n, s) in enumerate(_SETTINGS):
         for block in range(n):
             x = _inverted_residual(x, int(c * width_multiplier), s if block == 0 else 1,

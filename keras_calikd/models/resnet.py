@@ -35,6 +35,9 @@ _DOC = """ResNet-{depth} with a 3x3 stride-1 stem for small images ({kind} block
         input_shape: `(height, width, channels)` of one image; at least 8x8.
             64x64 for TinyImageNet (200 classes), 32x32 for CIFAR.
         name: Model name (default `"{builder}"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         zero_init_residual: Zero-initialise the last batch-norm gamma of every
             residual branch, so each block starts as the identity.
 
@@ -58,10 +61,10 @@ _WIDTHS = (64, 128, 256, 512)
 _MIN_SIZE = 8  # three stride-2 stages
 
 
-def _resnet(block_fn, blocks, num_classes, input_shape, name, zero_init_residual):
-    inputs = common.model_input(input_shape, name, _MIN_SIZE)
+def _resnet(block_fn, blocks, num_classes, input_shape, normalization, name, zero_init_residual):
+    inputs, x = common.model_input(input_shape, name, _MIN_SIZE, normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv_bn(inputs, _WIDTHS[0], 3, 1, name="stem")
+    x = common.conv_bn(x, _WIDTHS[0], 3, 1, name="stem")
     for stage, (filters, count) in enumerate(zip(_WIDTHS, blocks), start=1):
         for block in range(count):
             strides = 2 if stage > 1 and block == 0 else 1
@@ -73,20 +76,20 @@ def _resnet(block_fn, blocks, num_classes, input_shape, name, zero_init_residual
 
 @MODELS.register("ResNet18")
 @common.documented(_DOC, depth=18, kind="basic", blocks="2/2/2/2", feature_dim=512)
-def ResNet18(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _resnet(common.basic_block, (2, 2, 2, 2), num_classes, input_shape, name or "ResNet18",
+def ResNet18(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _resnet(common.basic_block, (2, 2, 2, 2), num_classes, input_shape, normalization, name or "ResNet18",
                    zero_init_residual)
 
 
 @MODELS.register("ResNet34")
 @common.documented(_DOC, depth=34, kind="basic", blocks="3/4/6/3", feature_dim=512)
-def ResNet34(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _resnet(common.basic_block, (3, 4, 6, 3), num_classes, input_shape, name or "ResNet34",
+def ResNet34(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _resnet(common.basic_block, (3, 4, 6, 3), num_classes, input_shape, normalization, name or "ResNet34",
                    zero_init_residual)
 
 
 @MODELS.register("ResNet50")
 @common.documented(_DOC, depth=50, kind="bottleneck", blocks="3/4/6/3", feature_dim=2048)
-def ResNet50(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _resnet(common.bottleneck_block, (3, 4, 6, 3), num_classes, input_shape, name or "ResNet50",
+def ResNet50(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _resnet(common.bottleneck_block, (3, 4, 6, 3), num_classes, input_shape, normalization, name or "ResNet50",
                    zero_init_residual)

@@ -33,6 +33,9 @@ _DOC = """CIFAR ResNet-{depth}{suffix} ({widths}): basic blocks, {blocks} per st
         num_classes: Number of classes of the classifier.
         input_shape: `(height, width, channels)` of one image; at least 4x4.
         name: Model name (default `"{registered}"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         zero_init_residual: Zero-initialise the last batch-norm gamma of every
             residual branch, so each block starts as the identity.
 
@@ -57,13 +60,13 @@ _X4 = (32, 64, 128, 256)
 _MIN_SIZE = 4  # two stride-2 stages
 
 
-def _cifar_resnet(depth: int, widths, num_classes, input_shape, name, zero_init_residual):
+def _cifar_resnet(depth: int, widths, num_classes, input_shape, normalization, name, zero_init_residual):
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}.")
     blocks = (depth - 2) // 6
-    inputs = common.model_input(input_shape, name, _MIN_SIZE)
+    inputs, x = common.model_input(input_shape, name, _MIN_SIZE, normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv_bn(inputs, widths[0], 3, 1, name="stem")
+    x = common.conv_bn(x, widths[0], 3, 1, name="stem")
     for stage, filters in enumerate(widths[1:], start=1):
         for block in range(blocks):
             strides = 2 if stage > 1 and block == 0 else 1
@@ -85,53 +88,53 @@ def _x4_doc(depth):
 
 @MODELS.register("resnet8")
 @_plain_doc(8)
-def resnet8(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(8, _PLAIN, num_classes, input_shape, name or "resnet8", zero_init_residual)
+def resnet8(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(8, _PLAIN, num_classes, input_shape, normalization, name or "resnet8", zero_init_residual)
 
 
 @MODELS.register("resnet14")
 @_plain_doc(14)
-def resnet14(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(14, _PLAIN, num_classes, input_shape, name or "resnet14", zero_init_residual)
+def resnet14(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(14, _PLAIN, num_classes, input_shape, normalization, name or "resnet14", zero_init_residual)
 
 
 @MODELS.register("resnet20")
 @_plain_doc(20)
-def resnet20(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(20, _PLAIN, num_classes, input_shape, name or "resnet20", zero_init_residual)
+def resnet20(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(20, _PLAIN, num_classes, input_shape, normalization, name or "resnet20", zero_init_residual)
 
 
 @MODELS.register("resnet32")
 @_plain_doc(32)
-def resnet32(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(32, _PLAIN, num_classes, input_shape, name or "resnet32", zero_init_residual)
+def resnet32(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(32, _PLAIN, num_classes, input_shape, normalization, name or "resnet32", zero_init_residual)
 
 
 @MODELS.register("resnet44")
 @_plain_doc(44)
-def resnet44(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(44, _PLAIN, num_classes, input_shape, name or "resnet44", zero_init_residual)
+def resnet44(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(44, _PLAIN, num_classes, input_shape, normalization, name or "resnet44", zero_init_residual)
 
 
 @MODELS.register("resnet56")
 @_plain_doc(56)
-def resnet56(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(56, _PLAIN, num_classes, input_shape, name or "resnet56", zero_init_residual)
+def resnet56(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(56, _PLAIN, num_classes, input_shape, normalization, name or "resnet56", zero_init_residual)
 
 
 @MODELS.register("resnet110")
 @_plain_doc(110)
-def resnet110(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(110, _PLAIN, num_classes, input_shape, name or "resnet110", zero_init_residual)
+def resnet110(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(110, _PLAIN, num_classes, input_shape, normalization, name or "resnet110", zero_init_residual)
 
 
 @MODELS.register("resnet8x4")
 @_x4_doc(8)
-def resnet8x4(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(8, _X4, num_classes, input_shape, name or "resnet8x4", zero_init_residual)
+def resnet8x4(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(8, _X4, num_classes, input_shape, normalization, name or "resnet8x4", zero_init_residual)
 
 
 @MODELS.register("resnet32x4")
 @_x4_doc(32)
-def resnet32x4(num_classes, input_shape=(32, 32, 3), name=None, zero_init_residual=False):
-    return _cifar_resnet(32, _X4, num_classes, input_shape, name or "resnet32x4", zero_init_residual)
+def resnet32x4(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, zero_init_residual=False):
+    return _cifar_resnet(32, _X4, num_classes, input_shape, normalization, name or "resnet32x4", zero_init_residual)

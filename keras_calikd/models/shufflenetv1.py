@@ -59,7 +59,7 @@ def _shuffle_unit(x, width: int, strides: int, groups: int, reduce_groups: int, 
 
 
 @MODELS.register("ShuffleV1")
-def ShuffleV1(num_classes, input_shape=(32, 32, 3), name=None, groups=3, stage_widths=(240, 480, 960),
+def ShuffleV1(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, groups=3, stage_widths=(240, 480, 960),
               stage_units=(4, 8, 4)):
     """ShuffleNet v1 for 32x32 images (the distillation zoo's `ShuffleV1`, g = 3).
 
@@ -67,6 +67,9 @@ def ShuffleV1(num_classes, input_shape=(32, 32, 3), name=None, groups=3, stage_w
         num_classes: Number of classes of the classifier.
         input_shape: `(height, width, channels)` of one image; at least 8x8.
         name: Model name (default `"ShuffleV1"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         groups: Groups of the grouped 1x1 convolutions and of the shuffle.
         stage_widths: Output width of each stage.
         stage_units: Number of shuffle units of each stage (the first one
@@ -95,9 +98,9 @@ def ShuffleV1(num_classes, input_shape=(32, 32, 3), name=None, groups=3, stage_w
     if len(stage_widths) != len(stage_units) or min(stage_units, default=0) < 1:
         raise ValueError(f"{name}: `stage_widths` and `stage_units` must have the same length and units >= 1, "
                          f"got {stage_widths} and {stage_units}.")
-    inputs = common.model_input(input_shape, name, 2 ** len(stage_widths))
+    inputs, x = common.model_input(input_shape, name, 2 ** len(stage_widths), normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv_bn(inputs, _STEM_WIDTH, 1, 1, name="stem")
+    x = common.conv_bn(x, _STEM_WIDTH, 1, 1, name="stem")
     for stage, (width, units) in enumerate(zip(stage_widths, stage_units), start=1):
         for unit in range(units):
             first = unit == 0

@@ -64,7 +64,7 @@ def _down_unit(x, width: int, name: str):
 
 
 @MODELS.register("ShuffleV2")
-def ShuffleV2(num_classes, input_shape=(32, 32, 3), name=None, stage_widths=(116, 232, 464),
+def ShuffleV2(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, stage_widths=(116, 232, 464),
               stage_units=(3, 7, 3), last_channels=1024):
     """ShuffleNet v2 1x for 32x32 images (the distillation zoo's `ShuffleV2`).
 
@@ -72,6 +72,9 @@ def ShuffleV2(num_classes, input_shape=(32, 32, 3), name=None, stage_widths=(116
         num_classes: Number of classes of the classifier.
         input_shape: `(height, width, channels)` of one image; at least 8x8.
         name: Model name (default `"ShuffleV2"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         stage_widths: Output width of each stage (even numbers).
         stage_units: Number of basic units of each stage, after its
             downsampling unit.
@@ -101,9 +104,9 @@ def ShuffleV2(num_classes, input_shape=(32, 32, 3), name=None, stage_widths=(116
             any(w % 2 for w in stage_widths):
         raise ValueError(f"{name}: `stage_widths` (even) and `stage_units` (>= 0) must have the same length, "
                          f"got {stage_widths} and {stage_units}.")
-    inputs = common.model_input(input_shape, name, 2 ** len(stage_widths))
+    inputs, x = common.model_input(input_shape, name, 2 ** len(stage_widths), normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv_bn(inputs, _STEM_WIDTH, 1, 1, name="stem")
+    x = common.conv_bn(x, _STEM_WIDTH, 1, 1, name="stem")
     for stage, (width, units) in enumerate(zip(stage_widths, stage_units), start=1):
         x = _down_unit(x, width, name=f"stage{stage}_down")
         for unit in range(units):

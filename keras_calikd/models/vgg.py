@@ -38,6 +38,9 @@ _DOC = """VGG-{depth} with batch norm (convolutions per block: {config}).
         input_shape: `(height, width, channels)` of one image; at least 8x8
             (16x16 with the 4th pooling).
         name: Model name (default `"{builder}"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         extra_pool: Whether to max-pool after block 4 as well. `None` (default)
             pools when the input height is at least 64, as the reference does
             for 64x64 TinyImageNet images.
@@ -70,14 +73,13 @@ _CONVS_PER_BLOCK = {
 }
 
 
-def _vgg(depth: int, num_classes, input_shape, name, extra_pool):
+def _vgg(depth: int, num_classes, input_shape, normalization, name, extra_pool):
     height = common.validate_input_shape(input_shape, name)[0]
     if extra_pool is None:
         extra_pool = height >= 64
     pools = 4 if extra_pool else 3
-    inputs = common.model_input(input_shape, name, 2 ** pools)
+    inputs, x = common.model_input(input_shape, name, 2 ** pools, normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = inputs
     for block, (filters, convs) in enumerate(zip(_WIDTHS, _CONVS_PER_BLOCK[depth])):
         for index in range(convs):
             x = common.conv_bn(x, filters, 3, 1, name=f"block{block}_{index}", use_bias=True)
@@ -93,29 +95,29 @@ def _doc(depth):
 
 @MODELS.register("vgg8")
 @_doc(8)
-def vgg8(num_classes, input_shape=(32, 32, 3), name=None, extra_pool=None):
-    return _vgg(8, num_classes, input_shape, name or "vgg8", extra_pool)
+def vgg8(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, extra_pool=None):
+    return _vgg(8, num_classes, input_shape, normalization, name or "vgg8", extra_pool)
 
 
 @MODELS.register("vgg11")
 @_doc(11)
-def vgg11(num_classes, input_shape=(32, 32, 3), name=None, extra_pool=None):
-    return _vgg(11, num_classes, input_shape, name or "vgg11", extra_pool)
+def vgg11(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, extra_pool=None):
+    return _vgg(11, num_classes, input_shape, normalization, name or "vgg11", extra_pool)
 
 
 @MODELS.register("vgg13")
 @_doc(13)
-def vgg13(num_classes, input_shape=(32, 32, 3), name=None, extra_pool=None):
-    return _vgg(13, num_classes, input_shape, name or "vgg13", extra_pool)
+def vgg13(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, extra_pool=None):
+    return _vgg(13, num_classes, input_shape, normalization, name or "vgg13", extra_pool)
 
 
 @MODELS.register("vgg16")
 @_doc(16)
-def vgg16(num_classes, input_shape=(32, 32, 3), name=None, extra_pool=None):
-    return _vgg(16, num_classes, input_shape, name or "vgg16", extra_pool)
+def vgg16(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, extra_pool=None):
+    return _vgg(16, num_classes, input_shape, normalization, name or "vgg16", extra_pool)
 
 
 @MODELS.register("vgg19")
 @_doc(19)
-def vgg19(num_classes, input_shape=(32, 32, 3), name=None, extra_pool=None):
-    return _vgg(19, num_classes, input_shape, name or "vgg19", extra_pool)
+def vgg19(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, extra_pool=None):
+    return _vgg(19, num_classes, input_shape, normalization, name or "vgg19", extra_pool)

@@ -34,6 +34,9 @@ _DOC = """Wide ResNet WRN-{depth}-{widen} (stage widths {widths}), pre-activatio
         num_classes: Number of classes of the classifier.
         input_shape: `(height, width, channels)` of one image; at least 4x4.
         name: Model name (default `"{builder}"`).
+        normalization: `(mean, std)` per channel, in pixel units: the model
+            then starts with an `InputNormalization` layer and takes raw
+            pixel images. `None`: it takes images as they come.
         dropout_rate: Dropout between the two convolutions of each block
             (0 in the reference zoo and the paper).
 
@@ -70,16 +73,16 @@ def _preact_block(x, filters: int, strides: int, dropout_rate: float, name: str)
     return layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def _wide_resnet(depth: int, widen: int, num_classes, input_shape, name, dropout_rate):
+def _wide_resnet(depth: int, widen: int, num_classes, input_shape, normalization, name, dropout_rate):
     if (depth - 4) % 6:
         raise ValueError(f"Wide ResNet depth must be 6n + 4, got {depth}.")
     dropout_rate = float(dropout_rate)
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"{name}: `dropout_rate` must be in [0, 1), got {dropout_rate}.")
     blocks = (depth - 4) // 6
-    inputs = common.model_input(input_shape, name, _MIN_SIZE)
+    inputs, x = common.model_input(input_shape, name, _MIN_SIZE, normalization)
     num_classes = common.validate_num_classes(num_classes, name)
-    x = common.conv2d(inputs, 16, 3, 1, name="stem_conv")
+    x = common.conv2d(x, 16, 3, 1, name="stem_conv")
     for stage, filters in enumerate((16 * widen, 32 * widen, 64 * widen), start=1):
         for block in range(blocks):
             strides = 2 if stage > 1 and block == 0 else 1
@@ -96,23 +99,23 @@ def _doc(depth, widen):
 
 @MODELS.register("wrn_16_1")
 @_doc(16, 1)
-def wrn_16_1(num_classes, input_shape=(32, 32, 3), name=None, dropout_rate=0.0):
-    return _wide_resnet(16, 1, num_classes, input_shape, name or "wrn_16_1", dropout_rate)
+def wrn_16_1(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, dropout_rate=0.0):
+    return _wide_resnet(16, 1, num_classes, input_shape, normalization, name or "wrn_16_1", dropout_rate)
 
 
 @MODELS.register("wrn_16_2")
 @_doc(16, 2)
-def wrn_16_2(num_classes, input_shape=(32, 32, 3), name=None, dropout_rate=0.0):
-    return _wide_resnet(16, 2, num_classes, input_shape, name or "wrn_16_2", dropout_rate)
+def wrn_16_2(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, dropout_rate=0.0):
+    return _wide_resnet(16, 2, num_classes, input_shape, normalization, name or "wrn_16_2", dropout_rate)
 
 
 @MODELS.register("wrn_40_1")
 @_doc(40, 1)
-def wrn_40_1(num_classes, input_shape=(32, 32, 3), name=None, dropout_rate=0.0):
-    return _wide_resnet(40, 1, num_classes, input_shape, name or "wrn_40_1", dropout_rate)
+def wrn_40_1(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, dropout_rate=0.0):
+    return _wide_resnet(40, 1, num_classes, input_shape, normalization, name or "wrn_40_1", dropout_rate)
 
 
 @MODELS.register("wrn_40_2")
 @_doc(40, 2)
-def wrn_40_2(num_classes, input_shape=(32, 32, 3), name=None, dropout_rate=0.0):
-    return _wide_resnet(40, 2, num_classes, input_shape, name or "wrn_40_2", dropout_rate)
+def wrn_40_2(num_classes, input_shape=(32, 32, 3), name=None, normalization=None, dropout_rate=0.0):
+    return _wide_resnet(40, 2, num_classes, input_shape, normalization, name or "wrn_40_2", dropout_rate)

@@ -15,10 +15,10 @@ SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 if BACKEND == "tensorflow":
     from keras_calikd.steps.tensorflow import TensorFlowDistillationStep as DistillationStep
-    from keras_calikd.steps.tensorflow import all_gather, num_replicas, replica_slice
+    from keras_calikd.steps.tensorflow import all_gather, creation_scope, num_replicas, replica_slice
 elif BACKEND == "jax":
     from keras_calikd.steps.jax import JAXDistillationStep as DistillationStep
-    from keras_calikd.steps.jax import all_gather, num_replicas, replica_slice
+    from keras_calikd.steps.jax import all_gather, creation_scope, num_replicas, replica_slice
 else:
 
     class DistillationStep:
@@ -35,7 +35,10 @@ else:
     def num_replicas():
         return 1
 
+    def creation_scope(model):
+        import contextlib
 
+        return contextlib.nullcontext()
 
 
 def per_sample(draw, batch_size):
@@ -51,4 +54,5 @@ def per_sample(draw, batch_size):
     return replica_slice(draw(batch_size * num_replicas()))
 
 
-__all__ = ["BACKEND", "SUPPORTED_BACKENDS", "DistillationStep", "all_gather", "num_replicas", "per_sample", "replica_slice"]
+__all__ = ["BACKEND", "SUPPORTED_BACKENDS", "DistillationStep", "all_gather", "creation_scope", "num_replicas",
+           "per_sample", "replica_slice"]

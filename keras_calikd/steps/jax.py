@@ -7,6 +7,8 @@ variables) is read from and written to the `state` tuple through
 `keras.distribution`.
 """
 
+import contextlib
+
 import jax
 import keras
 
@@ -62,3 +64,8 @@ def all_gather(x):
 def replica_slice(x):
     """Identity: under `keras.distribution` every tensor of the step spans the global batch."""
     return x
+
+
+def creation_scope(model):
+    """No scope is needed on JAX: `keras.distribution` lays out variables wherever they are created."""
+    return contextlib.nullcontext()

@@ -13,10 +13,8 @@ class TensorFlowDistillationStep:
 
         Variables created inside a `tf.function` make TensorFlow trace it a
         second time; created here, the step is traced once per input shape.
-        Under a distribution strategy Keras builds them itself.
+        The Distiller calls this inside its distribution strategy's scope.
         """
-        if self.distribute_strategy.num_replicas_in_sync != 1:
-            return
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         if not all(getattr(metric, "built", True) for metric in self.metrics):  # only CompileMetrics builds late
@@ -62,3 +60,8 @@ def replica_slice(x):
     local = tf.shape(x)[0] // context.num_replicas_in_sync
     start = tf.cast(context.replica_id_in_sync_group, tf.int32) * local
     return x[start:start + local]
+
+
+def creation_scope(model):
+    """The scope in which `model`'s late variables (optimizer, strategy state) must be created: its strategy's."""
+    return model.distribute_strategy.scope()

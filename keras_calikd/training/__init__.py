@@ -1,9 +1,14 @@
-"""Training runs: the paper's optimiser and schedules, checkpoints, evaluation, export and experiments."""
+"""Training runs: the paper's optimiser and schedules, run folders, checkpoints, evaluation, export, experiments."""
 
 from keras_calikd.training.callbacks import NonFiniteLossError, NonFiniteLossGuard
-from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, fit_temperature
+from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, evaluate_models,
+                                              fit_temperature, load_model)
 from keras_calikd.training.experiment import Experiment, MissingTeacherError, method_label
+from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.optimizers import SGD, EpochSchedule
+from keras_calikd.training.run_folder import RunFolder, RunInUseError, RunMismatchError
 
 __all__ = ["SGD", "EpochSchedule", "Experiment", "MissingTeacherError", "NonFiniteLossError", "NonFiniteLossGuard",
-           "bin_statistics", "calibration_report", "collect_logits", "fit_temperature", "method_label"]
+           "RunFolder", "RunInUseError", "RunMismatchError", "bin_statistics", "calibration_report",
+           "collect_logits", "evaluate_models", "export_saved_model", "fit_temperature", "load_model",
+           "method_label"]

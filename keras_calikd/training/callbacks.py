@@ -76,6 +76,11 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         self.best_epoch = max((row["epoch"] for row in self.history if row.get(monitor) == best), default=None)
         self.extra_state = extra_state
 
+    def rewrite_log(self) -> None:
+        """Writes the CSV log from the history (a kill between the state and the log left it one row short)."""
+        if self.history:
+            write_text(self.csv_path, history_csv(self.history))
+
     def describe_last(self) -> str:
         if not self.history:
             return "none yet"

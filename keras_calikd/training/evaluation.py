@@ -2,20 +2,69 @@
 
 from __future__ import annotations
 
+import os
+import zipfile
+from typing import Mapping, Optional, Sequence
+
 import numpy as np
 from keras import ops
 
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
 
 
-def collect_logits(model, dataset):
-    """Runs `model` over a `(inputs, labels)` dataset; returns float64 logits and int labels as NumPy arrays."""
+class ModelFileError(ValueError):
+    """A model file or folder cannot be read as a model."""
+
+
+def load_model(path: str):
+    """A model from a `.keras` file or an exported SavedModel folder, as a callable on raw images.
+
+    Raises:
+        ModelFileError: the path is missing, truncated or not a model, with what to do.
+    """
+    import keras
+
+    import keras_calikd  # noqa: F401  (registers the library's serializable classes)
+
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ModelFileError(f"{path!r} is a folder but not a SavedModel (no saved_model.pb); give a .keras file "
+                                 "or a folder written by calikd-export.")
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        return lambda images, training=False: serve(images=tf.cast(images, tf.uint8))["logits"]
+    if not os.path.isfile(path):
+        raise ModelFileError(f"The model {path!r} does not exist (a .keras file or a SavedModel folder).")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path!r} is not a .keras model file (a .keras file is a zip archive; this one is "
+                             "truncated or of another kind). Use the run's checkpoints/best.keras or retrain.")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras reports a damaged archive in many ways
+        raise ModelFileError(f"{path!r} cannot be loaded as a Keras model ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:200]}). It may be damaged: use another checkpoint, or "
+                             "retrain.") from None
+
+
+def collect_logits(model, dataset, num_classes: Optional[int] = None):
+    """Runs `model` over a `(inputs, labels)` dataset; returns float64 logits and int labels as NumPy arrays.
+
+    Raises:
+        ValueError: the model predicts another number of classes than `num_classes` (the data set's).
+    """
     logits, labels = [], []
     for x, y in dataset.as_numpy_iterator():
         if isinstance(x, dict):
             x = x["image"]
-        logits.append(np.asarray(ops.convert_to_numpy(model(x, training=False)), np.float64))
+        batch = np.asarray(ops.convert_to_numpy(model(x, training=False)), np.float64)
+        if num_classes is not None and batch.shape[-1] != num_classes:
+            raise ValueError(f"The model predicts {batch.shape[-1]} classes but the data set has {num_classes}; "
+                             "evaluate it on the data set it was trained for.")
+        logits.append(batch)
         labels.append(np.asarray(y).reshape(-1))
+    if not logits:
+        raise ValueError("The evaluated split holds no example.")
     return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
 
 
@@ -122,3 +171,80 @@ def average_reports(reports) -> dict:
     averaged = {k: float(np.mean([r[k] for r in reports])) for k in keys}
     averaged["num_examples"] = int(sum(r["num_examples"] for r in reports))
     return averaged
+
+
+def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_split, logits, labels, bins) -> dict:
+    """Post-hoc temperature scaling with both rows on the same images; says where it was fitted and reported.
+
+    The temperature is fitted on `calibration_split` (default: the data set's
+    `validation` split when it has one and it is not the evaluated split), and
+    both rows report the whole evaluated split; without such a split it is
+    fitted on one random half of the evaluated split and both rows report the
+    other half.
+    """
+    if calibration_split is None and "validation" in dataset_splits and split != "validation":
+        calibration_split = "validation"
+    if calibration_split is not None:
+        fit_logits, fit_labels = logits_of(calibration_split)
+        result = temperature_scaling(fit_logits, fit_labels, logits, labels, bins)
+        result.update(fitted_on=calibration_split, reported_on=f"all of {split}")
+        return result
+    fit, held_out = halves(len(labels))
+    result = temperature_scaling(logits[fit], labels[fit], logits[held_out], labels[held_out], bins)
+    result.update(fitted_on=f"half of {split}", reported_on=f"the other half of {split} ({len(held_out)} images)")
+    return result
+
+
+def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "test", *, data_dir=None,
+                    bins: Sequence[int] = (100, 15), batch_size: int = 500, temperature_scaling: bool = False,
+                    calibration_split: Optional[str] = None,
+                    groups: Optional[Mapping[str, Sequence[str]]] = None) -> dict:
+    """Accuracy, ECE/OE, NLL and Brier of several models on one data set; returns the results (nothing printed).
+
+    Args:
+        models: Label -> model (a path for `load_model`, or a callable on raw images returning logits).
+        dataset: A data set name of `keras_calikd.data`.
+        split: The evaluated split.
+        data_dir: TFDS data folder.
+        bins: Bin counts of ECE and OE.
+        batch_size: Evaluation batch size.
+        temperature_scaling: Also report post-hoc temperature scaling (see `_temperature_scaling`).
+        calibration_split: Where the temperature is fitted.
+        groups: For data sets with configs: group name -> configs whose reports are averaged (e.g. a
+            CIFAR-100-C corruption -> its five severities). Without it the data set is evaluated as a whole.
+
+    Returns:
+        `{"dataset", "split", "bins", "models": {label: entry}}`; an entry holds `report` (and
+        `temperature_scaling`), or `groups` (group -> averaged report).
+
+    Example:
+
+    ```python
+    results = evaluate_models({"KD": "runs/cifar100/kd/checkpoints/best.keras"}, "cifar100",
+                              temperature_scaling=True)
+    results["models"]["KD"]["temperature_scaling"]["temperature_scaled"]["ece_100"]
+    ```
+    """
+    import keras_calikd.data as data
+
+    info = data.info(dataset, data_dir)
+    output = {"dataset": dataset, "split": split, "bins": list(bins), "models": {}}
+    for label, model in models.items():
+        model = load_model(model) if isinstance(model, str) else model
+
+        def logits_of(which_split, config=None, model=model):
+            pipeline = data.load(dataset, which_split, batch_size, training=False, data_dir=data_dir, config=config)
+            return collect_logits(model, pipeline, info.num_classes)
+
+        if groups:
+            output["models"][label] = {"groups": {
+                group: average_reports([calibration_report(*logits_of(split, config), bins) for config in configs])
+                for group, configs in groups.items()}}
+            continue
+        logits, labels = logits_of(split)
+        entry = {"report": calibration_report(logits, labels, bins), "logits": logits, "labels": labels}
+        if temperature_scaling:
+            entry["temperature_scaling"] = _temperature_scaling(logits_of, split, info.splits, calibration_split,
+                                                                logits, labels, bins)
+        output["models"][label] = entry
+    return output

@@ -1,72 +1,119 @@
-"""SavedModel export of a trained student, with serving signatures from images to logits and probabilities."""
+"""SavedModel (and TFLite) export of a trained model, checked against the Keras model before it is kept."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import os
 
 import keras
 import numpy as np
 
-from keras_calikd.training.files import atomic_path
+from keras_calikd.training.files import atomic_path, claim_output
+
+EXPORT_MARKER = "export.json"  # written into every exported folder: the folder is this tool's to replace
+TFLITE_FILE = "model.tflite"
 
 
-def export_saved_model(model: keras.Model, path: str, mean: Sequence[float] | None = None,
-                       std: Sequence[float] | None = None) -> str:
-    """Exports `model` as a TensorFlow SavedModel that needs neither Keras nor keras_calikd to run.
+class ExportMismatchError(RuntimeError):
+    """The exported artifact does not reproduce the Keras model's outputs."""
 
-    Two signatures, each returning `{"logits", "probabilities"}` (float32):
 
-    - `serving_default(images)`: raw `uint8` images `(batch, H, W, C)` with
-      pixel values 0-255; the data set's per-channel normalisation
-      (`(x - mean) / std`, with `mean`/`std` in pixel units) is part of the graph.
-    - `serve_normalized(images)`: float32 images already normalised as in training.
+def _serving_model(model: keras.Model) -> keras.Model:
+    """`model` behind a uint8 image input, returning `{"logits", "probabilities"}` (float32)."""
+    inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="images")
+    logits = keras.ops.cast(model(keras.ops.cast(inputs, "float32"), training=False), "float32")
+    return keras.Model(inputs, {"logits": logits, "probabilities": keras.ops.softmax(logits)}, name="serving")
 
-    The folder is written atomically (no partial SavedModel under `path`).
-    Runs on the TensorFlow backend (`tools/export.py` selects it).
+
+def probe_images(shape, count: int = 8, seed: int = 0) -> np.ndarray:
+    """Deterministic uint8 images of `shape` (H, W, C) spanning the pixel range, for checking an export."""
+    return np.random.default_rng(seed).integers(0, 256, size=(count,) + tuple(shape), dtype=np.uint8)
+
+
+def _max_difference(reference, outputs) -> float:
+    return float(np.max(np.abs(np.asarray(reference, np.float64) - np.asarray(outputs, np.float64))))
+
+
+def export_saved_model(model: keras.Model, path: str, overwrite: bool = False, tflite: bool = False,
+                       tolerance: float = 1e-3, source: str | None = None) -> dict:
+    """Exports `model` as a TensorFlow SavedModel that runs without Keras or keras_calikd, and checks it.
+
+    The signature `serving_default(images)` takes raw `uint8` images
+    `(batch, H, W, C)` (the zoo's models normalise their input themselves, so
+    the SavedModel, the `.keras` file and a TFLite conversion all take the
+    same images) and returns `{"logits", "probabilities"}` (float32). Works
+    on the TensorFlow and the JAX backend (TensorFlow must be installed).
+
+    Before the folder is kept, the exported signature (and the TFLite model,
+    with `tflite=True`) runs on a few probe images and must match the Keras
+    model's logits within `tolerance` (times the logits' scale); otherwise
+    `ExportMismatchError` is raised and nothing is left at `path`. The folder
+    is written atomically and marked as this tool's output (`export.json`,
+    which also records the measured differences).
 
     Args:
         model: A `keras.Model` returning logits (e.g. `distiller.student`).
-        path: Output folder.
-        mean, std: Per-channel normalisation in pixel units; identity if `None`.
+        path: Output folder: new, or an earlier export (replaced with `overwrite=True`).
+        overwrite: Replace an earlier export at `path`.
+        tflite: Also convert to TFLite (`model.tflite` inside the folder).
+        tolerance: Largest accepted logit difference, relative to the largest logit (at least 1).
+        source: Where the model comes from (recorded in `export.json`).
 
     Returns:
-        `path`.
+        The contents of `export.json`: `max_logit_difference` per artifact, shapes, versions.
+
+    Raises:
+        keras_calikd.training.files.OutputExistsError: `path` holds something that may not be replaced.
+        ExportMismatchError: an artifact does not reproduce the model.
 
     Example:
 
     ```python
-    export_saved_model(distiller.student, "runs/x/saved_model", mean=info.mean, std=info.std)
-    served = tf.saved_model.load("runs/x/saved_model")
+    report = export_saved_model(distiller.student, "exported/kd_mixup", tflite=True)
+    served = tf.saved_model.load("exported/kd_mixup")
     served.signatures["serving_default"](images=uint8_batch)["probabilities"]
     ```
     """
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "SavedModel export runs on the TensorFlow backend; use `python tools/export.py` "
-            "(it selects KERAS_BACKEND=tensorflow) or set KERAS_BACKEND=tensorflow."
-        )
+    claim_output(path, EXPORT_MARKER, overwrite)
     import tensorflow as tf
 
-    height, width, channels = model.input_shape[1:]
-    mean = np.zeros(channels, np.float32) if mean is None else np.asarray(mean, np.float32).reshape(channels)
-    std = np.ones(channels, np.float32) if std is None else np.asarray(std, np.float32).reshape(channels)
-
-    def outputs(normalized):
-        logits = tf.cast(model(normalized, training=False), tf.float32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
-
+    serving = _serving_model(model)
+    images = probe_images(model.input_shape[1:])
+    reference = np.asarray(keras.ops.convert_to_numpy(model(images.astype("float32"), training=False)), np.float64)
+    scale = max(1.0, float(np.max(np.abs(reference))))
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        lambda images: outputs((tf.cast(images, tf.float32) - mean) / std),
-        input_signature=[tf.TensorSpec((None, height, width, channels), tf.uint8, name="images")],
-    )
-    archive.add_endpoint(
-        "serve_normalized",
-        outputs,
-        input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name="images")],
-    )
+    archive.track(serving)
+    archive.add_endpoint("serving_default", serving.__call__, input_signature=[
+        tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.uint8, name="images")])
     with atomic_path(path) as temporary:
         archive.write_out(temporary, verbose=False)
-    return path
+        served = tf.saved_model.load(temporary).signatures["serving_default"]
+        differences = {"saved_model": _max_difference(reference, served(images=tf.constant(images))["logits"])}
+        if tflite:
+            differences["tflite"] = _write_tflite(temporary, images, reference)
+        report = {"max_logit_difference": differences, "tolerance": tolerance * scale, "source": source,
+                  "input": {"shape": list(model.input_shape[1:]), "dtype": "uint8"},
+                  "outputs": ["logits", "probabilities"], "keras": keras.__version__,
+                  "backend": keras.backend.backend(), "tensorflow": tf.__version__}
+        bad = {name: value for name, value in differences.items() if not value <= tolerance * scale}
+        if bad:
+            raise ExportMismatchError(
+                f"The export of {source or model.name} does not reproduce the model: largest logit differences "
+                f"{bad} exceed {tolerance * scale:.2g}. Nothing was written to {path}."
+            )
+        with open(os.path.join(temporary, EXPORT_MARKER), "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+    return report
+
+
+def _write_tflite(saved_model: str, images: np.ndarray, reference: np.ndarray) -> float:
+    """Converts the SavedModel to `model.tflite` beside it; returns its largest logit difference."""
+    import tensorflow as tf
+
+    converted = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
+    file = os.path.join(saved_model, TFLITE_FILE)
+    with open(file, "wb") as f:
+        f.write(converted)
+    interpreter = tf.lite.Interpreter(model_path=file)
+    runner = interpreter.get_signature_runner("serving_default")
+    return _max_difference(reference, runner(images=images)["logits"])

@@ -1,0 +1,201 @@
+"""calikd-benchmark: images per second of the distillation step next to its parts, on the current machine.
+
+    calikd-benchmark                                   # VGG13 -> MobileNetV2, KD + mixup, CIFAR-100 shapes
+    calikd-benchmark --backend tensorflow,jax --jit both --batch_sizes 64,256 --output bench.json
+    calikd-benchmark --teacher resnet20 --student resnet8 --input_shape 28,28,1 --num_classes 10
+
+For every backend x XLA setting x precision x batch size, a fresh process measures:
+
+- `distill`: the full training step of the `Distiller` (teacher on the clean batch, student on the clean and
+  the augmented batch, backward, SGD) on batch B;
+- `teacher`: the teacher's inference on batch B;
+- `student_2x`: the student's plain training step (cross-entropy, SGD) on batch 2B;
+
+and reports images/s (B images per distillation step), the overhead
+`distill step time / (teacher time + student_2x time)`, and the process's peak memory
+(host RSS; plus the accelerator's peak where the backend reports it). Input data are random NumPy arrays
+already in memory, so the input pipeline is not measured (see keras_calikd.cli.benchmark_data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+from keras_calikd.cli import common
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="calikd-benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "jax"),
+                        help="comma-separated Keras backends (tensorflow, jax)")
+    parser.add_argument("--jit", default="on", choices=("on", "off", "both"), help="XLA compilation of the steps")
+    parser.add_argument("--precision", default="float32", help="comma-separated: float32, mixed_bfloat16")
+    parser.add_argument("--batch_sizes", default="64,256")
+    parser.add_argument("--teacher", default="vgg13")
+    parser.add_argument("--student", default="MobileNetV2")
+    parser.add_argument("--distillation", default="kd", help="registered distillation strategy")
+    parser.add_argument("--augmentation", default="mixup", help="registered augmentation strategy")
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--input_shape", default="32,32,3")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    parser.add_argument("--output", help="write the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration, in this process
+    common.add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def _seconds_per_step(run, steps, warmup):
+    """Seconds per step of `run(n)` (which runs n steps), after compilation and `warmup` steps."""
+    run(warmup)
+    started = time.perf_counter()
+    run(steps)
+    return (time.perf_counter() - started) / steps
+
+
+def _accelerator_peak_mib():
+    """The accelerator's peak memory in MiB, or `None` on a CPU or where the backend does not report it."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
+            return None if peak is None else peak / 2**20
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return None
+
+
+def run_worker(args) -> dict:
+    """Measures one configuration (this process's backend; jit, precision and batch size from `args.worker`)."""
+    import keras
+    import numpy as np
+
+    import keras_calikd as ck
+
+    jit, precision, batch_size = args.worker.split(":")
+    jit, batch_size = jit == "on", int(batch_size)
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    shape = tuple(int(s) for s in args.input_shape.split(","))
+    rng = np.random.default_rng(0)
+    count = 2 * batch_size * max(args.steps, args.warmup)
+    x = rng.normal(size=(count,) + shape).astype("float32")
+    y = rng.integers(0, args.num_classes, count).astype("int32")
+
+    def model(name):
+        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape)
+
+    def sgd():  # the paper's optimiser, the same for the Distiller and the plain student
+        return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
+
+    teacher, student = model(args.teacher), model(args.student)
+    distiller = ck.Distiller(teacher, student, distillation=args.distillation, augmentation=args.augmentation)
+    distiller.compile(optimizer=sgd(), jit_compile=jit)
+
+    def fit(trainer, batch):
+        return lambda n: trainer.fit(x[: batch * n], y[: batch * n], batch_size=batch, epochs=1, verbose=0,
+                                     shuffle=False)
+
+    def predict(n):
+        teacher.predict(x[: batch_size * n], batch_size=batch_size, verbose=0)
+
+    distill = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup)
+
+    teacher.compile(jit_compile=jit)
+    teacher_time = _seconds_per_step(predict, args.steps, args.warmup)
+
+    plain = model(args.student)
+    plain.compile(optimizer=sgd(), jit_compile=jit,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student_time = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
+
+    return {
+        "backend": keras.backend.backend(), "jit": jit, "precision": precision, "batch_size": batch_size,
+        "distill_images_per_s": batch_size / distill, "teacher_images_per_s": batch_size / teacher_time,
+        "student_2x_images_per_s": 2 * batch_size / student_time,
+        "distill_step_ms": 1e3 * distill, "teacher_ms": 1e3 * teacher_time, "student_2x_step_ms": 1e3 * student_time,
+        "overhead": distill / (teacher_time + student_time),
+        "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_accelerator_mib": _accelerator_peak_mib(),
+    }
+
+
+def _package_root() -> str:
+    """The folder holding the `keras_calikd` package in use (the workers import the same one)."""
+    import keras_calikd
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(keras_calikd.__file__)))
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(run_worker(args)), flush=True)
+        return 0
+    jits = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.jit]
+    forwarded = list(argv if argv is not None else sys.argv[1:])
+    results = []
+    header = (f"{'backend':<11}{'xla':<5}{'precision':<16}{'batch':>6}{'distill img/s':>15}{'teacher img/s':>15}"
+              f"{'student 2B img/s':>18}{'overhead':>10}{'peak RSS MiB':>14}")
+    print(f"{args.teacher} -> {args.student}, {args.distillation} + {args.augmentation}, input {args.input_shape}, "
+          f"{args.num_classes} classes, on {machine()}\n{header}", flush=True)
+    for backend in args.backend.split(","):
+        for jit in jits:
+            for precision in args.precision.split(","):
+                for batch_size in args.batch_sizes.split(","):
+                    command = [sys.executable, "-m", "keras_calikd.cli.benchmark", *forwarded,
+                               "--worker", f"{jit}:{precision}:{batch_size}"]
+                    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+                        [_package_root(), os.environ.get("PYTHONPATH", "")]))
+                    done = subprocess.run(command, env=env, capture_output=True, text=True)
+                    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                    if done.returncode != 0 or not lines:
+                        print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}  failed: "
+                              f"{(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+                        continue
+                    r = json.loads(lines[-1][len("RESULT "):])
+                    results.append(r)
+                    print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}{r['distill_images_per_s']:>15,.0f}"
+                          f"{r['teacher_images_per_s']:>15,.0f}{r['student_2x_images_per_s']:>18,.0f}"
+                          f"{r['overhead']:>10.3f}{r['peak_host_rss_mib']:>14,.0f}", flush=True)
+    if args.output:
+        from keras_calikd.training.files import write_json
+
+        write_json(args.output, {"machine": machine(), "teacher": args.teacher, "student": args.student,
+                                 "distillation": args.distillation, "augmentation": args.augmentation,
+                                 "input_shape": args.input_shape, "num_classes": args.num_classes,
+                                 "steps": args.steps, "results": results})
+    return 0 if results else 1
+
+
+def console() -> int:
+    return common.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())

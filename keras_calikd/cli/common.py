@@ -1,0 +1,102 @@
+"""What every command-line tool shares: a quiet console and one error style.
+
+Every anticipated failure (bad configuration, missing data or teacher, a file
+that cannot be read or may not be replaced, a non-finite loss, a run in use)
+ends the tool with a single line `error: <what is wrong and how to fix it>`
+on stderr and exit status 2; `--debug` shows the traceback instead. Framework
+start-up chatter (TensorFlow's C++ logs, deprecation warnings) is filtered
+unless `--debug` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import traceback
+import warnings
+from typing import Callable, Sequence
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="show framework logs, and a traceback instead of the one-line error")
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Sends file descriptor 2 to /dev/null (C++ libraries log there at import), restoring it afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
+
+
+def quiet_frameworks() -> None:
+    """Imports the frameworks with their start-up logs filtered and keeps their warnings out of the console."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module="tensorflow_datasets")
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    with _stderr_silenced():
+        try:
+            import tensorflow as tf  # noqa: F401  (the data pipelines need it; its import logs in C++)
+
+            tf.get_logger().setLevel(logging.ERROR)
+        except ImportError:  # a JAX-only machine: the training core runs without TensorFlow
+            pass
+        import keras  # noqa: F401
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _anticipated() -> tuple:
+    """The exception types whose message is the whole story (anything else is a bug: traceback)."""
+    types = [ValueError, OSError, RuntimeError, KeyboardInterrupt, FloatingPointError]
+    try:
+        import tensorflow as tf
+
+        types += [tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError]
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _one_line(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if "keras_calikd:" in message:  # a data check inside a tf.data pipeline: our message, without TF's frame
+        message = message[message.index("keras_calikd:") + len("keras_calikd:"):].split("\n")[0].strip()
+        message = message.strip("[]' \"")
+    return " ".join(message.split())
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Runs a tool's `main(argv)` with the shared console and error style; returns its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if not debug:
+        quiet_frameworks()
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _anticipated() as error:
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,138 @@
+"""calikd-evaluate: accuracy, ECE/OE, NLL, Brier, reliability diagrams, temperature scaling, CIFAR-100-C.
+
+    # one model on a test split, with a temperature-scaling baseline and a reliability diagram
+    calikd-evaluate --model runs/cifar100/kd_x/checkpoints/best.keras --dataset cifar100 \\
+        --temperature_scaling --diagram kd.png
+
+    # Table 6: several models on CIFAR-100-C, each corruption averaged over severities 1-5
+    calikd-evaluate --dataset cifar100_corrupted --corruptions frost,snow,gaussian_blur,motion_blur \\
+        --model Teacher=runs/cifar100/teacher_resnet32x4/checkpoints/best.keras \\
+        --model KD=runs/cifar100/resnet32x4_shufflev1_kd/checkpoints/best.keras
+
+A model is a `.keras` file or a SavedModel folder written by calikd-export; both take raw images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from keras_calikd.cli import common
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="calikd-evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--model", action="append", required=True, metavar="[LABEL=]PATH",
+                        help="model to evaluate (repeatable); LABEL names its row")
+    result.add_argument("--dataset", required=True, help="data set name (cifar100, cifar100_corrupted, ...)")
+    result.add_argument("--split", default="test", help="evaluated split (default: test)")
+    result.add_argument("--data_dir", help="TFDS data folder")
+    result.add_argument("--bins", default="100,15", help="ECE/OE bin counts, comma-separated (default: 100,15)")
+    result.add_argument("--corruptions", help="CIFAR-100-C: comma-separated corruptions, or 'all'")
+    result.add_argument("--temperature_scaling", action="store_true",
+                        help="also report post-hoc temperature scaling, both rows on the same images")
+    result.add_argument("--calibration_split",
+                        help="split to fit the temperature on (default: 'validation' when the data set has "
+                             "one, else half of the evaluated split, both rows then reporting the other half)")
+    result.add_argument("--diagram", help="reliability diagram of the first model (.png, .pdf or .svg)")
+    result.add_argument("--output", help="write the results as JSON (a new file, or --overwrite)")
+    result.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    result.add_argument("--batch_size", type=int, default=500)
+    common.add_debug_flag(result)
+    return result
+
+
+def _bins(text: str):
+    try:
+        bins = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise ValueError(f"--bins must be comma-separated positive integers, got {text!r}.") from None
+    if not bins or min(bins) < 1:
+        raise ValueError(f"--bins must be comma-separated positive integers, got {text!r}.")
+    return bins
+
+
+def _groups(dataset: str, corruptions: str | None):
+    """CIFAR-100-C: corruption -> its five severity configs; None for other evaluations."""
+    if not corruptions:
+        return None
+    from keras_calikd.data.cifar100_corrupted import CORRUPTIONS, SEVERITIES, config_name
+
+    if not dataset.startswith("cifar100_corrupted"):
+        raise ValueError("--corruptions applies to --dataset cifar100_corrupted only.")
+    names = list(CORRUPTIONS) if corruptions == "all" else corruptions.split(",")
+    unknown = sorted(set(names) - set(CORRUPTIONS))
+    if unknown:
+        raise ValueError(f"unknown corruptions {unknown}; known: {', '.join(CORRUPTIONS)}.")
+    return {name: [config_name(name, severity) for severity in SEVERITIES] for name in names}
+
+
+def _row(label: str, report: dict, bins) -> str:
+    cells = [f"{100 * report['accuracy']:6.2f}"]
+    cells += [f"{report[f'{m}_{b}']:.4f}" for b in bins for m in ("ece", "oe")]
+    cells += [f"{report['nll']:.4f}", f"{report['brier']:.4f}", str(report["num_examples"])]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def _table(results: dict, bins) -> str:
+    columns = ["Acc"] + [f"{m}@{b}" for b in bins for m in ("ECE", "OE")] + ["NLL", "Brier", "images"]
+    lines = ["| Model | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    notes = []
+    for label, entry in results["models"].items():
+        lines.append(_row(label, entry["report"], bins))
+        scaled = entry.get("temperature_scaling")
+        if scaled:
+            lines.append(_row(f"{label}, uncalibrated", scaled["uncalibrated"], bins))
+            lines.append(_row(f"{label} + TS (T={scaled['temperature']:.3f})", scaled["temperature_scaled"], bins))
+            notes.append(f"{label}: the temperature was fitted on {scaled['fitted_on']}; its two rows "
+                         f"'uncalibrated' and '+ TS' both report {scaled['reported_on']}.")
+    return "\n".join(lines + [""] + notes)
+
+
+def _corruption_table(results: dict, bins) -> str:
+    groups = list(next(iter(results["models"].values()))["groups"])
+    header = "| Model | " + " | ".join(f"{g} Acc | {g} ECE@{bins[0]} | {g} OE@{bins[0]}" for g in groups) + " |"
+    lines = [header, "|" + "---|" * (3 * len(groups) + 1)]
+    for label, entry in results["models"].items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{100 * r['accuracy']:.2f} | {r[f'ece_{bins[0]}']:.3f} | {r[f'oe_{bins[0]}']:.3f}"
+            for r in entry["groups"].values()) + " |")
+    return "Each corruption averaged over severities 1-5:\n\n" + "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from keras_calikd.metrics import plot_reliability_diagram
+    from keras_calikd.training.evaluation import bin_statistics, evaluate_models
+    from keras_calikd.training.files import claim_output, write_json
+
+    bins = _bins(args.bins)
+    groups = _groups(args.dataset, args.corruptions)
+    if args.output:
+        claim_output(args.output, None, args.overwrite)
+    models = {}
+    for spec in args.model:
+        label, _, path = spec.rpartition("=")
+        models[label or path] = path
+    results = evaluate_models(models, args.dataset, args.split, data_dir=args.data_dir, bins=bins,
+                              batch_size=args.batch_size, temperature_scaling=args.temperature_scaling,
+                              calibration_split=args.calibration_split, groups=groups)
+    print(_corruption_table(results, bins) if groups else _table(results, bins))
+    first = next(iter(results["models"].values()))
+    if args.diagram and "logits" in first:
+        plot_reliability_diagram(bin_statistics(first["logits"], first["labels"], 15), args.diagram,
+                                 title=next(iter(results["models"])))
+    for entry in results["models"].values():
+        entry.pop("logits", None), entry.pop("labels", None)
+    if args.output:
+        write_json(args.output, results)
+    return 0
+
+
+def console() -> int:
+    return common.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())
