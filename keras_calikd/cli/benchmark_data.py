@@ -57,7 +57,20 @@ def _machine() -> dict:
 
 
 def write_fake_cifar(data_dir: str, train: int = 50_000, test: int = 10_000, seed: int = 0) -> None:
-    """Prepares a fake `cifar10` (random images, TFDS's own features and version) in `data_dir`, once."""
+    """Prepares a fake `cifar10` (random images, TFDS's own features and version) in `data_dir`, once.
+
+    Args:
+        data_dir: The TFDS data directory.
+        train: Number of training images.
+        test: Number of test images.
+        seed: Seed of the images.
+
+    Example:
+
+    ```python
+    write_fake_cifar("/tmp/bench/fake_cifar", train=1000, test=100)
+    ```
+    """
     import numpy as np
     import tensorflow_datasets as tfds
 
@@ -103,7 +116,24 @@ def _timed(make, passes: int) -> dict:
 
 
 def bench_source(name: str, data_dir: str, batch_sizes, epochs: int, raw_dir=None) -> dict:
-    """Measures the pipelines of one data set (see the module docstring); prints each run as a JSON line."""
+    """Measures the pipelines of one data set (see the module docstring); prints each run as a JSON line.
+
+    Args:
+        name: The data set (`read`'s name).
+        data_dir: Its TFDS data directory.
+        batch_sizes: The batch sizes to measure.
+        epochs: Timed passes per training pipeline.
+        raw_dir: Folder of its raw files, if it must be prepared from elsewhere.
+
+    Returns:
+        The measurements: `read_first_s`, `read_again_s`, `first_pass` and one entry per run in `runs`.
+
+    Example:
+
+    ```python
+    bench_source("fashion_mnist", "/tmp/bench/fashion_mnist", [64, 256], epochs=3)
+    ```
+    """
     import keras_calikd.data as ckd
     from keras_calikd.training.input import epoch_batches
 

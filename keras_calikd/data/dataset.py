@@ -51,6 +51,14 @@ class Locations(NamedTuple):
             for a catalog data set not copied yet, `<data_dir>/<name>`; for a data set with configs
             and none selected, the folder holding all of them.
         prepared: Whether a prepared data set (its `dataset_info.json`) is in `prepared_dir`.
+
+    Example:
+
+    ```python
+    ckd.info("cinic10").locate("/data")
+    # Locations(data_dir='/data', raw_dir='/data/downloads/manual/cinic10',
+    #           prepared_dir='/data/cinic10/2.0.0', prepared=False)
+    ```
     """
 
     data_dir: str
@@ -249,7 +257,21 @@ def register(dataset: Dataset) -> Dataset:
 
 
 def suggest(word: str, choices) -> str:
-    """`" Did you mean 'x'?"` for the closest of `choices`, or `""`."""
+    """A hint for an error message: the closest of `choices` to a misspelled `word`.
+
+    Args:
+        word: What the user wrote.
+        choices: The valid names.
+
+    Returns:
+        `" Did you mean 'x'?"` for the closest choice, or `""` when none is close.
+
+    Example:
+
+    ```python
+    suggest("valid", ["train", "validation", "test"])   # " Did you mean 'validation'?"
+    ```
+    """
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -343,6 +365,15 @@ def prepared_builder(dataset: Dataset, data_dir: Optional[os.PathLike] = None):
 
     Returns:
         A prepared `tfds.core.DatasetBuilder`, or None.
+
+    Raises:
+        NotADirectoryError: `data_dir` cannot be a folder.
+
+    Example:
+
+    ```python
+    prepared_builder(lookup("cifar100_corrupted/frost_3"), "/data")   # None until prepared
+    ```
     """
     locations = dataset.locate(data_dir)
     if not locations.prepared:
@@ -370,6 +401,13 @@ def open_builder(dataset: Dataset, data_dir: Optional[os.PathLike] = None, raw_d
         DatasetNotFoundError: at once, when the data set is neither prepared nor available as raw
             files (or `prepare` is False); the message says which files go where.
         CorruptFileError: a raw file cannot be read (nothing half-prepared is kept).
+        ValueError: the data set has configs and none is selected.
+
+    Example:
+
+    ```python
+    builder = open_builder(lookup("fashion_mnist"), "/data")   # prepares from the IDX files once
+    ```
     """
     dataset.require_config()
     builder = prepared_builder(dataset, data_dir)
@@ -429,6 +467,13 @@ def verify_prepared(dataset: Dataset, builder, split: str) -> None:
         CorruptPreparedDataError: a file is missing, damaged (`tf.errors.DataLossError`) or holds
             another number of records than `dataset_info.json` says; the message names it and
             says to delete the prepared folder.
+
+    Example:
+
+    ```python
+    description = lookup("cifar10")
+    verify_prepared(description, open_builder(description, "/data"), "train")
+    ```
     """
     info = builder.info.splits[split]
     prepared_dir = os.fspath(builder.data_dir)
@@ -461,6 +506,12 @@ def corrupt_prepared_error(dataset: Dataset, prepared_dir: str, detail, path: Op
 
     Returns:
         A `CorruptPreparedDataError` (to raise).
+
+    Example:
+
+    ```python
+    raise corrupt_prepared_error(lookup("cifar10"), "/data/cifar10/3.0.2", "the file is missing")
+    ```
     """
     if isinstance(detail, tf.errors.OpError):
         message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", detail.message, flags=re.S)
@@ -517,6 +568,13 @@ def with_prepared_facts(dataset: Dataset, builder) -> Dataset:
 
     Returns:
         A `Dataset`.
+
+    Example:
+
+    ```python
+    description = lookup("cinic10")
+    with_prepared_facts(description, open_builder(description)).splits   # the prepared split sizes
+    ```
     """
     label = builder.info.features["label"]
     names = getattr(label, "names", None)

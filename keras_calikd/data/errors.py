@@ -9,6 +9,15 @@ class DatasetNotFoundError(FileNotFoundError):
     The message says which files to put where and where they are published.
     Raised before any work starts (nothing is downloaded: the pipelines work
     offline). Being a `FileNotFoundError`, it can be caught as such.
+
+    Example:
+
+    ```python
+    try:
+        ckd.load("tiny_imagenet", "train", 128)
+    except ckd.DatasetNotFoundError as error:
+        print(error)   # which files go where, and where they are published
+    ```
     """
 
 
@@ -55,6 +64,15 @@ class CorruptPreparedDataError(CorruptFileError):
 
     Attributes:
         prepared_dir: The prepared folder to delete (besides `path` and `reason`).
+
+    Example:
+
+    ```python
+    try:
+        split = ckd.read("cifar100", "train")
+    except ckd.CorruptPreparedDataError as error:
+        shutil.rmtree(error.prepared_dir)   # then copy or prepare it again
+    ```
     """
 
     def __init__(self, path, reason: str, prepared_dir):

@@ -58,6 +58,13 @@ class Split(NamedTuple):
         dataset: The data set's `Dataset` description, with its config selected and the prepared
             data's split sizes (as `info` gives it).
         prepared_dir: The folder of the prepared TFRecords it reads.
+
+    Example:
+
+    ```python
+    split = ckd.read("cifar100", "train")
+    split.num_examples, split.dataset.num_classes       # 50000, 100
+    ```
     """
 
     examples: tf.data.Dataset
@@ -91,10 +98,23 @@ class Split(NamedTuple):
 
 
 def split_name(dataset: Dataset, split: str) -> str:
-    """The split of `split` without its TFDS slice (`"train[:90%]"` -> `"train"`).
+    """The split of `split` without its TFDS slice.
+
+    Args:
+        dataset: The data set's description.
+        split: A split name, optionally sliced the TFDS way.
+
+    Returns:
+        The split name.
 
     Raises:
         ValueError: `split` is not a split of `dataset` (the message lists its splits).
+
+    Example:
+
+    ```python
+    split_name(ckd.info("cifar100"), "train[:90%]")   # "train"
+    ```
     """
     match = _SPLIT_RE.match(split) if isinstance(split, str) else None
     if match is None or match.group(1) not in dataset.splits:
@@ -254,19 +274,55 @@ def model_inputs(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor, with_
 
     Returns:
         `(float32 images, labels)`, or `({"image": float32 images, "index": indices}, labels)`.
+
+    Example:
+
+    ```python
+    batches = examples.batch(64).map(lambda x, y, i: model_inputs(x, y, i, with_index=True))
+    ```
     """
     images = tf.cast(images, tf.float32)
     return ({"image": images, "index": indices}, labels) if with_index else (images, labels)
 
 
 def check_positive(what: str, value) -> None:
-    """Raises `ValueError` unless `value` is a positive integer (not a bool)."""
+    """Checks an argument that must be a positive integer.
+
+    Args:
+        what: The argument's name, for the message.
+        value: Its value.
+
+    Raises:
+        ValueError: `value` is not a positive integer (a bool is not one).
+
+    Example:
+
+    ```python
+    check_positive("batch_size", 0)   # ValueError: batch_size must be a positive integer, got 0.
+    ```
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}.")
 
 
 def check_batch_size(split: Split, batch_size: int, drop_remainder: bool) -> None:
-    """Raises `ValueError` for a bad batch size, or one larger than `split` when the remainder is dropped."""
+    """Checks a batch size against a split.
+
+    Args:
+        split: The split (from `read`).
+        batch_size: The batch size.
+        drop_remainder: Whether incomplete batches are dropped.
+
+    Raises:
+        ValueError: `batch_size` is not a positive integer, or is larger than the split while the
+            remainder is dropped (no batch would be left).
+
+    Example:
+
+    ```python
+    check_batch_size(ckd.read("cinic10", "train[:10]"), 64, drop_remainder=True)   # ValueError
+    ```
+    """
     check_positive("batch_size", batch_size)
     if drop_remainder and batch_size > split.num_examples:
         raise ValueError(
@@ -283,6 +339,12 @@ def derive_seeds(seed: Optional[int]):
 
     Returns:
         `(shuffle_seed, augment_seed)`, Python ints in 0..2**31-1, the same for the same `seed`.
+
+    Example:
+
+    ```python
+    shuffle_seed, augment_seed = derive_seeds(0)
+    ```
     """
     if seed is None:
         return None, None
