@@ -1,7 +1,9 @@
 """Writers of small fake data sets in the on-disk layouts their authors distribute.
 
-Pixel values encode what a test needs to check (label, split, row, severity),
-so the tests can verify label mapping and slicing from the images alone.
+Pixel values encode what a test needs to check (label, split, file, row,
+severity), so the tests can verify label mapping, slicing and stored order
+from the images alone. `write_catalog_copy` writes a tiny prepared copy of a
+TFDS catalog data set (CIFAR-10/100) instead of raw files.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ CINIC_SPLIT_FOLDERS = {"train": "train", "validation": "valid", "test": "test"}
 CINIC_SPLIT_CODES = {"train": 0, "valid": 100, "test": 200}
 
 
-def cinic_pixel(label: int, folder: str):
-    """The constant (R, G, B) of a fake CINIC-10 image: R = 20 * label, G = split code."""
-    return (20 * label, CINIC_SPLIT_CODES[folder], 77)
+def cinic_pixel(label: int, folder: str, number: int = 0):
+    """The constant (R, G, B) of a fake CINIC-10 image: R = 20 * label, G = split code, B = 77 + file number."""
+    return (20 * label, CINIC_SPLIT_CODES[folder], 77 + number)
+
+
+def cinic_file_name(folder: str, label: int, number: int) -> str:
+    """The name of fake CINIC-10 image `number` of a class folder (sorted names follow `number`)."""
+    return f"cifar10-{folder}-{label}{number}.png"
 
 
 def write_cinic10(root, per_class=None, grayscale_file=True) -> dict:
@@ -44,8 +51,8 @@ def write_cinic10(root, per_class=None, grayscale_file=True) -> dict:
             os.makedirs(d, exist_ok=True)
             for i in range(per_class[folder]):
                 img = np.empty((32, 32, 3), np.uint8)
-                img[...] = cinic_pixel(label, folder)
-                Image.fromarray(img).save(os.path.join(d, f"cifar10-{folder}-{label}{i}.png"))
+                img[...] = cinic_pixel(label, folder, i)
+                Image.fromarray(img).save(os.path.join(d, cinic_file_name(folder, label, i)))
                 n += 1
             if grayscale_file and folder == "test" and name == "bird":
                 gray = np.full((32, 32), 20 * label, np.uint8)
@@ -149,11 +156,70 @@ def write_idx(path, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
-def write_fashion_mnist(root, n_train=30, n_test=10) -> None:
-    """Writes the four Fashion-MNIST IDX files with `n_train`/`n_test` images (pixel = 10 * label)."""
+def write_fashion_mnist(root, n_train=30, n_test=10, random_images=False) -> dict:
+    """Writes the four Fashion-MNIST IDX files with `n_train`/`n_test` images.
+
+    Labels are row % 10. Images are constant (pixel = 10 * label), or with
+    `random_images` uniformly random (seeded), so that every row differs.
+
+    Returns:
+        Split ("train", "test") -> (images (N, 28, 28), labels (N,)) as written, row by row.
+    """
     os.makedirs(root, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
+    written = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
         labels = (np.arange(n) % 10).astype(np.uint8)
         images = np.repeat(labels[:, None, None] * 10, 28 * 28, axis=1).reshape(n, 28, 28).astype(np.uint8)
+        if random_images:
+            images = np.random.default_rng(n).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"), images)
         write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"), labels)
+        written[split] = (images, labels)
+    return written
+
+
+def write_catalog_copy(name, data_dir, per_split, random_images=False, seed=0, num_shards=None):
+    """Prepares a tiny copy of TFDS's `name` (cifar10/cifar100) in `data_dir`, as `tfds build` would.
+
+    Same builder name, version and features as TFDS's; fake examples: example
+    i of a split has the id `"<split>_<i:05d>"`, label i % classes and a
+    constant image of value 2 * label, or with `random_images` random pixels
+    drawn from `default_rng([seed, position of the split in per_split])`.
+
+    Args:
+        name: "cifar10" or "cifar100".
+        data_dir: The TFDS data directory.
+        per_split: Split -> number of examples, e.g. {"train": 12, "test": 7}.
+        random_images: Random images instead of constant ones.
+        seed: Seed of the random images.
+        num_shards: Number of TFRecord files per split (default: TFDS's choice, one for tiny splits).
+
+    Returns:
+        The prepared builder.
+    """
+    import tensorflow_datasets as tfds
+
+    base = tfds.builder_cls(name)
+    classes = 10 if name == "cifar10" else 100
+
+    class FakeCopy(base, skip_registration=True):
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(split) for split in per_split}
+
+        def _generate_examples(self, split):
+            rng = np.random.default_rng([seed, list(per_split).index(split)])
+            for i in range(per_split[split]):
+                label = i % classes
+                image = np.full((32, 32, 3), 2 * label, np.uint8)
+                if random_images:
+                    image = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                example = {"id": f"{split}_{i:05d}", "image": image, "label": label}
+                if name == "cifar100":
+                    example["coarse_label"] = label % 20
+                yield example["id"], example
+
+    FakeCopy.name = name
+    builder = FakeCopy(data_dir=data_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False, num_shards=num_shards))
+    return builder

@@ -1,43 +1,52 @@
 """Input pipelines of keras_calikd: tf.data datasets of the paper's data sets.
 
-This subpackage is the only part of keras_calikd that imports TensorFlow and
-tensorflow-datasets (the pipelines are tf.data under both Keras backends).
+The pipelines are tf.data under both Keras backends; this subpackage imports
+TensorFlow and tensorflow-datasets (it is imported on first use).
 
 Public API:
 
-- `load(name, split, batch_size, ...)`: a batched, normalised (and, for
-  training, shuffled and augmented) `tf.data.Dataset` for `keras.Model.fit`.
-- `info(name)`: classes, image shape, split sizes, normalisation constants
-  and where the data set's files go.
-- `names()`: the data set names: cifar10, cifar100, cinic10, tiny_imagenet,
-  cifar100_corrupted, fashion_mnist.
-- `DATASETS`: the registry of `DatasetSpec`s behind those names.
-- `CORRUPTIONS`, `SEVERITIES`: CIFAR-100-C's configs.
-- `DatasetNotFoundError`, `CorruptFileError`: what goes wrong with files.
+- `load(name, split, batch_size, ...)`: a batched (and, for training,
+  shuffled and augmented) `tf.data.Dataset` of raw-pixel images for
+  `keras.Model.fit`; the models normalise.
+- `read(name, split, ...)`: a `Split`: the split's unbatched, cached
+  examples `(image uint8, label, index)` in stored order.
+- `info(name, data_dir=None, config=None)`: the data set's `Dataset`
+  description (classes, image shape, split sizes, normalisation constants,
+  configs); `info(name).locate(data_dir)` says where its files go.
+- `names()`, `DATASETS`: the data set names and the registry of descriptions.
+- `random_crop_flip_batch`: the training augmentation, for a batch.
+- `DatasetNotFoundError`, `CorruptFileError`, `CorruptPreparedDataError`: what goes wrong with files.
 - The TFDS builders: `Cinic10`, `TinyImagenet`, `Cifar100Corrupted`, `FashionMnistIdx`.
 
-Where files go (with `data_dir` = the `data_dir` argument, else
-`$TFDS_DATA_DIR`, else `~/tensorflow_datasets`): see docs/data.md and
-`info(name).raw_dir`.
+Each data set is one module of this package holding its builder and its
+description (`cifar`, `cinic10`, `tiny_imagenet`, `cifar100_corrupted`,
+`fashion_mnist`); importing the package imports every module of it, which
+registers them, so adding a data set is adding its module (docs/data.md).
+CIFAR-100-C's corruptions are in `keras_calikd.data.cifar100_corrupted`
+(`CORRUPTIONS`, `SEVERITIES`, `config_name`).
 """
 
-from keras_calikd.data.catalog import DATASETS, DatasetSpec, resolve_data_dir
-from keras_calikd.data.cifar100_corrupted import CORRUPTIONS, SEVERITIES, Cifar100Corrupted
+import importlib
+import pkgutil
+
+from keras_calikd.data.cifar100_corrupted import Cifar100Corrupted
 from keras_calikd.data.cinic10 import Cinic10
-from keras_calikd.data.errors import CorruptFileError, DatasetNotFoundError
+from keras_calikd.data.dataset import DATASETS, Dataset, Locations, info, resolve_data_dir
+from keras_calikd.data.errors import CorruptFileError, CorruptPreparedDataError, DatasetNotFoundError
 from keras_calikd.data.fashion_mnist import FashionMnistIdx
-from keras_calikd.data.pipeline import (
-    DatasetInfo,
-    info,
-    load,
-    random_crop_flip_batch,
-    random_crop_flip_image,
-)
+from keras_calikd.data.pipeline import Split, load, random_crop_flip_batch, read
 from keras_calikd.data.tiny_imagenet import TinyImagenet
+
+for _module in pkgutil.iter_modules(__path__):  # each data set's module registers its description
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def names() -> list:
-    """The names `load` and `info` accept, sorted.
+    """The names `load`, `read` and `info` accept, sorted.
+
+    Returns:
+        A list of strings.
 
     Example:
 
@@ -50,21 +59,21 @@ def names() -> list:
 
 
 __all__ = [
-    "CORRUPTIONS",
     "DATASETS",
-    "SEVERITIES",
     "Cifar100Corrupted",
     "Cinic10",
     "CorruptFileError",
-    "DatasetInfo",
+    "CorruptPreparedDataError",
+    "Dataset",
     "DatasetNotFoundError",
-    "DatasetSpec",
     "FashionMnistIdx",
+    "Locations",
+    "Split",
     "TinyImagenet",
     "info",
     "load",
     "names",
     "random_crop_flip_batch",
-    "random_crop_flip_image",
+    "read",
     "resolve_data_dir",
 ]

@@ -2,8 +2,9 @@
 
 Each builder reads the files a user downloaded by hand (the machines this
 library targets may be offline) from one folder, `raw_dir`, validates them, and
-writes a regular TFDS data set under `<data_dir>/<builder name>/...`. Later
-loads read the prepared TFRecords and never look at the raw files again.
+writes a regular TFDS data set under `<data_dir>/<builder name>/...`, in the
+order of the raw files (not shuffled: see `RawFilesBuilder.info_in_file_order`).
+Later loads read the prepared TFRecords and never look at the raw files again.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ class RawFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A `GeneratorBasedBuilder` whose raw files come from a local folder.
 
     Subclasses set `RAW_FOLDER` (the folder's conventional name under
-    `<data_dir>/downloads/manual/`), `SOURCE` (where the files are published)
-    and implement `missing_raw_files(raw_dir)` listing what is absent.
+    `<data_dir>/downloads/manual/`), `SOURCE` (where the files are published),
+    `LAYOUT` (what goes in that folder), implement `missing_raw_files(raw_dir)`
+    listing what is absent, build their `_info` with `info_in_file_order` and yield
+    their examples in the order of the raw files with integer keys 0, 1, ...
 
     Args:
         raw_dir: Folder holding the raw files. Only needed to prepare the data
@@ -47,6 +50,16 @@ class RawFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 f"({self.SOURCE})."
             )
         return self._raw_dir
+
+    def info_in_file_order(self, **kwargs) -> tfds.core.DatasetInfo:
+        """`tfds.core.DatasetInfo(builder=self, disable_shuffling=True, **kwargs)`.
+
+        `disable_shuffling` makes TFDS write the examples in the order the
+        builder yields them (sorted by their integer keys) instead of
+        TFDS's hash order, and read them back in that order: the prepared
+        data keeps the raw files' order (docs/data.md, "Stored order").
+        """
+        return tfds.core.DatasetInfo(builder=self, disable_shuffling=True, **kwargs)
 
     @classmethod
     def missing_raw_files(cls, raw_dir: str, config_name: Optional[str] = None) -> list:

@@ -7,8 +7,12 @@ Raw layout (https://zenodo.org/record/3555552, `CIFAR-100-C.tar`, untarred)::
 
 Severity k (1..5) is the block of rows (k-1)*10000 .. k*10000 of both files.
 There is one builder config per corruption and severity, named
-`<corruption>_<severity>` (e.g. `frost_3`), each with a single split `test`.
-Preparing a config reads only its own corruption file.
+`<corruption>_<severity>` (e.g. `frost_3`, see `config_name`), each with a
+single split `test`; select one with `load("cifar100_corrupted/frost_3", ...)`
+or `load("cifar100_corrupted", ..., config="frost_3")`. Preparing a config
+reads only its own corruption file.
+
+Stored order: the rows of the `.npy` files, in order.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_calikd.data._base import RawFilesBuilder
+from keras_calikd.data.cifar import CIFAR100
+from keras_calikd.data.dataset import Dataset, register
 from keras_calikd.data.errors import CorruptFileError, DatasetNotFoundError
 
 #: The corruptions of the CIFAR-100-C release (Hendrycks & Dietterich, 2019):
@@ -49,19 +55,29 @@ SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def config_name(corruption: str, severity: int) -> str:
-    """The builder config name of one corruption at one severity, e.g. `"frost_3"`."""
-    return f"{corruption}_{severity}"
+    """The config name of one corruption at one severity.
 
+    Args:
+        corruption: One of `CORRUPTIONS`.
+        severity: One of `SEVERITIES` (1..5).
 
-def parse_config_name(name: str):
-    """`"frost_3"` -> `("frost", 3)`; raises `ValueError` for an unknown corruption or severity."""
-    corruption, _, severity = name.rpartition("_")
-    if corruption not in CORRUPTIONS or severity not in {str(s) for s in SEVERITIES}:
-        raise ValueError(
-            f"Unknown CIFAR-100-C config {name!r}: expected '<corruption>_<severity>' with severity 1..5 and a "
-            f"corruption among {', '.join(CORRUPTIONS)}."
-        )
-    return corruption, int(severity)
+    Returns:
+        `"<corruption>_<severity>"`, e.g. `"frost_3"`.
+
+    Raises:
+        ValueError: unknown corruption or severity (the message lists the known ones).
+
+    Example:
+
+    ```python
+    ckd.load("cifar100_corrupted", "test", 256, config=config_name("frost", 3))
+    ```
+    """
+    if corruption not in CORRUPTIONS:
+        raise ValueError(f"Unknown corruption {corruption!r}. Corruptions: {', '.join(CORRUPTIONS)}.")
+    if isinstance(severity, bool) or severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}.")
+    return f"{corruption}_{int(severity)}"
 
 
 class Cifar100CorruptedConfig(tfds.core.BuilderConfig):
@@ -94,8 +110,11 @@ class Cifar100Corrupted(RawFilesBuilder, skip_registration=True):
     """
 
     name = "cifar100_corrupted"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Prepared from CIFAR-100-C's .npy files."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Prepared from CIFAR-100-C's .npy files.",
+        "2.0.0": "Examples stored in the .npy files' row order (1.0.0 was written in TFDS's shuffled order).",
+    }
     BUILDER_CONFIGS = [
         Cifar100CorruptedConfig(corruption=c, severity=s) for c in CORRUPTIONS for s in SEVERITIES
     ]
@@ -104,8 +123,7 @@ class Cifar100Corrupted(RawFilesBuilder, skip_registration=True):
     LAYOUT = "  <corruption>.npy (one per corruption, (50000, 32, 32, 3) uint8) and labels.npy"
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
+        return self.info_in_file_order(
             description="CIFAR-100-C (Hendrycks & Dietterich, 2019), one corruption at one severity.",
             features=tfds.features.FeaturesDict(
                 {
@@ -122,9 +140,9 @@ class Cifar100Corrupted(RawFilesBuilder, skip_registration=True):
 
     @classmethod
     def missing_raw_files(cls, raw_dir, config_name=None):
-        corruption = parse_config_name(config_name)[0] if config_name else None
         needed = [os.path.join(raw_dir, "labels.npy")]
-        if corruption:
+        if config_name:
+            corruption = next(c.corruption for c in cls.BUILDER_CONFIGS if c.name == config_name)
             needed.append(os.path.join(raw_dir, f"{corruption}.npy"))
         return [p for p in needed if not os.path.isfile(p)]
 
@@ -155,3 +173,13 @@ class Cifar100Corrupted(RawFilesBuilder, skip_registration=True):
             if not 0 <= label < 100:
                 raise CorruptFileError(labels_path, f"row {row}: label {label} is outside 0..99.")
             yield row, {"image": np.ascontiguousarray(images[row]), "label": label, "id": str(row)}
+
+
+#: CIFAR-100-C's description: one config per corruption and severity; CIFAR-100's statistics (models
+#: trained on CIFAR-100 are evaluated on it).
+CIFAR100_CORRUPTED = register(Dataset(
+    name="cifar100_corrupted", title="CIFAR-100-C", num_classes=100, image_shape=(32, 32, 3),
+    splits={"test": 10_000}, mean=CIFAR100.mean, std=CIFAR100.std,
+    stats_source="CIFAR-100's constants (models trained on CIFAR-100 are evaluated on it)", crop_padding=4,
+    builder_cls=Cifar100Corrupted, configs=tuple(c.name for c in Cifar100Corrupted.BUILDER_CONFIGS),
+))

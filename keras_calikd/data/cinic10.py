@@ -8,6 +8,9 @@ Raw layout (https://datashare.ed.ac.uk/handle/10283/3192, `CINIC-10.tar.gz`)::
 
 with the ten CIFAR-10 class folders. Labels follow CIFAR-10's class order, so
 a CIFAR-10 model and CINIC-10 data agree on label ids.
+
+Stored order: class folders in label order (which is also alphabetical), and
+within a folder the file names sorted, i.e. the files' sorted relative paths.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import os
 import tensorflow_datasets as tfds
 
 from keras_calikd.data._base import RawFilesBuilder, read_image_file
+from keras_calikd.data.cifar import CIFAR10_CLASS_NAMES
+from keras_calikd.data.dataset import Dataset, register
 from keras_calikd.data.errors import DatasetNotFoundError
 
 #: CIFAR-10's class order (also CINIC-10's folder names).
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = CIFAR10_CLASS_NAMES
 #: Split name -> folder of the raw layout.
 SPLIT_FOLDERS = {"train": "train", "validation": "valid", "test": "test"}
 
@@ -34,8 +39,11 @@ class Cinic10(RawFilesBuilder, skip_registration=True):
     """
 
     name = "cinic10"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Prepared from the distributed PNG folders."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Prepared from the distributed PNG folders.",
+        "2.0.0": "Examples stored in the files' sorted order (1.0.0 was written in TFDS's shuffled order).",
+    }
     RAW_FOLDER = "cinic10"
     SOURCE = "https://datashare.ed.ac.uk/handle/10283/3192 (CINIC-10.tar.gz)"
     LAYOUT = (
@@ -44,8 +52,7 @@ class Cinic10(RawFilesBuilder, skip_registration=True):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
+        return self.info_in_file_order(
             description="CINIC-10 (Darlow et al., 2018), prepared from its PNG folders.",
             features=tfds.features.FeaturesDict(
                 {
@@ -74,11 +81,22 @@ class Cinic10(RawFilesBuilder, skip_registration=True):
         return {split: self._generate_examples(folder) for split, folder in SPLIT_FOLDERS.items()}
 
     def _generate_examples(self, folder):
-        for label, class_name in enumerate(CLASS_NAMES):
-            class_dir = os.path.join(self.raw_dir, folder, class_name)
-            for file_name in sorted(os.listdir(class_dir)):
-                if not file_name.lower().endswith(".png"):
-                    continue
-                path = os.path.join(class_dir, file_name)
-                key = f"{folder}/{class_name}/{file_name}"
-                yield key, {"image": read_image_file(path, (32, 32), "png"), "label": label, "id": key}
+        files = [
+            (label, f"{folder}/{class_name}/{file_name}")
+            for label, class_name in enumerate(CLASS_NAMES)
+            for file_name in sorted(os.listdir(os.path.join(self.raw_dir, folder, class_name)))
+            if file_name.lower().endswith(".png")
+        ]
+        for key, (label, relative) in enumerate(files):
+            path = os.path.join(self.raw_dir, *relative.split("/"))
+            yield key, {"image": read_image_file(path, (32, 32), "png"), "label": label, "id": relative}
+
+
+#: CINIC-10's description.
+CINIC10 = register(Dataset(
+    name="cinic10", title="CINIC-10", num_classes=10, image_shape=(32, 32, 3),
+    splits={"train": 90_000, "validation": 90_000, "test": 90_000},
+    mean=(0.47889522, 0.47227842, 0.43047404), std=(0.24205776, 0.23828046, 0.25874835),
+    stats_source="CINIC-10 README (BayesWatch/cinic-10)", crop_padding=4,
+    class_names=CLASS_NAMES, builder_cls=Cinic10,
+))

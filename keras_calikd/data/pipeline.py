@@ -1,147 +1,351 @@
-"""tf.data input pipelines: `load` (batches ready for `keras.Model.fit`) and `info`.
+"""tf.data input pipelines: `read` (one split's examples in stored order) and `load` (batches for `fit`).
 
-Pipeline of `load`, in order:
+`read(name, split)` returns a `Split` whose `examples` are
+`(image uint8 (H, W, C), label int32, index int32)` of one prepared split,
+unbatched, in the split's stored order (the order of the data set's files,
+see docs/data.md), `index` being the position in the split (0..N-1), the
+decoded images cached (in memory by default).
 
-1. read the prepared TFDS split in its stored order and number each example
-   (`index`, 0..N-1 within the split: stable across epochs);
-2. cache the decoded uint8 images (in memory by default);
-3. training only: shuffle the whole split, reshuffled each iteration;
-4. batch (fixed-size batches for training: `drop_remainder=True`);
-5. training only: random crop with zero padding and random horizontal flip,
-   vectorised over the batch (one pad and two gathers per batch), keyed by a
-   per-batch random value from `tf.data.Dataset.random`;
-6. per-channel normalisation with the data set's mean and std, `prefetch`.
+`load(name, split, batch_size)` batches them for `keras.Model.fit`:
 
-With a `seed`, shuffling and augmentation are deterministic: two pipelines
-built with the same seed yield the same batches, epoch after epoch (each
-new iteration of a dataset is a new epoch, reshuffled and re-augmented).
+- evaluation (the default for splits other than `train`): stored order,
+  the last, smaller batch kept;
+- training (the default for `train` and its slices): the whole split
+  shuffled again at each iteration, fixed-size batches, then random crop with
+  zero padding and random horizontal flip, vectorised over the batch (one
+  pad and two gathers), keyed by a per-batch value of `Dataset.random`.
+
+Images come out as float32 raw pixels, 0..255: the models normalise their
+inputs (with `Dataset.normalization`), so every form of a model takes the
+same images. The training order that depends on (seed, epoch) alone, for
+resumable runs, is the training layer's `epoch_batches`, built on `read`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import numbers
 import os
 import re
-from typing import Dict, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from keras_calikd.data.catalog import DatasetSpec, get_spec, resolve_config, resolve_data_dir
+from keras_calikd.data.dataset import (
+    Dataset,
+    corrupt_prepared_error,
+    lookup,
+    open_builder,
+    suggest,
+    verify_prepared,
+    with_prepared_facts,
+)
+from keras_calikd.data.errors import CorruptPreparedDataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SPLIT_RE = re.compile(r"^([A-Za-z_]+)(\[[^\[\]]*\])?$")
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What `info` reports about a data set.
+class Split(NamedTuple):
+    """One split of a prepared data set, as `read` returns it.
 
     Attributes:
-        name: Load name (with `/<config>` for CIFAR-100-C when one was given).
-        num_classes: Number of classes.
-        image_shape: (H, W, C) of the images `load` yields.
-        splits: Split name -> number of examples: those of the prepared data when `prepared`,
-            else those of the published release.
-        mean, std: Per-channel normalisation constants (on images scaled to [0, 1]).
-        stats_source: Where `mean` and `std` come from.
-        crop_padding: Zero padding, in pixels, of the training random crop.
-        class_names: Class names in label order, when known (None otherwise).
-        data_dir: The resolved TFDS data directory.
-        prepared: Whether the prepared TFDS data set was found in `data_dir`.
-        prepared_dir: Where the prepared data set is (or will be written).
-        raw_dir: The folder where the user puts the raw files (None for TFDS catalog data sets).
-        raw_layout: What goes in `raw_dir` (or in `prepared_dir` for catalog data sets).
-        source: Where the files are published / how to obtain them.
-    """
-
-    name: str
-    num_classes: int
-    image_shape: Tuple[int, int, int]
-    splits: Dict[str, int]
-    mean: Tuple[float, ...]
-    std: Tuple[float, ...]
-    stats_source: str
-    crop_padding: int
-    class_names: Optional[Tuple[str, ...]]
-    data_dir: str
-    prepared: bool
-    prepared_dir: str
-    raw_dir: Optional[str]
-    raw_layout: str
-    source: str
-
-
-def info(name: str, data_dir: Optional[os.PathLike] = None, *, corruption: Optional[str] = None,
-         severity: Optional[int] = None) -> DatasetInfo:
-    """Describes a data set: classes, shapes, split sizes, normalisation, and where its files go.
-
-    Looks for the prepared data set in the data directory (a directory
-    listing; nothing is prepared, read in bulk or downloaded): when found,
-    split sizes and class names are those of the prepared data, otherwise
-    those of the published release.
-
-    Args:
-        name: A name of `names()`, e.g. `"cifar100"`; CIFAR-100-C also accepts `"cifar100_corrupted/frost_3"`.
-        data_dir: TFDS data directory; default `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`.
-        corruption, severity: CIFAR-100-C only: which config to look up (optional).
-
-    Returns:
-        A `DatasetInfo`.
+        examples: Unbatched `tf.data.Dataset` of `(image, label, index)`: image uint8 (H, W, C),
+            label int32, index int32 (position in the split, 0..N-1), in stored order, cached.
+        num_examples: N, the number of examples (of the slice, for a sliced split).
+        dataset: The data set's `Dataset` description, with its config selected and the prepared
+            data's split sizes (as `info` gives it).
+        prepared_dir: The folder of the prepared TFRecords it reads.
 
     Example:
 
     ```python
-    import keras_calikd.data as ckd
-    ckd.info("cifar100").num_classes          # 100
-    ckd.info("tiny_imagenet").raw_dir        # ~/tensorflow_datasets/downloads/manual/tiny-imagenet-200
-    ckd.info("fashion_mnist").splits          # {"train": 60000, "test": 10000}
+    split = ckd.read("cifar100", "train")
+    split.num_examples, split.dataset.num_classes       # 50000, 100
     ```
     """
-    spec, config = get_spec(name)
-    config = resolve_config(spec, config, corruption, severity, required=False)
-    data_dir = resolve_data_dir(data_dir)
-    builder = None if (spec.has_configs and config is None) else spec.prepared_builder(data_dir, config)
-    splits = dict(spec.splits)
-    class_names = spec.class_names
-    if builder is not None:
-        splits = {split: int(builder.info.splits[split].num_examples) for split in builder.info.splits}
-        label = builder.info.features["label"]
-        if getattr(label, "names", None) and label.names != [str(i) for i in range(spec.num_classes)]:
-            class_names = tuple(label.names)
-    return DatasetInfo(
-        name=f"{spec.name}/{config}" if config else spec.name,
-        num_classes=spec.num_classes,
-        image_shape=tuple(spec.image_shape),
-        splits=splits,
-        mean=tuple(spec.mean),
-        std=tuple(spec.std),
-        stats_source=spec.stats_source,
-        crop_padding=spec.crop_padding,
-        class_names=class_names,
-        data_dir=data_dir,
-        prepared=builder is not None,
-        prepared_dir=str(builder.data_dir) if builder is not None else spec.prepared_root(data_dir, config),
-        raw_dir=spec.raw_dir(data_dir),
-        raw_layout=spec.layout(),
-        source=spec.source(),
-    )
+
+    examples: tf.data.Dataset
+    num_examples: int
+    dataset: Dataset
+    prepared_dir: str
+
+    def corruption_error(self, error) -> CorruptPreparedDataError:
+        """The clear error for a `tf.errors.DataLossError` raised while iterating this split.
+
+        `read` checks the prepared files once per process; a file damaged
+        later shows up as a `tf.errors.DataLossError` from the iterator (e.g.
+        inside `fit`), which does not name the file.
+
+        Args:
+            error: The `tf.errors.DataLossError` (or a text saying what is wrong).
+
+        Returns:
+            A `CorruptPreparedDataError` naming the prepared folder and saying to delete it.
+
+        Example:
+
+        ```python
+        try:
+            model.fit(batches)
+        except tf.errors.DataLossError as error:
+            raise split.corruption_error(error) from error
+        ```
+        """
+        return corrupt_prepared_error(self.dataset, self.prepared_dir, error)
 
 
-def _check_split(spec: DatasetSpec, split) -> str:
-    """Returns the base split name of `split` (which may carry a TFDS slice, e.g. `"train[:90%]"`)."""
+def split_name(dataset: Dataset, split: str) -> str:
+    """The split of `split` without its TFDS slice.
+
+    Args:
+        dataset: The data set's description.
+        split: A split name, optionally sliced the TFDS way.
+
+    Returns:
+        The split name.
+
+    Raises:
+        ValueError: `split` is not a split of `dataset` (the message lists its splits).
+
+    Example:
+
+    ```python
+    split_name(ckd.info("cifar100"), "train[:90%]")   # "train"
+    ```
+    """
     match = _SPLIT_RE.match(split) if isinstance(split, str) else None
-    if match is None or match.group(1) not in spec.splits:
+    if match is None or match.group(1) not in dataset.splits:
+        word = match.group(1) if match else split
         raise ValueError(
-            f"Unknown split {split!r} for {spec.name!r}. Splits: {', '.join(spec.splits)} "
-            f"(optionally sliced the TFDS way, e.g. 'train[:90%]')."
-        )
+            f"Unknown split {split!r} for {dataset.name!r}.{suggest(word, dataset.splits)} Splits: "
+            f"{', '.join(dataset.splits)} (optionally sliced the TFDS way, e.g. 'train[:90%]').")
     return match.group(1)
 
 
-def _derive_seeds(seed: Optional[int]):
-    """Two independent 31-bit seeds (shuffle, augmentation) from one user seed, or (None, None)."""
+def read(name: str, split: str, data_dir: Optional[os.PathLike] = None, *, config: Optional[str] = None,
+         raw_dir: Optional[os.PathLike] = None, cache: Union[bool, str] = True, prepare: bool = True) -> Split:
+    """The examples of one split, unbatched, in stored order: the source of `load` and `epoch_batches`.
+
+    Prepares the data set from its raw files the first time (see
+    `info(name).locate()`), and reads each prepared TFRecord file through
+    once per process to find damage early.
+
+    Args:
+        name: A name of `names()`, optionally with `/<config>` (`"cifar100_corrupted/frost_3"`).
+        split: A split of `info(name).splits`, optionally sliced the TFDS way (`"train[:45000]"`).
+        data_dir: TFDS data directory; default `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`.
+        config: A config name (`info(name).configs`), instead of the `/<config>` suffix.
+        raw_dir: Folder of the raw files, instead of `<data_dir>/downloads/manual/<folder>`.
+        cache: True: keep the decoded images in memory; a string: cache to that file; False: no cache.
+        prepare: Prepare the data set from its raw files when it is not prepared yet.
+
+    Returns:
+        `Split(examples, num_examples, dataset, prepared_dir)`.
+
+    Raises:
+        ValueError: unknown name, config or split (the message lists the known ones), an empty
+            split or slice, or a bad `cache`.
+        NotADirectoryError: `data_dir` cannot be a folder.
+        DatasetNotFoundError: the data set is neither prepared nor available as raw files.
+        CorruptFileError: a raw file cannot be read (its path is in the message).
+        CorruptPreparedDataError: a prepared TFRecord file is damaged (delete the prepared folder).
+
+    Example:
+
+    ```python
+    test = ckd.read("fashion_mnist", "test")
+    image, label, index = next(iter(test.examples))   # uint8 (28, 28, 1), int32, int32 (0)
+    ```
+    """
+    dataset = lookup(name, config).require_config()
+    base = split_name(dataset, split)
+    if not isinstance(cache, (bool, str)):
+        raise ValueError(f"cache must be True, False or a file path, got {cache!r}.")
+    builder = open_builder(dataset, data_dir, raw_dir=raw_dir, prepare=prepare)
+    verify_prepared(dataset, builder, base)
+    num_examples = int(builder.info.splits[split].num_examples)
+    if num_examples == 0:
+        raise ValueError(f"The split {split!r} of {dataset.full_name} holds no examples ({base} has "
+                         f"{builder.info.splits[base].num_examples}); choose a non-empty split or slice.")
+    source = builder.as_dataset(split=split, shuffle_files=False,
+                                read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=False))
+    shape = tuple(source.element_spec["image"].shape)
+    if shape != dataset.image_shape:
+        raise ValueError(f"The prepared data set in {builder.data_dir} holds images of shape {shape}, not "
+                         f"{dataset.name}'s {dataset.image_shape}; delete it and prepare it again.")
+    examples = source.enumerate().map(_numbered, num_parallel_calls=AUTOTUNE)
+    if cache:
+        examples = examples.cache() if cache is True else examples.cache(cache)
+    return Split(examples, num_examples, with_prepared_facts(dataset, builder), os.fspath(builder.data_dir))
+
+
+def _numbered(index, example):
+    return example["image"], tf.cast(example["label"], tf.int32), tf.cast(index, tf.int32)
+
+
+def load(name: str, split: str, batch_size: int, training: Optional[bool] = None,
+         data_dir: Optional[os.PathLike] = None, with_index: bool = False, seed: Optional[int] = None, *,
+         config: Optional[str] = None, raw_dir: Optional[os.PathLike] = None, cache: Union[bool, str] = True,
+         shuffle_buffer: Optional[int] = None, drop_remainder: Optional[bool] = None,
+         prepare: bool = True) -> tf.data.Dataset:
+    """A batched `tf.data.Dataset` of one split, ready for `keras.Model.fit`, built on `read`.
+
+    Elements are `(images, labels)`: images float32 (batch, H, W, C) of RAW
+    PIXELS, 0..255 (not normalised: the models normalise, see
+    `Dataset.normalization`), labels int32 (batch,). With `with_index=True`:
+    `({"image": images, "index": indices}, labels)`, indices int32 being the
+    examples' positions in the split (0..N-1, the same every epoch).
+    Training pipelines shuffle the whole split again at each iteration (each
+    epoch), randomly crop with zero padding (black pixels; 4 pixels, 8 for
+    Tiny ImageNet) and flip, and drop the last incomplete batch. Evaluation
+    pipelines keep the stored order and the last batch.
+
+    Args:
+        name, split, data_dir, config, raw_dir, cache, prepare: As for `read`.
+        batch_size: Positive number of examples per batch.
+        training: Shuffle, augment and drop the remainder; default: `split` is `train` (or a slice of it).
+        with_index: Also yield each example's index in its split (for CRD's memory bank).
+        seed: Makes shuffling and augmentation deterministic, also across processes; None: fresh
+            randomness. A TensorFlow global seed (`keras.utils.set_random_seed`), if set, enters too.
+        shuffle_buffer: Shuffle buffer size; default the number of examples (a uniform shuffle).
+        drop_remainder: Drop the last incomplete batch; default `training`.
+
+    Returns:
+        A `tf.data.Dataset` with known cardinality (the number of batches).
+
+    Raises:
+        ValueError: bad argument, unknown name, config or split, an empty split, or a batch larger than
+            the split when the remainder is dropped.
+        NotADirectoryError, DatasetNotFoundError, CorruptFileError, CorruptPreparedDataError: as `read`.
+
+    Example:
+
+    ```python
+    train = ckd.load("cifar100", "train", batch_size=64, seed=0)     # raw pixels, augmented
+    test = ckd.load("cifar100", "test", batch_size=256)              # raw pixels, stored order
+    crd = ckd.load("cifar100", "train", 64, with_index=True)          # ({"image", "index"}, label)
+    frost = ckd.load("cifar100_corrupted/frost_3", "test", 256)
+    ```
+    """
+    if shuffle_buffer is not None:
+        check_positive("shuffle_buffer", shuffle_buffer)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+    check_positive("batch_size", batch_size)
+    source = read(name, split, data_dir, config=config, raw_dir=raw_dir, cache=cache, prepare=prepare)
+    training = split_name(source.dataset, split) == "train" if training is None else bool(training)
+    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+    check_batch_size(source, batch_size, drop_remainder)
+    if training:
+        batches = _shuffled_augmented(source, batch_size, drop_remainder, seed, shuffle_buffer)
+    else:
+        batches = source.examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    inputs = functools.partial(model_inputs, with_index=with_index)
+    return batches.map(inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _shuffled_augmented(source: Split, batch_size, drop_remainder, seed, shuffle_buffer) -> tf.data.Dataset:
+    """Batches of `source`, shuffled and augmented anew at each iteration (seeded by `seed`)."""
+    shuffle_seed, augment_seed = derive_seeds(seed)
+    examples = source.examples.shuffle(shuffle_buffer or source.num_examples, seed=shuffle_seed,
+                                       reshuffle_each_iteration=True)
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    keys = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
+    padding = source.dataset.crop_padding
+
+    def augment(batch, key):
+        images, labels, indices = batch
+        return random_crop_flip_batch(images, key, padding), labels, indices
+
+    return tf.data.Dataset.zip((batches, keys)).map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def model_inputs(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor, with_index: bool = False):
+    """One batch of `(images, labels, indices)` as `load` yields it.
+
+    Args:
+        images: (B, H, W, C) images of any dtype (raw pixels).
+        labels: (B,) int32 labels.
+        indices: (B,) int32 positions in the split.
+        with_index: Yield the indices too.
+
+    Returns:
+        `(float32 images, labels)`, or `({"image": float32 images, "index": indices}, labels)`.
+
+    Example:
+
+    ```python
+    batches = examples.batch(64).map(lambda x, y, i: model_inputs(x, y, i, with_index=True))
+    ```
+    """
+    images = tf.cast(images, tf.float32)
+    return ({"image": images, "index": indices}, labels) if with_index else (images, labels)
+
+
+def check_positive(what: str, value) -> None:
+    """Checks an argument that must be a positive integer.
+
+    Args:
+        what: The argument's name, for the message.
+        value: Its value.
+
+    Raises:
+        ValueError: `value` is not a positive integer (a bool is not one).
+
+    Example:
+
+    ```python
+    check_positive("batch_size", 0)   # ValueError: batch_size must be a positive integer, got 0.
+    ```
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+
+
+def check_batch_size(split: Split, batch_size: int, drop_remainder: bool) -> None:
+    """Checks a batch size against a split.
+
+    Args:
+        split: The split (from `read`).
+        batch_size: The batch size.
+        drop_remainder: Whether incomplete batches are dropped.
+
+    Raises:
+        ValueError: `batch_size` is not a positive integer, or is larger than the split while the
+            remainder is dropped (no batch would be left).
+
+    Example:
+
+    ```python
+    check_batch_size(ckd.read("cinic10", "train[:10]"), 64, drop_remainder=True)   # ValueError
+    ```
+    """
+    check_positive("batch_size", batch_size)
+    if drop_remainder and batch_size > split.num_examples:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than {split.dataset.full_name}'s split of {split.num_examples} "
+            "examples, and incomplete batches are dropped (as in training): no batch would be left. Use a "
+            "batch_size of at most the split's size, a larger split, or drop_remainder=False.")
+
+
+def derive_seeds(seed: Optional[int]):
+    """Two independent 31-bit seeds (shuffle, augmentation) from one user seed, or (None, None).
+
+    Args:
+        seed: An integer, or None.
+
+    Returns:
+        `(shuffle_seed, augment_seed)`, Python ints in 0..2**31-1, the same for the same `seed`.
+
+    Example:
+
+    ```python
+    shuffle_seed, augment_seed = derive_seeds(0)
+    ```
+    """
     if seed is None:
         return None, None
     shuffle_seed, augment_seed = np.random.SeedSequence(int(seed) & 0xFFFFFFFFFFFFFFFF).generate_state(2)
@@ -157,17 +361,24 @@ def _stateless_seeds(key: tf.Tensor):
 def random_crop_flip_batch(images: tf.Tensor, key: tf.Tensor, padding: int) -> tf.Tensor:
     """Random crop with zero padding plus random horizontal flip, for a whole batch at once.
 
-    Equivalent, per image, to padding `padding` zero pixels on every side,
-    cropping back to (H, W) at a uniformly random offset, then flipping
-    left-right with probability 1/2. Each image gets its own offset and flip.
+    Equivalent, per image, to padding `padding` zero pixels (black, in raw
+    pixel values) on every side, cropping back to (H, W) at a uniformly
+    random offset, then flipping left-right with probability 1/2. Each image
+    gets its own offset and flip.
 
     Args:
-        images: (B, H, W, C) images (any dtype; raw pixels, before normalisation).
+        images: (B, H, W, C) images (any dtype; raw pixels).
         key: int64 scalar; the same key gives the same crops and flips.
         padding: Zero padding in pixels.
 
     Returns:
         (B, H, W, C) augmented images of the input dtype.
+
+    Example:
+
+    ```python
+    out = random_crop_flip_batch(tf.zeros((8, 32, 32, 3), tf.uint8), tf.constant(5, tf.int64), padding=4)
+    ```
     """
     height, width = images.shape[1], images.shape[2]
     batch = tf.shape(images)[0]
@@ -182,231 +393,5 @@ def random_crop_flip_batch(images: tf.Tensor, key: tf.Tensor, padding: int) -> t
     return tf.gather(out, columns, axis=2, batch_dims=1)  # (B, H, W, C)
 
 
-def random_crop_flip_image(image: tf.Tensor, key: tf.Tensor, padding: int) -> tf.Tensor:
-    """`random_crop_flip_batch` for one (H, W, C) image (the per-element variant)."""
-    crop_seed, flip_seed = _stateless_seeds(key)
-    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
-    cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
-    return tf.image.stateless_random_flip_left_right(cropped, seed=flip_seed)
-
-
-def _normalizer(spec: DatasetSpec):
-    std = np.asarray(spec.std, np.float32)
-    scale = tf.constant(1.0 / (255.0 * std), tf.float32)
-    shift = tf.constant(-np.asarray(spec.mean, np.float32) / std, tf.float32)
-
-    def normalize(images):
-        return tf.cast(images, tf.float32) * scale + shift
-
-    return normalize
-
-
-def load(
-    name: str,
-    split: str,
-    batch_size: int,
-    training: Optional[bool] = None,
-    data_dir: Optional[os.PathLike] = None,
-    with_index: bool = False,
-    seed: Optional[int] = None,
-    *,
-    corruption: Optional[str] = None,
-    severity: Optional[int] = None,
-    raw_dir: Optional[os.PathLike] = None,
-    cache: Union[bool, str] = True,
-    shuffle_buffer: Optional[int] = None,
-    drop_remainder: Optional[bool] = None,
-    augment_per_batch: bool = True,
-    prepare: bool = True,
-    first_epoch: Optional[int] = None,
-    num_epochs: Optional[int] = None,
-) -> tf.data.Dataset:
-    """Returns a batched, normalised `tf.data.Dataset` of one split, ready for `keras.Model.fit`.
-
-    Elements are `(images, labels)`: images float32 (batch, H, W, C)
-    normalised per channel with the data set's mean and std, labels int32
-    (batch,). With `with_index=True` they are
-    `({"image": images, "index": indices}, labels)`, `indices` int32 being
-    each example's position in its split (0..N-1, the same every epoch).
-
-    Training pipelines shuffle the whole split (again at each iteration, i.e.
-    each epoch), apply the paper's standard augmentation (random crop with
-    zero padding: 4 pixels, 8 for Tiny ImageNet; random horizontal flip) and
-    drop the last incomplete batch. Evaluation pipelines keep the stored
-    order and only normalise.
-
-    Data sets other than CIFAR-10/100 are prepared into `data_dir` from their
-    raw files the first time (see `info(name).raw_dir`); a missing data set
-    raises `DatasetNotFoundError` at once, saying which files go where.
-
-    Args:
-        name: One of `names()`: `cifar10`, `cifar100`, `cinic10`, `tiny_imagenet`,
-            `cifar100_corrupted` (also `cifar100_corrupted/<corruption>_<severity>`), `fashion_mnist`.
-        split: A split of `info(name).splits` (`train`, `validation`, `test`), optionally sliced
-            the TFDS way (`"train[:45000]"`, `"train[90%:]"`).
-        batch_size: Positive number of examples per batch.
-        training: Shuffle, augment and drop the remainder; default: `split` is `train` (or a slice of it).
-        data_dir: TFDS data directory; default `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`.
-        with_index: Also yield each example's index in its split (for CRD memory banks).
-        seed: Makes shuffling and augmentation deterministic, also across processes; None: fresh
-            randomness. A TensorFlow global seed (`keras.utils.set_random_seed`), if set, enters too.
-        corruption, severity: CIFAR-100-C only: one of `CORRUPTIONS` and 1..5.
-        raw_dir: Folder holding the raw files, instead of `<data_dir>/downloads/manual/<folder>`
-            (and, for Fashion-MNIST, Debian's /usr/share/datasets/fashion-mnist).
-        cache: True: keep decoded images in memory; a string: cache to that file path; False: no cache.
-        shuffle_buffer: Shuffle buffer size; default the number of examples (a uniform shuffle).
-        drop_remainder: Drop the last incomplete batch; default `training`.
-        augment_per_batch: Augment whole batches with vectorised ops (faster, see docs/data.md);
-            False augments each image separately. Both draw crops and flips the same way.
-        prepare: Prepare the data set from its raw files when it is not prepared yet.
-        first_epoch: Training only, with a `seed`: the dataset holds `num_epochs` epochs back to back
-            (endless if None), epoch `e` counting from `first_epoch`, and epoch `e`'s order and
-            augmentation depend on `(seed, e)` alone. A run resumed at epoch `e` then sees exactly the
-            batches an uninterrupted run sees. Pass `steps_per_epoch` to `fit`.
-        num_epochs: With `first_epoch`: how many epochs the dataset holds.
-
-    Returns:
-        A `tf.data.Dataset` with known cardinality (number of batches).
-
-    Raises:
-        ValueError: unknown name, split, corruption, bad severity or batch size.
-        DatasetNotFoundError: the data set is neither prepared nor available as raw files.
-        CorruptFileError: a raw file cannot be read (its path is in the message).
-
-    Example:
-
-    ```python
-    import keras_calikd.data as ckd
-    train = ckd.load("cifar100", "train", batch_size=64, seed=0)
-    test = ckd.load("cifar100", "test", batch_size=256)
-    model.fit(train, validation_data=test, epochs=240)
-
-    crd_train = ckd.load("cifar100", "train", 64, with_index=True)   # ({"image", "index"}, label)
-    frost = ckd.load("cifar100_corrupted", "test", 256, corruption="frost", severity=3)
-    ```
-    """
-    spec, config = get_spec(name)
-    config = resolve_config(spec, config, corruption, severity, required=True)
-    base_split = _check_split(spec, split)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if shuffle_buffer is not None and (
-        isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, numbers.Integral) or shuffle_buffer < 1
-    ):
-        raise ValueError(f"shuffle_buffer must be a positive integer or None, got {shuffle_buffer!r}.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
-    if not isinstance(cache, (bool, str)):
-        raise ValueError(f"cache must be True, False or a file path, got {cache!r}.")
-    if first_epoch is not None and (seed is None or isinstance(first_epoch, bool)
-                                    or not isinstance(first_epoch, numbers.Integral) or first_epoch < 0):
-        raise ValueError(f"first_epoch must be a non-negative integer, with a seed; got {first_epoch!r} "
-                         f"(seed {seed!r}).")
-    if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, numbers.Integral)
-                                   or num_epochs < 1):
-        raise ValueError(f"num_epochs must be a positive integer or None, got {num_epochs!r}.")
-    if first_epoch is not None and not augment_per_batch:
-        raise ValueError("first_epoch needs augment_per_batch=True (epoch-keyed pipelines augment whole batches).")
-    training = base_split == "train" if training is None else bool(training)
-    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
-
-    builder = spec.builder(resolve_data_dir(data_dir), config, raw_dir=raw_dir, prepare=prepare)
-    source = builder.as_dataset(split=split, shuffle_files=False)
-    num_examples = int(source.cardinality())
-    image_spec = source.element_spec["image"]
-    if tuple(image_spec.shape) != tuple(spec.image_shape):
-        raise ValueError(
-            f"The prepared data set in {builder.data_dir} holds images of shape {tuple(image_spec.shape)}, "
-            f"not {spec.name}'s {tuple(spec.image_shape)}."
-        )
-
-    def number(index, example):
-        return example["image"], tf.cast(example["label"], tf.int32), tf.cast(index, tf.int32)
-
-    ds = source.enumerate().map(number, num_parallel_calls=AUTOTUNE)
-    if cache is True:
-        ds = ds.cache()
-    elif cache:
-        ds = ds.cache(cache)
-
-    shuffle_seed, augment_seed = _derive_seeds(seed)
-    buffer = shuffle_buffer or (num_examples if num_examples > 0 else 50_000)
-    normalize = _normalizer(spec)
-    padding = spec.crop_padding
-
-    def finish(images, labels, indices):
-        images = normalize(images)
-        if with_index:
-            return {"image": images, "index": indices}, labels
-        return images, labels
-
-    def reshuffled(ds):
-        """Shuffled, batched and augmented examples, in a new order at each iteration."""
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-        keys = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
-        if augment_per_batch:
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-            ds = tf.data.Dataset.zip((ds, keys))
-
-            def augment_batch(batch, key):
-                images, labels, indices = batch
-                return finish(random_crop_flip_batch(images, key, padding), labels, indices)
-
-            ds = ds.map(augment_batch, num_parallel_calls=AUTOTUNE)
-        else:
-            ds = tf.data.Dataset.zip((ds, keys))
-
-            def augment_image(example, key):
-                image, label, index = example
-                return random_crop_flip_image(image, key, padding), label, index
-
-            ds = ds.map(augment_image, num_parallel_calls=AUTOTUNE)
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-            ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
-        return ds
-
-    if not training:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
-    elif first_epoch is None:
-        ds = reshuffled(ds)
-    else:
-        ds = _epoch_keyed(ds, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, first_epoch,
-                          num_epochs, lambda images, key: random_crop_flip_batch(images, key, padding), finish)
-    return ds.prefetch(AUTOTUNE)
-
-
-def _epoch_keyed(examples, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, first_epoch,
-                 num_epochs, augment, finish):
-    """Epochs back to back whose order and augmentation depend on (seed, epoch) alone.
-
-    Only stateless random ops are used (tf.data's seeded ops depend on the
-    global seed and on how often the dataset was iterated): each epoch draws a
-    permutation of the whole split from `(shuffle_seed, epoch)` and gathers its
-    batches from one in-memory copy of the split (read from the cache); batch
-    `b` of epoch `e` is augmented with a key drawn from `(augment_seed, e, b)`.
-    """
-    last = first_epoch + num_epochs if num_epochs is not None else np.iinfo(np.int64).max
-    whole = examples.batch(num_examples)  # the split as one element
-
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_examples), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
-
-        def gathered(images, labels, indices):
-            def take(rows):
-                return tf.gather(images, rows), tf.gather(labels, rows), tf.gather(indices, rows)
-
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder).map(
-                take, num_parallel_calls=AUTOTUNE)
-
-        def augment_batch(number, batch):
-            key = tf.random.stateless_uniform(
-                [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
-                minval=None, maxval=None, dtype=tf.int64)
-            images, labels, indices = batch
-            return finish(augment(images, key), labels, indices)
-
-        return whole.flat_map(gathered).enumerate().map(augment_batch, num_parallel_calls=AUTOTUNE)
-
-    return tf.data.Dataset.range(first_epoch, last).flat_map(epoch_batches)
+__all__ = ["Split", "check_batch_size", "check_positive", "derive_seeds", "load", "model_inputs",
+           "random_crop_flip_batch", "read", "split_name"]

@@ -1,0 +1,117 @@
+"""Training input whose order depends on (seed, epoch) alone, so that a resumed run sees the same batches.
+
+`keras_calikd.data.load` reshuffles at each iteration with tf.data's seeded
+ops, whose sequence depends on how often the dataset was iterated (and on
+the TensorFlow global seed): a run restarted at epoch e would not see the
+batches an uninterrupted run sees at epoch e. `epoch_batches` uses only
+stateless random ops keyed by (seed, epoch, batch) instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from keras_calikd.data.pipeline import (
+    Split,
+    check_batch_size,
+    derive_seeds,
+    model_inputs,
+    random_crop_flip_batch,
+)
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, num_epochs: Optional[int] = None,
+                  with_index: bool = False, drop_remainder: bool = True) -> tf.data.Dataset:
+    """Training batches of `num_epochs` epochs back to back, epoch `e`'s depending on `(seed, e)` alone.
+
+    Each epoch draws a permutation of the whole split with
+    `tf.random.experimental.stateless_shuffle` from `(seed, e)`, gathers its
+    batches from one in-memory copy of the split (read from `split`'s
+    cache), and augments batch `b` (random crop with zero padding, random
+    flip, as `keras_calikd.data.load` does) with a key drawn from
+    `(seed, e, b)`. A run resumed at epoch `e` therefore sees exactly the
+    batches of an uninterrupted run. Elements are those of
+    `keras_calikd.data.load`: float32 raw-pixel images (0..255) and int32
+    labels, with `{"image", "index"}` inputs when `with_index`.
+
+    Args:
+        split: The training split, from `keras_calikd.data.read`.
+        batch_size: Positive number of examples per batch.
+        seed: Integer seed of the order and the augmentation.
+        first_epoch: The first epoch (0-based) the dataset holds.
+        num_epochs: How many epochs it holds; None: endless (pass `steps_per_epoch` to `fit`).
+        with_index: Also yield each example's index in the split.
+        drop_remainder: Drop each epoch's last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset` of `num_epochs * steps` batches (`steps` = batches per epoch), with that
+        cardinality; endless (cardinality unknown) when `num_epochs` is None.
+
+    Raises:
+        ValueError: `seed`, `first_epoch` or `num_epochs` is not an integer of the right range, or
+            the batch size is bad or larger than the split when the remainder is dropped.
+
+    Example:
+
+    ```python
+    train = keras_calikd.data.read("cifar100", "train")
+    batches = epoch_batches(train, 64, seed=0, first_epoch=initial_epoch, num_epochs=240 - initial_epoch)
+    model.fit(batches, epochs=240, initial_epoch=initial_epoch, steps_per_epoch=train.num_examples // 64)
+    ```
+    """
+    _check_integer("seed", seed, None)
+    _check_integer("first_epoch", first_epoch, 0)
+    if num_epochs is not None:
+        _check_integer("num_epochs", num_epochs, 1)
+    check_batch_size(split, batch_size, drop_remainder)
+    shuffle_seed, augment_seed = derive_seeds(seed)
+    last = first_epoch + num_epochs if num_epochs is not None else np.iinfo(np.int64).max
+    one_epoch = functools.partial(
+        _one_epoch, whole=split.examples.batch(split.num_examples), num_examples=split.num_examples,
+        batch_size=batch_size, drop_remainder=drop_remainder, shuffle_seed=shuffle_seed, augment_seed=augment_seed,
+        padding=split.dataset.crop_padding, with_index=with_index)
+    batches = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
+    if num_epochs is not None:
+        steps = split.num_examples // batch_size if drop_remainder else -(-split.num_examples // batch_size)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(num_epochs * steps))
+    return batches.prefetch(AUTOTUNE)
+
+
+def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, padding,
+               with_index):
+    """The batches of one epoch, from the whole split as one element."""
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
+
+    def gathered(images, labels, indices):
+        def take(rows):
+            return tf.gather(images, rows), tf.gather(labels, rows), tf.gather(indices, rows)
+
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.map(take, num_parallel_calls=AUTOTUNE)
+
+    def augment(number, batch):
+        key = tf.random.stateless_uniform(
+            [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
+            minval=None, maxval=None, dtype=tf.int64)
+        images, labels, indices = batch
+        return model_inputs(random_crop_flip_batch(images, key, padding), labels, indices, with_index)
+
+    return whole.flat_map(gathered).enumerate().map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def _check_integer(what: str, value, minimum: Optional[int]) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
+            minimum is not None and value < minimum):
+        wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise ValueError(f"{what} must be {wanted}, got {value!r}.")
+
+
+__all__ = ["epoch_batches"]
