@@ -1,11 +1,8 @@
-"""tools/train.py, evaluate.py, report.py and export.py, end to end on tiny fake data."""
+"""Experiments end to end: the gin files, calikd-train, -evaluate and -export on tiny fake data."""
 
 import glob
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import gin
 import keras
@@ -14,31 +11,25 @@ import pytest
 
 import data_fakes
 import keras_calikd as ck
-from keras_calikd.gin_support import register_configurables
-from keras_calikd.training import evaluation, report
+from keras_calikd.cli import common
+from keras_calikd.cli import evaluate as evaluate_tool
+from keras_calikd.cli import export as export_tool
+from keras_calikd.cli import train as train_tool
+from keras_calikd.gin_support import configure, gin_dir, run_name
+from keras_calikd.training import evaluation
 from tiny import tiny_cnn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GIN_FILES = sorted(glob.glob(os.path.join(ROOT, "gin", "**", "*.gin"), recursive=True))
+GIN_DIR = gin_dir()
+GIN_FILES = sorted(glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True))
 KERAS_CV_FILES = {"cifar100_kd_gridmask.gin", "cifar100_kd_fouriermix.gin"}
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool, evaluate_tool, report_tool = load_tool("train"), load_tool("evaluate"), load_tool("report")
+FRAGMENTS = ("base/", "data/", "strategies/")
 
 
 @pytest.fixture(autouse=True)
 def _clean_gin():
-    register_configurables()
-    gin.clear_config()
     yield
-    gin.clear_config()
+    with gin.unlock_config():
+        gin.clear_config()
 
 
 @pytest.fixture(scope="module")
@@ -64,80 +55,148 @@ def quick_bindings(runs_dir, data_dir, **extra):
 
 
 def train(gin_file, *args):
-    gin.clear_config()
-    return train_tool.main(["--gin", os.path.join(ROOT, "gin", gin_file), *args])
+    return train_tool.main(["--gin", gin_file, *args])
 
 
-# ---------------------------------------------------------------- gin files
+def experiment(path, *bindings):
+    configure([path], ['Experiment.model = "resnet8"', *bindings])
+    return gin.get_configurable("ck.training.Experiment")()
 
-@pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "gin")))
+
+def distiller_of(run, num_classes=100, shape=(32, 32, 3)):
+    return run.distiller_factory(teacher=tiny_cnn(num_classes, shape, name="t"),
+                                 student=tiny_cnn(num_classes, shape, name="s"))
+
+
+# ---------------------------------------------------------------- the gin files
+
+@pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: os.path.relpath(p, GIN_DIR))
 def test_every_gin_file_parses_and_builds(path):
-    name = os.path.relpath(path, os.path.join(ROOT, "gin"))
-    if name.startswith(("base/", "data/", "strategies/")) or name == "quickstart/base.gin":
-        # Fragments parse on top of a data set file (strategies may use its NUM_TRAIN).
-        train_tool.configure([path, os.path.join(ROOT, "gin", "data", "cifar100.gin")], ['Experiment.model = "resnet8"'])
+    name = os.path.relpath(path, GIN_DIR)
+    if name.startswith(FRAGMENTS) or name == "quickstart/base.gin":
+        # Fragments parse on top of a data set file.
+        configure([path, os.path.join(GIN_DIR, "data", "cifar100.gin")], ['Experiment.model = "resnet8"'])
         return
-    train_tool.configure([path], ['Experiment.model = "resnet8"'])
-    experiment = gin.get_configurable("ck.training.Experiment")()
-    assert experiment.name == os.path.splitext(name)[0]
-    assert experiment.dataset in ck.data.names()
-    if experiment.teacher is None:
+    run = experiment(path)
+    assert run.name == os.path.splitext(name)[0] == run_name(path)
+    assert run.dataset in ck.data.names()
+    if run.teacher is None:
         return
-    assert os.path.isfile(os.path.join(ROOT, "gin", experiment.teacher + ".gin")), "its teacher has a gin file"
+    assert os.path.isfile(os.path.join(GIN_DIR, run.teacher + ".gin")), "its teacher has a gin file"
     if name in KERAS_CV_FILES and keras.backend.backend() != "tensorflow":
         with pytest.raises(Exception, match="TensorFlow backend"):
-            experiment.distiller_factory(teacher=tiny_cnn(100, (32, 32, 3), name="t"),
-                                         student=tiny_cnn(100, (32, 32, 3), name="s"))
+            distiller_of(run)
         return
-    distiller = experiment.distiller_factory(teacher=tiny_cnn(100, (32, 32, 3), name="t"),
-                                             student=tiny_cnn(100, (32, 32, 3), name="s"))
+    assert ck.training.method_label(distiller_of(run)).split(" + ")[0] in {"KD", "RKD", "CRD"}
+
+
+TABLE_1_PAIRS = ("wrn_40_2_shufflev1", "resnet32x4_shufflev2", "resnet50_mobilenetv2", "resnet50_vgg8",
+                 "resnet32x4_shufflev1", "vgg13_mobilenetv2")
+
+
+@pytest.mark.parametrize("pair", TABLE_1_PAIRS)
+def test_table_1_baselines_use_the_authors_weights(pair):
+    rkd = distiller_of(experiment(f"cifar100/{pair}_rkd"))
+    assert rkd.alpha is None and rkd.distillations[0].weight == 1.0  # 1 x CE + 1 x RKD
+    assert (rkd.distillations[0].distance_weight, rkd.distillations[0].angle_weight) == (25.0, 50.0)
+    crd = distiller_of(experiment(f"cifar100/{pair}_crd"))
+    strategy = crd.distillations[0]
+    assert crd.alpha is None and strategy.weight == 0.8  # 1 x CE + 0.8 x CRD
+    assert (strategy.negatives, strategy.num_negatives, strategy.num_samples) == ("other_classes", 16384, None)
+    assert isinstance(crd.augmentation, ck.augmentations.Identity)
+    kd = distiller_of(experiment(f"cifar100/{pair}_kd"))
+    assert kd.alpha == 0.5 and kd.distillations[0].temperature == 50.0
+
+
+@pytest.mark.parametrize("method", ["rkd", "crd"])
+@pytest.mark.parametrize("augmentation", ["balanced", "cutout", "mixup", "cutmix"])
+def test_table_5_combinations_balance_with_alpha_one_half(method, augmentation):
+    distiller = distiller_of(experiment(f"cifar100/wrn_40_2_shufflev1_{method}_{augmentation}"))
     assert distiller.alpha == 0.5
-    assert ck.training.method_label(distiller).split(" + ")[0] in {"KD", "RKD", "CRD"}
+    assert distiller.distillations[0].weight == {"rkd": 1.0, "crd": 0.8}[method]
+    expected = {"balanced": ck.augmentations.Identity, "cutout": ck.augmentations.Cutout,
+                "mixup": ck.augmentations.MixUp, "cutmix": ck.augmentations.CutMix}[augmentation]
+    assert isinstance(distiller.augmentation, expected)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(GIN_DIR, "*", "teacher_*.gin"))),
+                         ids=lambda p: os.path.relpath(p, GIN_DIR))
+def test_teachers_use_their_reference_recipe(path):
+    run = experiment(path)
+    if run.dataset == "tiny_imagenet":  # the paper's TinyImageNet recipe (Sec. 4.2)
+        assert (run.epochs, run.schedule, run.milestones, run.weight_decay) == (200, "multistep", (150, 180), 1e-4)
+        return
+    assert (run.epochs, run.learning_rate, run.schedule, run.milestones, run.gamma, run.weight_decay) == (
+        240, 0.05, "multistep", (150, 180, 210), 0.1, 5e-4)
 
 
 def test_cinic10_cutmix_is_table_3_first_column():
-    train_tool.configure([os.path.join(ROOT, "gin", "cinic10_cutmix.gin")], [])
-    experiment = gin.get_configurable("ck.training.Experiment")()
-    distiller = experiment.distiller_factory(teacher=tiny_cnn(10, (32, 32, 3), name="t"),
-                                             student=tiny_cnn(10, (32, 32, 3), name="s"))
-    assert (experiment.dataset, experiment.model_name, experiment.teacher) == (
-        "cinic10", "MobileNetV2", "cinic10/teacher_vgg13")
-    assert (experiment.batch_size, experiment.learning_rate, experiment.epochs) == (256, 0.01, 240)
+    run = experiment("cinic10_cutmix.gin", 'Experiment.model = "MobileNetV2"')
+    distiller = distiller_of(run, 10)
+    assert (run.dataset, run.model_name, run.teacher) == ("cinic10", "MobileNetV2", "cinic10/teacher_vgg13")
+    assert (run.batch_size, run.learning_rate, run.epochs) == (256, 0.01, 240)
     assert isinstance(distiller.augmentation, ck.augmentations.CutMix) and distiller.augmentation.probability == 0.5
     assert distiller.distillations[0].temperature == 50.0
 
 
-def test_unknown_bindings_fail_at_start_naming_them(tmp_path):
-    with pytest.raises(SystemExit, match="Experment"):
-        train("quickstart/teacher.gin", "--gin_param", "Experment.epochs = 3")
-    with pytest.raises(SystemExit, match="epoch"):
-        train("quickstart/teacher.gin", "--gin_param", "Experiment.epoch = 3")
-    with pytest.raises(SystemExit, match="Unknown model architecture 'resnet9'"):
-        train("quickstart/teacher.gin", "--gin_param", "Experiment.model = 'resnet9'",
-              "--gin_param", f"RUNS_DIR = '{tmp_path}'")
-    with pytest.raises(SystemExit, match=r"`Experiment.jit_compile` must be True, False or \"auto\", got 'yes'"):
-        train("quickstart/teacher.gin", "--gin_param", "Experiment.jit_compile = 'yes'",
-              "--gin_param", f"RUNS_DIR = '{tmp_path}'")
+def test_gin_files_resolve_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("cifar100/teacher_vgg13", "cifar100/teacher_vgg13.gin"):
+        assert experiment(spelling).name == "cifar100/teacher_vgg13"
+    (tmp_path / "mine.gin").write_text("include 'quickstart/teacher.gin'\nExperiment.epochs = 1\n")
+    mine = experiment("mine.gin")
+    assert (mine.name, mine.epochs, mine.model_name) == ("mine", 1, "resnet8")
+    with pytest.raises(FileNotFoundError, match="neither in the working folder|does not exist"):
+        experiment("cifar100/teacher_vgg14")
 
 
-def test_missing_teacher_names_the_command(tmp_path, fashion_dir):
-    with pytest.raises(SystemExit) as error:
-        train("quickstart/kd.gin", *quick_bindings(tmp_path, fashion_dir))
-    message = str(error.value)
-    assert "teacher checkpoint" in message and "python tools/train.py --gin gin/quickstart/teacher.gin" in message
-    assert f"RUNS_DIR = \"{tmp_path}\"" in message
+def test_misspelled_bindings_fail_when_parsed_naming_them():
+    for binding, name in (("KD.temprature = 4.0", "temprature"), ("Experment.epochs = 3", "Experment"),
+                          ("MixUp.alhpa = 0.2", "alhpa"), ("Experiment.epoch = 3", "epoch")):
+        with pytest.raises(ValueError, match=name):
+            configure(["quickstart/kd_mixup.gin"], [binding])
 
 
-# ---------------------------------------------------------------- train.py end to end
+def test_the_tool_prints_one_error_line_and_exits_2(capsys):
+    assert common.run(train_tool.main, ["--gin", "quickstart/kd_mixup.gin", "--gin_param", "KD.temprature = 4.0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "temprature" in err[0]
+    assert common.run(train_tool.main, ["--gin", "quickstart/teacher.gin", "--gin_param",
+                                        "Experiment.eval_bins = [0]"]) == 2
+    assert "`eval_bins` must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_help_lists_the_experiments_and_the_parameters(capsys):
+    with pytest.raises(SystemExit) as done:
+        train_tool.main(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert "cifar100/vgg13_mobilenetv2_kd_mixup" in shown and "cinic10_cutmix" in shown
+    assert "Experiment.epochs (default 240)" in shown and "Experiment.dataset (required)" in shown
+
+
+# ---------------------------------------------------------------- calikd-train end to end
+
+def test_missing_or_unfinished_teacher_is_refused_naming_the_command(tmp_path, fashion_dir):
+    bindings = quick_bindings(tmp_path, fashion_dir)
+    with pytest.raises(ck.training.MissingTeacherError) as error:
+        train("quickstart/kd.gin", *bindings)
+    assert "calikd-train --gin quickstart/teacher.gin" in str(error.value) and str(tmp_path) in str(error.value)
+    # A teacher run stopped before its last epoch: only its best checkpoint so far exists.
+    checkpoints = tmp_path / "quickstart" / "teacher" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    ck.models.get("resnet8", 10, (28, 28, 1)).save(str(checkpoints / "best.keras"))
+    with pytest.raises(ck.training.MissingTeacherError, match="has not finished"):
+        train("quickstart/kd.gin", *bindings)
+
 
 def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, capsys):
     bindings = quick_bindings(tmp_path, fashion_dir)
     assert train("quickstart/teacher.gin", *bindings, "--gin_param", "Experiment.model = 'resnet14'") == 0
-    assert train("quickstart/student.gin", *bindings) == 0
     assert train("quickstart/kd_mixup.gin", *bindings) == 0
     run = tmp_path / "quickstart" / "kd_mixup"
-    for name in ("config.gin", "operative_config.gin", "results.json", "reliability.png", "logs/metrics.csv",
-                 "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.npz"):
+    for name in ("run.json", "config.gin", "operative_config.gin", "results.json", "reliability.png",
+                 "logs/metrics.csv", "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.npz"):
         assert (run / name).exists(), name
     assert glob.glob(str(run / "logs" / "tensorboard" / "train" / "events.*"))
     results = json.loads((run / "results.json").read_text())
@@ -149,47 +208,24 @@ def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, caps
     csv_rows = (run / "logs" / "metrics.csv").read_text().strip().splitlines()
     assert csv_rows[0].startswith("epoch,") and len(csv_rows) == 3
     assert "MixUp.alpha = 0.4" in (run / "operative_config.gin").read_text()
+    record = json.loads((run / "run.json").read_text())
+    assert record["finished"] and record["provenance"]["backend"] == keras.backend.backend()
 
-    # The same command again resumes after the last epoch: nothing to train, the same results.
+    # The same command again leaves the finished run exactly as it is, timings included.
+    before = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(run / "**"), recursive=True) if os.path.isfile(p)}
     assert train("quickstart/kd_mixup.gin", *bindings) == 0
-    assert json.loads((run / "results.json").read_text())["accuracy"] == results["accuracy"]
-    assert "Resuming quickstart/kd_mixup after epoch 2" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="different configuration"):
+    assert "finished its 2 epochs already" in capsys.readouterr().out
+    assert before == {p: os.stat(p).st_mtime_ns for p in before}
+    # Another configuration in the same folder is refused, naming what differs.
+    with pytest.raises(ck.training.RunMismatchError, match=r"another configuration .*'alpha': 0.4.*0.2"):
         train("quickstart/kd_mixup.gin", *bindings, "--gin_param", "MixUp.alpha = 0.2")
-
-    # The report: one row per pair with Teacher, Student and KD + mixup columns.
-    assert report_tool.main([str(tmp_path), "--output", str(tmp_path / "table"), "--bins", "15",
-                             "--diagrams", str(tmp_path / "diagrams.png")]) == 0
-    assert (tmp_path / "diagrams.png").read_bytes()[:4] == b"\x89PNG"
-    markdown = (tmp_path / "table.md").read_text()
-    assert "| resnet14/resnet8 | Acc |" in markdown and "KD + mixup" in markdown
-    assert (tmp_path / "table.csv").read_text().startswith("dataset,pair,metric,Teacher,Student,KD + mixup")
+    # More epochs continue the finished run.
+    assert train("quickstart/kd_mixup.gin", *quick_bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 3})) == 0
+    assert "Resuming quickstart/kd_mixup after epoch 2" in capsys.readouterr().out
+    assert len((run / "logs" / "metrics.csv").read_text().strip().splitlines()) == 4
 
 
-# ---------------------------------------------------------------- report, evaluation
-
-def fake_result(role, model, accuracy, ece, oe, method=None, teacher_model=None):
-    result = {"dataset": "cifar100", "role": role, "model": model, "accuracy": accuracy, "ece_100": ece,
-              "oe_100": oe, "name": f"{role}_{model}_{method}"}
-    if method:
-        result.update(method=method, teacher_model=teacher_model)
-    return result
-
-
-def test_report_builds_the_paper_layout_and_marks_the_best():
-    results = [fake_result("teacher", "vgg13", 0.76, 0.07, 0.05), fake_result("student", "MobileNetV2", 0.63, 0.17, 0.13)]
-    for method, acc, ece, oe in [("KD", 0.64, 0.13, 0.10), ("KD + mixup", 0.66, 0.047, 0.002),
-                                 ("KD + CutMix", 0.665, 0.037, 0.022), ("CRD", 0.67, 0.11, 0.09)]:
-        results.append(fake_result("distilled", "MobileNetV2", acc, ece, oe, method, "vgg13"))
-    table = report.pairs_table(results, "cifar100")
-    assert table["columns"] == ["Teacher", "Student", "KD", "CRD", "KD + mixup", "KD + CutMix"]
-    rows = {row["metric"]: row for row in table["rows"]}
-    assert rows["Acc"]["values"]["Teacher"] == pytest.approx(76.0)
-    markdown = report.to_markdown(table)
-    assert "**67.00**" in markdown and "**0.037**" in markdown and "**0.002**" in markdown
-    assert "**76.00**" not in markdown  # the teacher is not a candidate
-    assert "0.022" in report.to_csv(table) and "67.00*" in report.to_csv(table)
-
+# ---------------------------------------------------------------- evaluation
 
 def test_temperature_fit_matches_a_grid_search(rng):
     logits = rng.normal(scale=4.0, size=(500, 10))
@@ -218,7 +254,7 @@ def test_calibration_report_matches_reference(rng):
     assert result["brier"] == pytest.approx(((probs - np.eye(5)[labels]) ** 2).sum(1).mean())
 
 
-def test_evaluate_on_fake_cifar100_c(tmp_path, rng):
+def test_evaluate_on_fake_cifar100_c(tmp_path):
     data_dir = tmp_path / "tfds"
     fake = data_fakes.write_cifar100_c(str(data_dir / "downloads" / "manual" / "CIFAR-100-C"),
                                        corruptions=("frost", "snow"), per_severity=6)
@@ -230,22 +266,21 @@ def test_evaluate_on_fake_cifar100_c(tmp_path, rng):
     assert evaluate_tool.main(["--model", f"KD={path}", "--dataset", "cifar100_corrupted", "--corruptions",
                                "frost,snow", "--data_dir", str(data_dir), "--bins", "15", "--output",
                                str(output)]) == 0
-    result = json.loads(output.read_text())["models"]["KD"]
+    result = json.loads(output.read_text())["models"]["KD"]["groups"]
     assert set(result) == {"frost", "snow"} and result["frost"]["num_examples"] == 30
     # Independently: the mean over severities of the per-severity accuracy.
     per_severity = []
     for severity in range(1, 6):
-        dataset = ck.data.load("cifar100_corrupted", "test", 100, data_dir=str(data_dir), corruption="frost",
-                               severity=severity)
+        dataset = ck.data.load("cifar100_corrupted", "test", 100, data_dir=str(data_dir), config=f"frost_{severity}")
         images, labels = next(dataset.as_numpy_iterator())
-        np.testing.assert_array_equal(np.sort(labels), np.sort(fake["labels"][(severity - 1) * 6:severity * 6]))
+        np.testing.assert_array_equal(labels, fake["labels"][(severity - 1) * 6:severity * 6])  # stored order
         per_severity.append((model.predict(images, verbose=0).argmax(1) == labels).mean())
     assert result["frost"]["accuracy"] == pytest.approx(np.mean(per_severity))
 
 
-def test_evaluate_with_temperature_scaling_and_a_diagram(tmp_path, fashion_dir):
+def test_temperature_scaling_reports_both_rows_on_the_same_images(tmp_path, fashion_dir, capsys):
     keras.utils.set_random_seed(0)
-    model = tiny_cnn(10, (28, 28, 1), name="m")
+    model = ck.models.get("resnet8", 10, (28, 28, 1), normalization=((72.9,), (90.0,)))
     path = str(tmp_path / "model.keras")
     model.save(path)
     output, diagram = tmp_path / "eval.json", tmp_path / "diagram.png"
@@ -255,42 +290,68 @@ def test_evaluate_with_temperature_scaling_and_a_diagram(tmp_path, fashion_dir):
     assert entry["report"]["num_examples"] == 40
     scaled = entry["temperature_scaling"]
     # Fashion-MNIST has no validation split: the temperature is fitted on one half of the test split and
-    # both rows are reported on the other half.
-    assert scaled["fitted_on"] == "half of test" and scaled["uncalibrated"]["num_examples"] == 20
-    assert scaled["temperature"] > 0 and diagram.read_bytes()[:4] == b"\x89PNG"
+    # both rows report the other half; scaling cannot change the argmax, so the accuracies agree.
+    assert scaled["fitted_on"] == "half of test" and scaled["reported_on"].startswith("the other half of test")
+    assert scaled["uncalibrated"]["num_examples"] == scaled["temperature_scaled"]["num_examples"] == 20
+    assert scaled["uncalibrated"]["accuracy"] == scaled["temperature_scaled"]["accuracy"]
+    printed = capsys.readouterr().out
+    assert ", uncalibrated |" in printed and "+ TS (T=" in printed and "both report the other half" in printed
+    assert diagram.read_bytes()[:4] == b"\x89PNG"
+    # The output may not replace a file it did not just write, and never a folder.
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                            "--output", str(output)])
+    with pytest.raises(FileExistsError, match="not written by this tool"):
+        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                            "--output", str(tmp_path)])
 
 
-# ---------------------------------------------------------------- SavedModel export
+def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
+    path = str(tmp_path / "hundred.keras")
+    tiny_cnn(100, (28, 28, 1), name="m").save(path)
+    with pytest.raises(ValueError, match="predicts 100 classes but the data set has 10"):
+        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir])
 
-def test_export_round_trip_outside_keras_calikd(tmp_path, rng):
+
+# ---------------------------------------------------------------- export
+
+def test_keras_savedmodel_and_tflite_give_the_same_predictions(tmp_path, fashion_dir, capsys):
+    import tensorflow as tf
+
     keras.utils.set_random_seed(1)
-    model = ck.models.get("resnet8", num_classes=10, input_shape=(28, 28, 1))
+    model = ck.models.get("resnet8", 10, (28, 28, 1), normalization=ck.data.info("fashion_mnist").normalization)
     checkpoint = str(tmp_path / "best.keras")
     model.save(checkpoint)
-    exported = str(tmp_path / "saved_model")
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export.py"), "--checkpoint", checkpoint,
-                    "--output", exported, "--dataset", "fashion_mnist"], env=env, check=True, capture_output=True)
-    images = rng.integers(0, 256, (5, 28, 28, 1)).astype("uint8")
-    np.save(tmp_path / "images.npy", images)
-    reload = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        f"served = tf.saved_model.load({exported!r})\n"
-        f"images = np.load({str(tmp_path / 'images.npy')!r})\n"
-        "out = served.signatures['serving_default'](images=tf.constant(images))\n"
-        f"np.save({str(tmp_path / 'served.npy')!r}, out['probabilities'].numpy())\n"
-        "assert 'keras_calikd' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", reload], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), check=True,
-                   capture_output=True, cwd=str(tmp_path))
-    info = ck.data.info("fashion_mnist")
-    normalized = (images / 255.0 - np.asarray(info.mean)) / np.asarray(info.std)
-    logits = model.predict(normalized.astype("float32"), verbose=0)
-    expected = np.exp(logits - logits.max(1, keepdims=True))
-    expected /= expected.sum(1, keepdims=True)
-    np.testing.assert_allclose(np.load(tmp_path / "served.npy"), expected, rtol=1e-4, atol=1e-5)
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", exported, "--all"], capture_output=True, text=True,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert "signature_def['serving_default']" in shown.stdout and "probabilities" in shown.stdout
-    assert "signature_def['serve_normalized']" in shown.stdout
+    exported = str(tmp_path / "exported")
+    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--tflite"]) == 0
+    assert "largest logit difference" in capsys.readouterr().out
+    report = json.loads(open(os.path.join(exported, "export.json")).read())
+    images = next(ck.data.load("fashion_mnist", "test", 40, data_dir=fashion_dir).as_numpy_iterator())[0]
+    raw = images.astype("uint8")  # the pipeline yields raw pixels: the three artifacts take them as they are
+    expected = keras.ops.convert_to_numpy(keras.models.load_model(checkpoint)(images))
+    served = tf.saved_model.load(exported).signatures["serving_default"](images=tf.constant(raw))["logits"].numpy()
+    interpreter = tf.lite.Interpreter(model_path=os.path.join(exported, "model.tflite"))
+    lite = interpreter.get_signature_runner("serving_default")(images=raw)["logits"]
+    saved_difference, lite_difference = np.abs(served - expected).max(), np.abs(lite - expected).max()
+    print(f"max abs logit difference on raw test images: SavedModel {saved_difference:.2e}, TFLite "
+          f"{lite_difference:.2e}")
+    assert saved_difference < 1e-4 and lite_difference < 1e-4
+    assert set(report["max_logit_difference"]) == {"saved_model", "tflite"}
+    # An earlier export is replaced only with --overwrite; a run folder never.
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_tool.main(["--checkpoint", checkpoint, "--output", exported])
+    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--overwrite"]) == 0
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="run folder"):
+        export_tool.main(["--checkpoint", checkpoint, "--output", str(tmp_path / "run"), "--overwrite"])
+
+
+def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monkeypatch):
+    from keras_calikd.training import export
+
+    model = tiny_cnn(10, (8, 8, 1), name="m")
+    monkeypatch.setattr(export, "_max_difference", lambda reference, outputs: 1.0)
+    with pytest.raises(export.ExportMismatchError, match="does not reproduce"):
+        export.export_saved_model(model, str(tmp_path / "bad"))
+    assert os.listdir(tmp_path) == []

@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_calikd import checks
 from keras_calikd.registry import Registry
+from keras_calikd.seeds import SavedSeedState
 from keras_calikd.steps import all_gather, replica_slice
 
 LABEL_SOURCES = ("ground_truth", "teacher")
@@ -57,7 +58,7 @@ def mixed_cross_entropy(logits, labels, partner_labels, lam):
     return ops.mean(lam * nll + (1.0 - lam) * partner_nll)
 
 
-class Augmentation(keras.layers.Layer):
+class Augmentation(SavedSeedState, keras.layers.Layer):
     """Base class of augmentation strategies: the student's second view of the batch, and its loss.
 
     Contract for subclasses:

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_calikd import checks
 from keras_calikd.distillations.base import DISTILLATIONS, FEATURES, INDICES, TRAINING_SET, Distillation
+from keras_calikd.seeds import SavedSeedState
 from keras_calikd.steps import all_gather, per_sample
 
 NEGATIVE_SAMPLING = ("uniform", "other_classes")
@@ -60,7 +61,7 @@ class MemoryBanks(keras.layers.Layer):
 
 
 @DISTILLATIONS.register("crd")
-class CRD(Distillation):
+class CRD(SavedSeedState, Distillation):
     """Contrasts each student embedding with its teacher embedding against K negatives from memory banks.
 
     Student and teacher penultimate features go through trainable linear heads
@@ -94,8 +95,9 @@ class CRD(Distillation):
         momentum: Memory update momentum; 0.5.
         negatives: `"uniform"` (over the whole training set) or
             `"other_classes"` (samples of other classes, drawn without
-            replacement, as the CRD authors' code draws them; uses the
-            training labels).
+            replacement when the class leaves at least K of them, with
+            replacement otherwise, as the CRD authors' code draws them; uses
+            the training labels).
         weight: Multiplier of the loss; 0.8 in the CRD paper.
         seed: Seed of the bank initialisation and of the negative sampling.
 
@@ -123,8 +125,6 @@ class CRD(Distillation):
         self.num_samples = None if num_samples is None else checks.integer("CRD", "num_samples", num_samples)
         self.embedding_dim = checks.integer("CRD", "embedding_dim", embedding_dim)
         self.num_negatives = checks.integer("CRD", "num_negatives", num_negatives)
-        if self.num_samples is not None:
-            self._check_negatives(self.num_samples)
         self.temperature = checks.number("CRD", "temperature", temperature, low=0.0, low_open=True)
         self.momentum = checks.fraction("CRD", "momentum", momentum, high_open=True)
         self.negatives = checks.one_of("CRD", "negatives", negatives, NEGATIVE_SAMPLING)
@@ -137,13 +137,6 @@ class CRD(Distillation):
         self.student_embedding = keras.layers.Dense(self.embedding_dim, dtype="float32", name="student_embedding")
         self.teacher_embedding = keras.layers.Dense(self.embedding_dim, dtype="float32", name="teacher_embedding")
         self.memory = MemoryBanks(self.embedding_dim, negatives == "other_classes", seed, name="memory")
-
-    def _check_negatives(self, num_samples):
-        if self.num_negatives >= num_samples:
-            raise ValueError(
-                f"CRD: `num_negatives` ({self.num_negatives}) must be smaller than `num_samples` ({num_samples}), "
-                "the size of the training set."
-            )
 
     def build(self, num_classes=None, teacher_feature_dim=None, student_feature_dim=None):
         super().build(num_classes, teacher_feature_dim, student_feature_dim)
@@ -181,7 +174,6 @@ class CRD(Distillation):
         if self.num_samples is not None and labels.shape[0] != self.num_samples:
             raise ValueError(f"CRD: got {labels.shape[0]} training labels for num_samples={self.num_samples}.")
         if self.num_samples is None:
-            self._check_negatives(labels.shape[0])
             self.num_samples = int(labels.shape[0])
         if not self.memory.built:
             self.memory.build(self.num_samples, self.num_classes)
@@ -190,12 +182,8 @@ class CRD(Distillation):
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise ValueError(f"CRD: training labels must be in [0, {self.num_classes - 1}].")
         size = np.bincount(labels, minlength=self.num_classes)
-        fewest = int(np.min(self.num_samples - size[size > 0]))
-        if fewest < self.num_negatives:
-            raise ValueError(
-                f"CRD: negatives from other classes are drawn without replacement, but a class has only {fewest} "
-                f"samples of other classes for num_negatives={self.num_negatives}. Lower `num_negatives`."
-            )
+        if np.any(self.num_samples - size[size > 0] < 1):
+            raise ValueError("CRD: every class needs samples of other classes to draw negatives from.")
         self.memory.indices_by_class.assign(np.argsort(labels, kind="stable").astype("int32"))
         self.memory.class_start.assign((np.cumsum(size) - size).astype("int32"))
         self.memory.class_size.assign(size.astype("int32"))
@@ -205,16 +193,27 @@ class CRD(Distillation):
         if self.negatives == "uniform":
             return per_sample(lambda size: keras.random.randint(
                 (size, self.num_negatives), 0, self.num_samples, dtype="int32", seed=self.seed_generator), batch_size)
-        # Other classes, without replacement: random keys over the class-sorted table, the own class's block
-        # masked out, and the K largest keys' positions (distinct, uniformly drawn among the eligible ones).
+        # Other classes, positions in the class-sorted table outside the sample's own class block.
         start = ops.take(self.memory.class_start.value, labels)[:, None]
         size = ops.take(self.memory.class_size.value, labels)[:, None]
-        keys = per_sample(lambda size: keras.random.uniform((size, self.num_samples), seed=self.seed_generator),
-                          batch_size)
-        position = ops.arange(self.num_samples, dtype="int32")[None, :]
-        own_class = ops.logical_and(position >= start, position < start + size)
-        _, chosen = ops.top_k(ops.where(own_class, -1.0, keys), self.num_negatives, sorted=False)
-        return ops.take(self.memory.indices_by_class.value, ops.cast(chosen, "int32"))
+        eligible = self.num_samples - size
+        u = per_sample(lambda size: keras.random.uniform((size, self.num_negatives), seed=self.seed_generator),
+                       batch_size)
+        with_replacement = ops.minimum(ops.cast(ops.floor(u * ops.cast(eligible, "float32")), "int32"), eligible - 1)
+        with_replacement = ops.where(with_replacement < start, with_replacement, with_replacement + size)
+        if self.num_negatives <= self.num_samples:
+            # Without replacement, as the reference code draws them when a class has enough negatives: random
+            # keys over the table, the own class masked out, the K largest keys' positions; a row whose class
+            # leaves fewer than K negatives falls back to drawing with replacement (the reference does too).
+            keys = per_sample(lambda size: keras.random.uniform((size, self.num_samples), seed=self.seed_generator),
+                              batch_size)
+            position = ops.arange(self.num_samples, dtype="int32")[None, :]
+            own_class = ops.logical_and(position >= start, position < start + size)
+            _, chosen = ops.top_k(ops.where(own_class, -1.0, keys), self.num_negatives, sorted=False)
+            chosen = ops.where(eligible >= self.num_negatives, ops.cast(chosen, "int32"), with_replacement)
+        else:
+            chosen = with_replacement
+        return ops.take(self.memory.indices_by_class.value, chosen)
 
     def _contrast_loss(self, scores):
         """NCE loss of `(B, 1 + K)` normalised scores, positive first; summed over samples, divided by B."""

@@ -315,8 +315,13 @@ class Experiment:
                                    data_dir=self.data_dir)
             callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver,
                          keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False)]
-            trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose)
+            try:
+                trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose)
+            except Exception as error:  # a prepared file damaged after the run started: name it
+                if type(error).__name__ == "DataLossError":
+                    raise split.corruption_error(error) from None
+                raise
         results = self.evaluate(data)
         results.update(setup["description"])
         results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,

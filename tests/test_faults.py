@@ -1,0 +1,288 @@
+"""Nothing lost, every error clear: one table row per fault class, several cases each.
+
+In-process rows call the tools' `main` through `keras_calikd.cli.common.run` (what the console scripts do)
+and check the single `error:` line and exit status 2; the crash rows kill real training processes inside
+each file write and check that the next start resumes to the result of an uninterrupted run.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import data_fakes
+import keras_calikd as ck
+from keras_calikd.cli import common
+from keras_calikd.cli import evaluate as evaluate_tool
+from keras_calikd.cli import export as export_tool
+from keras_calikd.cli import train as train_tool
+from tiny import blobs, tiny_cnn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JAX = keras.backend.backend() == "jax"
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tfds")
+    data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
+    return str(data_dir)
+
+
+def bindings(runs_dir, data_dir, **extra):
+    values = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 2,
+              "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
+              "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
+              "Experiment.jit_compile": JAX}
+    values.update(extra)
+    return [arg for key, value in values.items() for arg in ("--gin_param", f"{key} = {value}")]
+
+
+def tool_error(capsys, main, argv):
+    """Runs a tool as its console script does; returns its single error line (and checks status 2)."""
+    status = common.run(main, argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def saved_model(tmp_path, num_classes=10, shape=(28, 28, 1)):
+    path = str(tmp_path / "model.keras")
+    tiny_cnn(num_classes, shape, name="m").save(path)
+    return path
+
+
+# ---------------------------------------------------------------- never destroy what the user has
+
+def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
+    checkpoint = saved_model(tmp_path)
+    run = tmp_path / "runs" / "x"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    (run / "checkpoints" / "best.keras").write_bytes(open(checkpoint, "rb").read())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file")
+    cases = [
+        (export_tool.main, ["--checkpoint", str(run / "checkpoints" / "best.keras"), "--output", str(run)], "run folder"),
+        (export_tool.main, ["--checkpoint", checkpoint, "--output", str(run), "--overwrite"], "run folder"),
+        (export_tool.main, ["--checkpoint", checkpoint, "--output", str(mine), "--overwrite"], "not written by this tool"),
+        (evaluate_tool.main, ["--model", checkpoint, "--dataset", "fashion_mnist", "--output", str(run)],
+         "not written by this tool"),
+    ]
+    for main, argv, message in cases:
+        assert message in tool_error(capsys, main, argv)
+    assert sorted(os.listdir(run)) == ["checkpoints", "run.json"] and (mine / "notes.txt").read_text() == "my own file"
+
+
+# ---------------------------------------------------------------- crash consistency
+
+KILL_POINTS = [  # (file or folder, which write, where): every file a run writes, killed inside its write
+    ("run.json", 1, "before_rename"),
+    ("config.gin", 1, "before_rename"),
+    ("best.keras", 2, "before_rename"),
+    ("last.keras", 1, "before_rename"),
+    ("state.npz", 2, "before_rename"),
+    ("metrics.csv", 2, "before_rename"),
+    ("results.json", 1, "before_rename"),
+    ("reliability.png", 1, "before_rename"),
+    ("operative_config.gin", 1, "before_rename"),
+    ("saved_model", 1, "before_rename"),
+    ("run.json", 2, "before_rename"),
+]
+
+
+def _train(runs_dir, data_dir, kill=("-", 0, "-"), **extra):
+    command = [sys.executable, os.path.join(ROOT, "tests", "kill_inside_write.py"), kill[0], str(kill[1]), kill[2],
+               "--", "--gin", "quickstart/teacher.gin", *bindings(runs_dir, data_dir, **extra)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_run_killed_inside_every_file_write_resumes_to_the_same_result(tmp_path, fashion_dir):
+    whole = _train(tmp_path / "whole", fashion_dir, **{"Experiment.export": True})
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    runs = tmp_path / "killed"
+    run = runs / "quickstart" / "teacher"
+    for kill in KILL_POINTS:  # one chain: each start resumes what the previous kill left and dies at the next point
+        done = _train(runs, fashion_dir, kill, **{"Experiment.export": True})
+        assert done.returncode == -signal.SIGKILL, (kill, done.returncode, done.stderr[-2000:])
+    final = _train(runs, fashion_dir, **{"Experiment.export": True})
+    assert final.returncode == 0, final.stderr[-2000:]
+    expected = json.loads((tmp_path / "whole" / "quickstart" / "teacher" / "results.json").read_text())
+    got = json.loads((run / "results.json").read_text())
+    for key in ("accuracy", "ece_100", "oe_100", "ece_15", "nll", "brier", "best_epoch", "num_examples"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+    rows = (run / "logs" / "metrics.csv").read_text().strip().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # complete logs, rebuilt from the state
+    leftovers = [os.path.join(folder, name) for folder, names, files in os.walk(run) for name in names + files
+                 if name.startswith((".tmp-", ".old-"))]
+    assert leftovers == [] and json.loads((run / "run.json").read_text())["finished"]
+    assert (run / "saved_model" / "saved_model.pb").exists() and (run / "saved_model" / "export.json").exists()
+
+
+def test_a_folder_moved_aside_when_killed_is_put_back(tmp_path):
+    from keras_calikd.training.files import atomic_path, remove_temporaries
+
+    target = tmp_path / "saved_model"
+    target.mkdir()
+    (target / "old.txt").write_text("the last complete export")
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_die(src, dst):  # the old folder goes aside, then the process "dies"
+        real_replace(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    os.replace = replace_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_path(str(target)) as temporary:
+                os.makedirs(temporary)
+                open(os.path.join(temporary, "new.txt"), "w").close()
+    finally:
+        os.replace = real_replace
+    assert not target.exists()
+    remove_temporaries(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["saved_model"] and (target / "old.txt").exists()
+
+
+def test_two_processes_never_train_into_one_run(tmp_path, fashion_dir):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "keras_calikd.cli.train", "--gin", "quickstart/teacher.gin",
+               *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 50})]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "quickstart" / "teacher" / ".lock"
+    try:
+        deadline = time.time() + 300
+        while (not lock.exists() or not lock.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    assert f"is in use by process {first.pid}" in second.stderr and second.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- provenance
+
+def test_provenance_is_checked(tmp_path, fashion_dir, capsys):
+    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 1})]
+    assert common.run(train_tool.main, args) == 0
+    run = tmp_path / "quickstart" / "teacher"
+    record = json.loads((run / "run.json").read_text())
+    for key, value in (("backend", "tensorflow" if JAX else "jax"), ("keras", "3.0.0"),
+                       ("precision", "mixed_bfloat16")):
+        changed = dict(record, finished=False, provenance=dict(record["provenance"], **{key: value}))
+        (run / "run.json").write_text(json.dumps(changed))
+        line = tool_error(capsys, train_tool.main, args)
+        assert "another environment" in line and f"{key}: {value!r} in the run" in line
+    (run / "run.json").write_text(json.dumps(dict(record, finished=False)))
+    kd = ["--gin", "quickstart/kd.gin", *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 1})]
+    assert "has not finished" in tool_error(capsys, train_tool.main, kd)
+    assert common.run(train_tool.main, kd + ["--gin_param", "Experiment.allow_unfinished_teacher = True"]) == 0
+
+
+def test_evaluation_settings_are_not_part_of_the_run(tmp_path, fashion_dir, capsys):
+    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir)]
+    assert "`eval_bins` must be a positive integer" in tool_error(
+        capsys, train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [0]"])
+    assert not (tmp_path / "quickstart").exists()  # refused before anything was written
+    assert common.run(train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [15]"]) == 0
+    assert common.run(train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [10]",
+                                               "--gin_param", "Experiment.epochs = 3"]) == 0
+    results = json.loads((tmp_path / "quickstart" / "teacher" / "results.json").read_text())
+    assert "ece_10" in results and results["epochs"] == 3
+
+
+# ---------------------------------------------------------------- inputs, on every path
+
+def _pipeline(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def _distiller(augmentation="none"):
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation=augmentation)
+    distiller.compile(optimizer="sgd")
+    return distiller
+
+
+def _bad_inputs():
+    x, y = blobs(32)
+    nan_x = x.copy()
+    nan_x[3, 2, 2, 0] = np.nan
+    return {
+        "labels out of range (NumPy)": (lambda: _distiller().fit(x, y + 5, verbose=0), r"class ids in \[0, 9\]"),
+        "labels out of range (tf.data)": (lambda: _distiller().fit(_pipeline(x, y + 5), verbose=0),
+                                          r"class ids in \[0, 9\]"),
+        "fractional labels (NumPy)": (lambda: _distiller().fit(x, y + 0.7, verbose=0), "whole class ids"),
+        "fractional labels (tf.data)": (lambda: _distiller().fit(_pipeline(x, (y + 0.7).astype("float32")),
+                                                                 verbose=0), "whole class ids"),
+        "NaN images (NumPy)": (lambda: _distiller().fit(nan_x, y, verbose=0), "NaN or infinite"),
+        "NaN images (tf.data)": (lambda: _distiller().fit(_pipeline(nan_x, y), verbose=0), "NaN or infinite"),
+        "empty data (NumPy)": (lambda: _distiller().fit(x[:0], y[:0], verbose=0), "holds no images"),
+        "empty data (tf.data)": (lambda: _distiller().fit(_pipeline(x, y).take(0), verbose=0), "empty"),
+        "cutout larger than the images": (lambda: _distiller(ck.augmentations.Cutout(size=100)),
+                                          r"`size` \(100\) is larger than the 8x8 images"),
+        "one-hot rows of another width": (lambda: _distiller().fit(x, np.eye(7)[y % 7], verbose=0),
+                                          "neither class ids nor one-hot rows"),
+        "evaluation labels out of range": (lambda: _distiller().evaluate(x, y + 5, verbose=0),
+                                           r"class ids in \[0, 9\]"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_inputs()))
+def test_bad_inputs_fail_with_a_message_not_a_deep_traceback(case):
+    action, message = _bad_inputs()[case]
+    with pytest.raises(Exception) as error:
+        action()
+    text = common._one_line(error.value)
+    assert re.search(message, text), text
+    assert len(text) < 400
+
+
+# ---------------------------------------------------------------- tool errors: one line, status 2
+
+def test_anticipated_tool_failures_print_one_error_line(tmp_path, fashion_dir, capsys):
+    model = saved_model(tmp_path)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(open(model, "rb").read()[:200])
+    text_file = tmp_path / "notes.keras"
+    text_file.write_text("not a model")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    (tmp_path / "broken.gin").write_text("Experiment.epochs = = 3\n")
+    train_args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path / "runs", fashion_dir)]
+    cases = [
+        (train_tool.main, train_args + ["--gin_param", "Experiment.dataset = 'cifar1000'"], "Known names"),
+        (train_tool.main, train_args + ["--gin_param", "Experiment.train_split = 'trian'"], "Splits: train, test"),
+        (train_tool.main, train_args + ["--gin_param", "Experiment.batch_size = 500"], "larger than the training"),
+        (train_tool.main, train_args + ["--gin_param", "Experiment.train_split = 'train[:0]'"], "no example|empty"),
+        (train_tool.main, ["--gin", str(tmp_path / "broken.gin")], "invalid gin configuration"),
+        (train_tool.main, ["--gin", "quickstart/teacher.gin", *bindings(tmp_path / "runs", blocker / "data")],
+         "a_file"),
+        (evaluate_tool.main, ["--model", str(truncated), "--dataset", "fashion_mnist", "--data_dir", fashion_dir],
+         "not a .keras model file|cannot be loaded"),
+        (evaluate_tool.main, ["--model", str(text_file), "--dataset", "fashion_mnist", "--data_dir", fashion_dir],
+         "not a .keras model file"),
+        (evaluate_tool.main, ["--model", str(tmp_path / "missing.keras"), "--dataset", "fashion_mnist"],
+         "does not exist"),
+        (export_tool.main, ["--checkpoint", str(truncated), "--output", str(tmp_path / "out")],
+         "not a .keras model file|cannot be loaded"),
+    ]
+    for main, argv, message in cases:
+        line = tool_error(capsys, main, argv)
+        assert re.search(message, line), (argv, line)

@@ -1,0 +1,150 @@
+"""The Distiller as a Keras user meets it: save/load that resumes, strategies by name, labels as Keras takes them."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_calikd as ck
+from tiny import blobs, tiny_cnn
+
+
+def build(distillation="kd", augmentation=None, seed=0):
+    keras.utils.set_random_seed(seed)
+    augmentation = augmentation or ck.augmentations.MixUp(seed=1)
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=distillation,
+                             augmentation=augmentation)
+    distiller.compile(optimizer=ck.training.SGD(0.05, momentum=0.9, l2_weight_decay=5e-4),
+                      metrics=["accuracy", ck.metrics.ExpectedCalibrationError(from_logits=True)])
+    return distiller
+
+
+def weights(model):
+    return [np.asarray(ops.convert_to_numpy(v)) for v in model.variables]
+
+
+def test_a_saved_distiller_loads_compiled_and_fit_continues_where_it_stopped(tmp_path):
+    x, y = blobs(96)
+    uninterrupted = build()
+    uninterrupted.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+
+    first = build()
+    first.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "distiller.keras")
+    first.save(path)
+    resumed = keras.models.load_model(path)
+    assert resumed.compiled and resumed.optimizer is not None
+    assert int(ops.convert_to_numpy(resumed.optimizer.iterations)) == 3  # momentum and iteration count restored
+    resumed.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+    for expected, got in zip(weights(uninterrupted.student), weights(resumed.student)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_checkpoint_file_resumes_too(tmp_path):
+    x, y = blobs(64)
+    path = str(tmp_path / "checkpoint.keras")
+    distiller = build()
+    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint(path)])
+    restored = keras.models.load_model(path)
+    np.testing.assert_array_equal(ops.convert_to_numpy(restored.optimizer.variables[1]),
+                                  ops.convert_to_numpy(distiller.optimizer.variables[1]))  # a momentum buffer
+    history = restored.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("name", sorted(set(ck.distillations.DISTILLATIONS.names())))
+def test_every_registered_distillation_is_constructible_by_name_and_trains(name):
+    x, y = blobs(64)
+    distiller = build(distillation=name, augmentation="none")
+    inputs = {"image": x, "index": np.arange(64, dtype="int32")}
+    history = distiller.fit(inputs, y, batch_size=32, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_crd_by_name_on_a_pipeline_says_what_to_pass():
+    import tensorflow as tf
+
+    x, y = blobs(64)
+    distiller = build(distillation="crd", augmentation="none")
+    pipeline = tf.data.Dataset.from_tensor_slices(({"image": x, "index": np.arange(64, dtype="int32")}, y)).batch(32)
+    with pytest.raises(ValueError, match=r"CRD draws on the training set's labels: call `distiller.adapt"):
+        distiller.fit(pipeline, verbose=0)
+    distiller.adapt(y)
+    assert distiller.distillations[0].num_samples == 64
+    assert np.isfinite(distiller.fit(pipeline, verbose=0).history["loss"]).all()
+
+
+@pytest.mark.parametrize("form", ["(batch, 1)", "one-hot"])
+def test_labels_as_keras_takes_them_train_like_class_ids(form):
+    x, y = blobs(64)
+    given = y[:, None] if form == "(batch, 1)" else np.eye(10, dtype="float32")[y]
+    reference, other = build(), build()
+    reference.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    history = other.fit(x, given, batch_size=32, epochs=1, shuffle=False, verbose=0, validation_data=(x, given))
+    for expected, got in zip(weights(reference.student), weights(other.student)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert set(other.evaluate(x, given, verbose=0, return_dict=True)) == {"loss", "accuracy", "ece"}
+    assert "val_accuracy" in history.history
+
+
+def test_evaluation_logs_only_what_evaluation_measures():
+    x, y = blobs(64)
+    distiller = build()
+    history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_data=(x, y)).history
+    assert {"loss", "distillation_loss", "augmentation_loss", "val_loss"} <= set(history)
+    assert not {"val_distillation_loss", "val_augmentation_loss", "training_loss", "val_training_loss"} & set(history)
+    logits = ops.convert_to_numpy(distiller.student(x))
+    log_p = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(
+        1, keepdims=True)
+    cross_entropy = -log_p[np.arange(64), y].mean()
+    result = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(cross_entropy, rel=1e-4)
+
+
+def test_strategies_see_the_epoch_of_fit():
+    seen = []
+
+    class EpochProbe(ck.distillations.KD):
+        def compute_loss(self, teacher, student, batch, training=True):
+            seen.append(int(ops.convert_to_numpy(batch.epoch)))
+            return super().compute_loss(teacher, student, batch, training) * ops.cast(batch.epoch + 1, "float32")
+
+    x, y = blobs(32)
+    distiller = build(distillation=EpochProbe(), augmentation="none")
+    distiller.compile(optimizer="sgd", jit_compile=False, run_eagerly=True)
+    history = distiller.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0).history
+    assert seen == [0, 1, 2]
+    assert int(ops.convert_to_numpy(distiller.training_epoch)) == 2 and len(history["loss"]) == 3
+
+
+def test_tensorflow_distribution_strategies_train_the_distiller():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute strategies are the TensorFlow backend's (JAX: tests/test_multi_device.py)")
+    import tensorflow as tf
+
+    x, y = blobs(64)
+    results = {}
+    for name, strategy in (("one device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("mirrored, one replica", tf.distribute.MirroredStrategy(["/cpu:0"]))):
+        with strategy.scope():
+            distiller = build()
+        results[name] = distiller.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
+        with strategy.scope():  # fit inside the scope as well, as Keras allows
+            inside = build()
+            inside.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    default = build().fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
+    for name, losses in results.items():
+        np.testing.assert_allclose(losses, default, rtol=1e-5, err_msg=name)
+
+
+def test_the_student_saves_and_serves_raw_pixels(tmp_path):
+    model = ck.models.get("resnet8", num_classes=10, input_shape=(28, 28, 1), normalization=((72.9,), (90.0,)))
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
+    path = os.path.join(tmp_path, "student.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    expected = ops.convert_to_numpy(model(images.astype("float32")))
+    np.testing.assert_allclose(ops.convert_to_numpy(reloaded(images.astype("float32"))), expected, atol=1e-6)
+    assert ck.models.input_normalization(reloaded)[0].tolist() == pytest.approx([72.9])
