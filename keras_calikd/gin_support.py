@@ -132,7 +132,8 @@ def register_configurables() -> None:
 def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_binding: bool = True):
     """Parses gin files (see `resolve`) and bindings, replacing any earlier configuration; returns the file paths.
 
-    `include` statements are read relative to the shipped gin folder. With
+    `include` statements are read relative to the shipped gin folder, then to the working folder (the
+    working folder is switched to the shipped gin folder while the files are parsed, then restored). With
     `run_name_binding`, `Experiment.name` defaults to the first file's run
     name (a later binding may override it).
 
@@ -145,12 +146,17 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
 
     register_configurables()
     paths = [resolve(path) for path in files]
-    if gin_dir() not in _SEARCH_PATHS:
-        gin.add_config_file_search_path(gin_dir())
-        _SEARCH_PATHS.add(gin_dir())
+    here = os.getcwd()
+    if here not in _SEARCH_PATHS:  # the user's own includes, after the shipped ones
+        gin.add_config_file_search_path(here)
+        _SEARCH_PATHS.add(here)
     prefix = [f"Experiment.name = {run_name(paths[0])!r}"] if run_name_binding and paths else []
     root = logging.getLogger()
     root.addFilter(_quiet_include_lookup)
+    # gin looks up an `include` under the working folder first: parsing from the shipped folder finds the
+    # shipped files there, before gin's fallback lookup on the Python path (which a folder named like an
+    # include's first part, e.g. a local `data/`, would mislead).
+    os.chdir(gin_dir())
     try:
         with gin.unlock_config():
             gin.clear_config()
@@ -158,6 +164,7 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
     except (ValueError, KeyError, TypeError, SyntaxError, IOError) as error:
         raise ValueError(f"invalid gin configuration: {' '.join(str(error).split())}") from None
     finally:
+        os.chdir(here)
         root.removeFilter(_quiet_include_lookup)
     return paths
 

@@ -239,15 +239,16 @@ class Experiment:
 
         self.check(data)
         with RunFolder(self.output_dir) as folder:
-            finished = folder.finished_epochs()
-            if finished == self.epochs and os.path.isfile(self.path("results.json")):
-                print(f"{self.name} finished its {self.epochs} epochs already; nothing to do.")
-                with open(self.path("results.json")) as f:
-                    return json.load(f)
             keras.config.set_dtype_policy(self.precision)
             keras.utils.set_random_seed(self.seed)
             setup = self._build(data)
             folder.check_resumable(self.signature(setup["trainer"]), self.provenance())
+            if folder.finished_epochs() == self.epochs and os.path.isfile(self.path("results.json")):
+                print(f"{self.name} finished its {self.epochs} epochs already; nothing to do.")
+                with open(self.path("results.json")) as f:
+                    return json.load(f)
+            if folder.finished_epochs() is not None:  # more epochs: the run is not finished until they are done
+                folder.mark_finished(folder.finished_epochs(), finished=False)
             if config_text is not None:
                 write_text(self.path("config.gin"), config_text)
             results = self._train_and_evaluate(data, setup)
@@ -315,13 +316,14 @@ class Experiment:
                                    data_dir=self.data_dir)
             callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver,
                          keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False)]
+            import tensorflow as tf  # the input pipelines are tf.data on every backend
+
             try:
                 trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose)
-            except Exception as error:  # a prepared file damaged after the run started: name it
-                if type(error).__name__ == "DataLossError":
-                    raise split.corruption_error(error) from None
-                raise
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose,
+                            shuffle=False)  # the epoch-keyed pipeline shuffles
+            except tf.errors.DataLossError as error:  # a prepared file damaged after the run started: name it
+                raise split.corruption_error(error) from None
         results = self.evaluate(data)
         results.update(setup["description"])
         results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,

@@ -121,9 +121,10 @@ class RunFolder:
         record = self.record() or {}
         return record.get("epochs") if record.get("finished") else None
 
-    def mark_finished(self, epochs: int) -> None:
+    def mark_finished(self, epochs: int, finished: bool = True) -> None:
+        """Records that the run finished `epochs` epochs (or, with `finished=False`, that it continues)."""
         record = self.record() or {}
-        write_json(os.path.join(self.path, RUN_MARKER), dict(record, finished=True, epochs=int(epochs)))
+        write_json(os.path.join(self.path, RUN_MARKER), dict(record, finished=finished, epochs=int(epochs)))
 
 
 def is_finished(path: str) -> bool:
