@@ -18,7 +18,8 @@ EXCERPT = os.path.join(ROOT, "tests", "data", "paper_tables_excerpt.txt")
 # ---------------------------------------------------------------- the paper's cells against its text
 
 # The paper's labels, mapped to model names here, independently of the CSV.
-PAIRS_T1 = {"WRN-40-2/ ShuffleNetV1": ("wrn_40_2", "ShuffleV1"), "ResNet32x4/ ShuffleNetV2": ("resnet32x4", "ShuffleV2"),
+PAIRS_T1 = {"WRN-40-2/ ShuffleNetV1": ("wrn_40_2", "ShuffleV1"),
+            "ResNet32x4/ ShuffleNetV2": ("resnet32x4", "ShuffleV2"),
             "ResNet50/ MobileNetV2": ("ResNet50", "MobileNetV2"), "ResNet50/ VGG8": ("ResNet50", "vgg8"),
             "ResNet32x4/ ShuffleNetV1": ("resnet32x4", "ShuffleV1"), "VGG13/ MobileNetV2": ("vgg13", "MobileNetV2")}
 COLUMNS_T1 = ["Teacher", "Student", "KD", "RKD", "CRD", "KD + cutout", "KD + mixup", "KD + CutMix"]

@@ -128,8 +128,8 @@ def _method_order(method: str):
     if method in STANDARD_COLUMNS:
         return (0, STANDARD_COLUMNS.index(method), 0, method)
     distillation, _, augmentation = method.partition(" + ")
-    first = _DISTILLATION_ORDER.index(distillation) if distillation in _DISTILLATION_ORDER else len(_DISTILLATION_ORDER)
-    second = _AUGMENTATION_ORDER.index(augmentation) if augmentation in _AUGMENTATION_ORDER else len(_AUGMENTATION_ORDER)
+    first = _DISTILLATION_ORDER.index(distillation) if distillation in _DISTILLATION_ORDER else 99
+    second = _AUGMENTATION_ORDER.index(augmentation) if augmentation in _AUGMENTATION_ORDER else 99
     return (1, first, second, method)
 
 
