@@ -413,7 +413,9 @@ def to_csv(tables) -> str:
 
 
 def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
-    """`(title, statistics)` panels of the runs that stored their reliability statistics, teacher first.
+    """`(title, statistics)` panels of the runs that stored their reliability statistics.
+
+    Per data set: teachers, then students from scratch, then distilled runs by pair and method.
 
     Titles come from the runs' metadata (`run_title`): teacher -> student and method, not paths.
 
@@ -426,8 +428,10 @@ def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
     order = {"teacher": 0, "student": 1, "distilled": 2}
     key = f"reliability_{bins}"
     runs = sorted((r for r in results if key in r),
-                  key=lambda r: (str(r.get("dataset", "")), str(r.get("teacher_model") or r.get("model", "")),
-                                 order.get(r.get("role"), 3), _method_order(r.get("method") or "")))
+                  key=lambda r: (str(r.get("dataset", "")), str(r.get("corruption") or ""),
+                                 order.get(r.get("role"), 3), str(r.get("teacher_model") or r.get("model", "")),
+                                 str(r.get("model", "")),
+                                 _method_order(r.get("method") or ""), r.get("alpha") is not None))
     return [(run_title(r), r[key]) for r in runs]
 
 
