@@ -1,12 +1,19 @@
-"""calikd-report: collects finished runs into the paper's tables (Markdown and CSV).
+"""calikd-report: collects finished runs into the paper's tables (Markdown and CSV) and a figure.
 
     calikd-report runs/cifar100 --output reports/table1
-    calikd-report runs --bins 15
+    calikd-report runs --paper --output reports/all      # the paper's value and measured - paper per cell
+    calikd-report runs --bins 15 --diagrams reports/reliability.png
 
 Every `results.json` under the given folders is read; one table is made per
-data set: rows are teacher/student pairs (Acc, ECE, OE lines), columns the
-teacher, the student trained from scratch and each distillation method
-(KD, RKD, CRD, KD + cutout, KD + mixup, KD + CutMix, ...).
+data set: rows are teacher/student pairs (Acc, ECE, OE rows), columns the
+teacher, the student trained from scratch and each distillation method (KD,
+RKD, CRD, KD + cutout, KD + mixup, KD + CutMix, ...). The best value(s) of
+each row are bold in Markdown and named in the CSV's `best` column.
+
+--output PREFIX writes PREFIX.md, PREFIX.csv (numbers only) and the figure of
+ECE against accuracy per method, PREFIX_ece_accuracy.png/.pdf/.svg.
+--paper matches runs to the paper's cells by run name (the gin name, e.g.
+cifar100/wrn_40_2_shufflev1_kd_mixup); the paper's ECE/OE use 100 bins.
 """
 
 from __future__ import annotations
@@ -19,35 +26,63 @@ from keras_calikd.training import report
 from keras_calikd.training.files import write_text
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="calikd-report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
-    parser.add_argument("--bins", type=int, default=100, help="bin count of the ECE/OE columns (100 or 15)")
-    parser.add_argument("--output", help="write <output>.md and <output>.csv besides printing")
-    parser.add_argument("--diagrams", help="write the runs' reliability diagrams (15 bins) side by side to this PNG")
-    common.add_debug_flag(parser)
-    args = parser.parse_args(argv)
+class _Parser(argparse.ArgumentParser):
+    """Argument errors raise ValueError (one `error: ...` line from the console wrapper) instead of exiting."""
 
+    def error(self, message):
+        raise ValueError(f"{message} (see calikd-report --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    result = _Parser(prog="calikd-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
+    result.add_argument("--bins", type=int, default=100,
+                        help="bin count of the ECE/OE rows (default 100, the paper's; 15 is also stored)")
+    result.add_argument("--paper", action="store_true",
+                        help="put the paper's value and measured - paper beside every measured cell")
+    result.add_argument("--output", help="write <output>.md, <output>.csv and <output>_ece_accuracy.png/.pdf/.svg")
+    result.add_argument("--diagrams",
+                        help="write the runs' reliability diagrams (15 bins) side by side to this .png "
+                             "(with .pdf and .svg beside it)")
+    common.add_debug_flag(result)
+    return result
+
+
+def main(argv=None) -> int:
+    """Runs calikd-report with `argv`; returns 0. Errors raise ValueError with a message for the user."""
+    args = parser().parse_args(argv)
+    if args.bins < 1:
+        raise ValueError(f"--bins must be a positive bin count, got {args.bins}.")
     results = report.find_results(args.runs)
     if not results:
         raise ValueError(f"no results.json under {', '.join(args.runs)}; finish a run first.")
-    datasets = sorted({r["dataset"] for r in results})
-    tables = [report.pairs_table(results, d, bins=args.bins) for d in datasets]
-    tables = [t for t in tables if t["rows"]]
+    stored = sorted({int(k.split("_")[1]) for r in results for k in r if k.startswith("ece_") and k[4:].isdigit()})
+    if stored and args.bins not in stored:
+        raise ValueError(f"the runs store ECE/OE at {', '.join(map(str, stored))} bins, not {args.bins}; "
+                         f"choose --bins {stored[-1]}.")
+    tables = report.tables_for(results, bins=args.bins, paper=args.paper)
     if not tables:
         raise ValueError("no distilled runs found; the tables are built from teacher/student pairs.")
     markdown = "\n".join(report.to_markdown(t) for t in tables)
     print(markdown)
+    if args.paper and args.bins != 100:
+        print(f"Note: the paper's ECE/OE use 100 bins; these use {args.bins}.")
+    if args.paper and not any(row["paper"] for table in tables for row in table["rows"]):
+        print("Note: no run matched a cell of the paper; runs match by name, the gin file's path under gin/ "
+              "(e.g. cifar100/wrn_40_2_shufflev1_kd_mixup), data set and corruption.")
     if args.output:
         write_text(args.output + ".md", markdown)
-        write_text(args.output + ".csv", "".join(report.to_csv(t) for t in tables))
-        print(f"Wrote {args.output}.md and {args.output}.csv")
+        write_text(args.output + ".csv", report.to_csv(tables))
+        figures = report.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
+        print(f"Wrote {args.output}.md, {args.output}.csv and {', '.join(figures)}")
     if args.diagrams:
         from keras_calikd.metrics import plot_reliability_grid
 
-        plot_reliability_grid(report.reliability_panels(results), args.diagrams)
-        print(f"Wrote {args.diagrams}")
+        panels = report.reliability_panels(results)
+        if not panels:
+            raise ValueError("no run stored its reliability statistics (reliability_15 in results.json).")
+        plot_reliability_grid(panels, args.diagrams)
+        print(f"Wrote {args.diagrams} (and .pdf, .svg beside it)")
     return 0
 
 

@@ -1,29 +1,76 @@
-"""Tables of the paper's layout from finished runs' `results.json` files."""
+"""Tables of the paper's layout from finished runs' `results.json` files, optionally beside the paper's numbers.
+
+One table per evaluated data set (and CIFAR-100-C corruption): rows are
+teacher/student pairs, each with an Acc, ECE and OE row; columns are the
+teacher, the student trained from scratch and every distillation method found.
+Each row marks its best value(s) among the student-side columns (the teacher is
+not a candidate): highest accuracy, lowest ECE/OE, compared at the printed
+precision (Acc 2 decimals, ECE/OE 3), so tied values are all best.
+
+Two runs of one pair with the same method but a different `alpha` become two
+columns, labelled by their balance: `"RKD (alpha=0.5)"` and `"RKD (1 x CE + w x
+loss)"` for a run without alpha (Table 1's RKD/CRD baselines).
+
+With `paper=True`, each measured cell whose run is one of the paper's cells
+(`keras_calikd.reference`, matched by run name, data set and corruption) gets
+the paper's value and the difference measured - paper. The paper's ECE/OE use
+100 bins; tables at another bin count say so.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 from typing import Dict, List, Optional, Sequence
 
 STANDARD_COLUMNS = ("Teacher", "Student", "KD", "RKD", "CRD", "KD + cutout", "KD + mixup", "KD + CutMix")
 METRICS = (("accuracy", "Acc", max), ("ece", "ECE", min), ("oe", "OE", min))
+#: Printed decimals per metric row (the paper's).
+DECIMALS = {"Acc": 2, "ECE": 3, "OE": 3}
+#: The student-side columns compete for "best"; the teacher does not.
+NOT_CANDIDATES = ("Teacher",)
+NO_ALPHA = "1 x CE + w x loss"
+PAPER_SUFFIX = " (paper)"
+DIFFERENCE_SUFFIX = " (measured - paper)"
 
 
 def find_results(paths: Sequence[str]) -> List[dict]:
-    """Loads every `results.json` under `paths` (folders are searched recursively)."""
+    """Loads every `results.json` under `paths` (folders are searched recursively).
+
+    Args:
+        paths: Run folders, folders of runs, or `results.json` files.
+
+    Returns:
+        The parsed results, in path order.
+
+    Raises:
+        ValueError: for a path that does not exist or a file that is not valid JSON.
+
+    Example:
+
+    ```python
+    results = find_results(["runs/cifar100"])
+    ```
+    """
     found = []
     for path in paths:
+        if not os.path.exists(path):
+            raise ValueError(f"{path!r} does not exist; pass run folders or results.json files.")
         if os.path.isfile(path):
             candidates = [path]
         else:
             candidates = [os.path.join(folder, "results.json") for folder, _, files in os.walk(path)
                           if "results.json" in files]
         for candidate in sorted(candidates):
-            with open(candidate) as f:
-                found.append(json.load(f))
+            try:
+                with open(candidate) as f:
+                    found.append(json.load(f))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{candidate} is not valid JSON ({error.msg}, line {error.lineno}); "
+                                 "rerun that run or remove the file.") from None
     return found
 
 
@@ -31,93 +78,501 @@ def _metric(result: dict, key: str, bins: int) -> Optional[float]:
     value = result.get(key if key == "accuracy" else f"{key}_{bins}")
     if value is None:
         return None
-    return 100.0 * value if key == "accuracy" else value
+    return 100.0 * value if key == "accuracy" else float(value)
 
 
-def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100) -> dict:
-    """The layout of the paper's Tables 1-4 for one data set.
+def _group(result: dict) -> tuple:
+    """A table's identity: the data set and, for CIFAR-100-C evaluations, the corruption."""
+    return result.get("dataset"), result.get("corruption")
 
-    Rows are teacher/student pairs (from the distilled runs), each with an
-    Acc, ECE and OE line; columns are the teacher, the student trained from
-    scratch and every distillation method found. Teacher and student cells
-    come from the runs with role `teacher`/`student` and the pair's
-    architectures.
+
+def _dataset_text(dataset: str, corruption: Optional[str]) -> str:
+    return f"{dataset}/{corruption}" if corruption else str(dataset)
+
+
+def run_title(result: dict) -> str:
+    """A figure title from a run's metadata (role, models, method, data set), not from its path.
+
+    Args:
+        result: A `results.json` dict (`role`, `model`, `dataset`, and for distilled runs `teacher_model`,
+            `method`, `alpha`).
 
     Returns:
-        `{"columns": [...], "rows": [{"pair": "t/s", "metric": "Acc", "values": {column: value}}, ...]}`.
+        Two lines, e.g. `"resnet32x4 → ShuffleV1\\nKD + mixup, cifar100"`,
+        `"resnet32x4 (teacher)\\ncifar100"`, `"ShuffleV1 (from scratch)\\ncifar100"`.
+
+    Example:
+
+    ```python
+    plot_reliability_diagram(stats, "reliability.png", title=run_title(results))
+    ```
     """
-    runs = [r for r in results if r.get("dataset") == dataset]
-    by_role = {role: {r["model"]: r for r in runs if r.get("role") == role} for role in ("teacher", "student")}
-    pairs: Dict[tuple, Dict[str, dict]] = {}
-    for r in runs:
-        if r.get("role") == "distilled":
-            pairs.setdefault((r.get("teacher_model"), r["model"]), {})[r["method"]] = r
-    methods = sorted({m for cells in pairs.values() for m in cells}, key=_method_order)
-    columns = ["Teacher", "Student"] + methods
-    rows = []
-    for (teacher, student), cells in sorted(pairs.items(), key=lambda item: str(item[0])):
-        sources = {"Teacher": by_role["teacher"].get(teacher), "Student": by_role["student"].get(student), **cells}
-        for key, label, _ in METRICS:
-            values = {c: _metric(sources[c], key, bins) for c in columns if sources.get(c) is not None}
-            rows.append({"pair": f"{teacher}/{student}", "metric": label, "values": values})
-    return {"dataset": dataset, "bins": bins, "columns": columns, "rows": rows}
+    dataset = _dataset_text(result.get("dataset", "?"), result.get("corruption"))
+    model, role = result.get("model", "?"), result.get("role")
+    if role == "teacher":
+        return f"{model} (teacher)\n{dataset}"
+    if role == "distilled":
+        method = result.get("method") or "distilled"
+        if "alpha" in result and result["alpha"] is None:
+            method += f" ({NO_ALPHA})"
+        return f"{result.get('teacher_model', '?')} → {model}\n{method}, {dataset}"
+    return f"{model} (from scratch)\n{dataset}"
+
+
+_DISTILLATION_ORDER = ("KD", "RKD", "CRD")
+_AUGMENTATION_ORDER = ("", "cutout", "mixup", "CutMix")
 
 
 def _method_order(method: str):
-    return (STANDARD_COLUMNS.index(method) if method in STANDARD_COLUMNS else len(STANDARD_COLUMNS), method)
+    """The paper's order: Table 1's columns first, then distillation (KD, RKD, CRD, ...) by augmentation."""
+    if method in STANDARD_COLUMNS:
+        return (0, STANDARD_COLUMNS.index(method), 0, method)
+    distillation, _, augmentation = method.partition(" + ")
+    first = _DISTILLATION_ORDER.index(distillation) if distillation in _DISTILLATION_ORDER else 99
+    second = _AUGMENTATION_ORDER.index(augmentation) if augmentation in _AUGMENTATION_ORDER else 99
+    return (1, first, second, method)
 
 
-def _best(row: dict, exclude=("Teacher",)) -> Optional[str]:
-    """The best student-side column of a row: highest accuracy, lowest ECE/OE."""
+def _alpha_text(alpha) -> str:
+    return NO_ALPHA if alpha is None else f"alpha={alpha:g}"
+
+
+def _column_labels(distilled: Sequence[dict]) -> Dict[tuple, str]:
+    """(method, alpha) -> column label: the method, with its balance where one method has several alphas."""
+    alphas: Dict[str, set] = {}
+    for r in distilled:
+        alphas.setdefault(r.get("method") or "distilled", set()).add(r.get("alpha"))
+    labels = {}
+    for method, values in alphas.items():
+        for alpha in values:
+            labels[(method, alpha)] = method if len(values) == 1 else f"{method} ({_alpha_text(alpha)})"
+    return labels
+
+
+def _column_order(labels: Dict[tuple, str]) -> List[str]:
+    keyed = sorted(labels.items(), key=lambda item: (_method_order(item[0][0]), item[0][1] is not None,
+                                                      item[0][1] or 0.0))
+    return [label for _, label in keyed]
+
+
+def _unique(runs: Sequence[dict], what: str) -> Optional[dict]:
+    if len(runs) > 1:
+        names = ", ".join(sorted(str(r.get("name")) for r in runs))
+        raise ValueError(f"Several runs are {what}: {names}. Report them separately (pass only one of their "
+                         "folders) so that each cell holds one run.")
+    return runs[0] if runs else None
+
+
+def _round(value: float, label: str) -> float:
+    return round(value, DECIMALS[label])
+
+
+def best_columns(row: dict) -> List[str]:
+    """The best student-side column(s) of a row, compared at the printed precision (ties: all of them).
+
+    Args:
+        row: A table row: `{"metric": "Acc" | "ECE" | "OE", "values": {column: value}}`.
+
+    Returns:
+        The columns holding the best value, in the row's order; empty when no candidate has a value.
+
+    Example:
+
+    ```python
+    best_columns({"metric": "OE", "values": {"KD": 0.0002, "KD + mixup": 0.0004, "KD + CutMix": 0.01}})
+    # ["KD", "KD + mixup"]: both print as 0.000
+    ```
+    """
     choose = {label: pick for _, label, pick in METRICS}[row["metric"]]
-    candidates = {c: v for c, v in row["values"].items() if c not in exclude and v is not None}
+    candidates = {c: _round(v, row["metric"]) for c, v in row["values"].items()
+                  if c not in NOT_CANDIDATES and v is not None and math.isfinite(v)}
     if not candidates:
-        return None
-    best_value = choose(candidates.values())
-    return next(c for c, v in candidates.items() if v == best_value)
+        return []
+    best = choose(candidates.values())
+    return [c for c, v in candidates.items() if v == best]
+
+
+def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corruption: Optional[str] = None,
+                paper: bool = False) -> dict:
+    """The layout of the paper's Tables 1-4 for one data set.
+
+    Rows are teacher/student pairs (from the distilled runs), each with an
+    Acc, ECE and OE row; columns are the teacher, the student trained from
+    scratch and every distillation method found. A pair's teacher cell is the
+    teacher run the distilled runs name (else the teacher run of that
+    architecture); its student cell is the from-scratch run of the student's
+    architecture.
+
+    Args:
+        results: `results.json` dicts (see `find_results`).
+        dataset: The data set of the table.
+        bins: Bin count of the ECE/OE rows (the runs store `ece_<bins>`).
+        corruption: For CIFAR-100-C evaluations (`dataset="cifar100_corrupted"`), the corruption.
+        paper: Also give, per cell, the paper's value where the cell's run is one of the paper's.
+
+    Returns:
+        `{"dataset", "corruption", "bins", "paper", "columns": [...], "rows": [row, ...]}`, each row
+        `{"pair", "teacher", "student", "metric", "values": {column: value}, "runs": {column: run name},
+        "best": [columns], "paper": {column: value}, "paper_notes": {column: note}}`. Accuracy is in percent.
+
+    Raises:
+        ValueError: when two runs would fill one cell.
+
+    Example:
+
+    ```python
+    table = pairs_table(find_results(["runs"]), "cifar100", paper=True)
+    print(to_markdown(table))
+    ```
+    """
+    runs = [r for r in results if _group(r) == (dataset, corruption)]
+    distilled = [r for r in runs if r.get("role") == "distilled"]
+    labels = _column_labels(distilled)
+    pairs: Dict[tuple, Dict[str, dict]] = {}
+    for r in distilled:
+        cells = pairs.setdefault((r.get("teacher_model"), r.get("model")), {})
+        label = labels[(r.get("method") or "distilled", r.get("alpha"))]
+        if label in cells:
+            _unique([cells[label], r], f"{label} for {r.get('teacher_model')}/{r.get('model')} on "
+                                       f"{_dataset_text(dataset, corruption)}")
+        cells[label] = r
+    columns = ["Teacher", "Student"] + _column_order(labels)
+    lookup = _paper_lookup() if paper else {}
+    rows = []
+    for (teacher, student), cells in sorted(pairs.items(), key=lambda item: str(item[0])):
+        named = {r.get("teacher") for r in cells.values()} - {None}
+        teachers = [r for r in runs if r.get("role") == "teacher" and r.get("name") in named] or \
+            [r for r in runs if r.get("role") == "teacher" and r.get("model") == teacher]
+        sources = dict(cells)
+        sources["Teacher"] = _unique(teachers, f"teachers {teacher} on {_dataset_text(dataset, corruption)}")
+        sources["Student"] = _unique([r for r in runs if r.get("role") == "student" and r.get("model") == student],
+                                     f"from-scratch students {student} on {_dataset_text(dataset, corruption)}")
+        for key, label, _ in METRICS:
+            values = {c: _metric(sources[c], key, bins) for c in columns if sources.get(c) is not None}
+            values = {c: v for c, v in values.items() if v is not None}
+            row = {"pair": f"{teacher}/{student}", "teacher": teacher, "student": student, "metric": label,
+                   "values": values, "runs": {c: sources[c].get("name") for c in values}, "paper": {},
+                   "paper_notes": {}}
+            row["best"] = best_columns(row)
+            if paper:
+                for c, name in row["runs"].items():
+                    cell = _paper_cell(lookup, name, dataset, corruption, key, teacher, student)
+                    if cell is not None:
+                        row["paper"][c] = cell.value
+                        if cell.note:
+                            row["paper_notes"][c] = cell.note
+            rows.append(row)
+    return {"dataset": dataset, "corruption": corruption, "bins": bins, "paper": paper, "columns": columns,
+            "rows": rows}
+
+
+def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False) -> List[dict]:
+    """One `pairs_table` per data set (and corruption) that has distilled runs, sorted by data set.
+
+    Example:
+
+    ```python
+    tables = tables_for(find_results(["runs"]), bins=100, paper=True)
+    ```
+    """
+    groups = sorted({_group(r) for r in results}, key=lambda g: (str(g[0]), str(g[1] or "")))
+    tables = [pairs_table(results, dataset, bins, corruption, paper) for dataset, corruption in groups]
+    return [t for t in tables if t["rows"]]
+
+
+def _paper_lookup() -> Dict[tuple, list]:
+    from keras_calikd.reference import paper_cells
+
+    lookup: Dict[tuple, list] = {}
+    for cell in paper_cells():
+        lookup.setdefault((cell.run, cell.dataset, cell.corruption, cell.metric), []).append(cell)
+    return lookup
+
+
+def _paper_cell(lookup, run, dataset, corruption, metric, teacher, student):
+    """The paper's cell of a run; where a run fills several (a teacher shared by two pairs), the pair's own."""
+    cells = lookup.get((run, dataset, corruption, metric), [])
+    for cell in cells:
+        if (cell.teacher, cell.student) == (teacher, student):
+            return cell
+    return cells[0] if cells else None
 
 
 def _format(value: Optional[float], metric: str) -> str:
     if value is None:
         return "-"
-    return f"{value:.2f}" if metric == "Acc" else f"{value:.3f}"
+    return f"{value:.{DECIMALS[metric]}f}"
+
+
+def _difference(row: dict, column: str) -> Optional[float]:
+    """measured - paper, of the measured value as printed (so the printed numbers subtract exactly)."""
+    if column not in row["paper"] or column not in row["values"]:
+        return None
+    digits = DECIMALS[row["metric"]]
+    difference = round(round(row["values"][column], digits) - row["paper"][column], digits)
+    return difference + 0.0 if difference != 0 else 0.0  # no "-0.000"
+
+
+def _caption(table: dict) -> List[str]:
+    lines = [f"ECE/OE with {table['bins']} bins; accuracy in percent. The best value of each row (highest Acc, "
+             "lowest ECE/OE; teacher excluded; ties at the printed precision all marked) is in bold."]
+    if any(NO_ALPHA in c for c in table["columns"]):
+        lines.append(f"A method run with two balances has two columns: alpha=a is a x distillation + (1 - a) x "
+                     f"augmentation loss; '{NO_ALPHA}' is cross-entropy plus the strategy's own weighted loss "
+                     "(the paper's Table 1 RKD/CRD baselines).")
+    if table.get("paper"):
+        lines.append("Each measured cell reads: measured (paper; measured - paper); cells without a paper value "
+                     "are runs the paper does not report.")
+        if table["bins"] != 100:
+            lines.append(f"Note: these ECE/OE use {table['bins']} bins but the paper's use 100, so their "
+                         "differences mix bin counts; run with --bins 100 to compare them.")
+    return lines
 
 
 def to_markdown(table: dict) -> str:
-    """Markdown with the best student-side value of each row in bold."""
+    """The table as Markdown: best value(s) of each row in bold; with paper values, `measured (paper; diff)`.
+
+    Example:
+
+    ```python
+    print(to_markdown(pairs_table(results, "cifar100")))
+    ```
+    """
     columns = table["columns"]
-    lines = [f"**{table['dataset']}** (ECE/OE with {table['bins']} bins; best of each row, teacher excluded, in bold)",
-             "", "| Teacher/Student | Metric | " + " | ".join(columns) + " |",
-             "|" + "---|" * (len(columns) + 2)]
+    title = _dataset_text(table["dataset"], table.get("corruption"))
+    lines = [f"**{title}**", ""] + _caption(table) + [
+        "", "| Teacher/Student | Metric | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
     for row in table["rows"]:
-        best = _best(row)
         cells = []
         for c in columns:
             text = _format(row["values"].get(c), row["metric"])
-            cells.append(f"**{text}**" if c == best else text)
+            if c in row["best"]:
+                text = f"**{text}**"
+            difference = _difference(row, c)
+            if difference is not None:
+                digits = DECIMALS[row["metric"]]
+                text += f" ({_format(row['paper'][c], row['metric'])}; {difference:+.{digits}f})"
+            cells.append(text)
         lines.append(f"| {row['pair']} | {row['metric']} | " + " | ".join(cells) + " |")
+    notes = [f"{row['pair']}, {c}, {row['metric']}: {note.replace('reconstructed: ', '', 1)}"
+             for row in table["rows"] for c, note in row.get("paper_notes", {}).items()]
+    if notes:
+        lines += ["", "Paper values reconstructed from the garbled text extraction (keras_calikd/reference/"
+                      "paper_tables.csv):"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-def reliability_panels(results: Sequence[dict]) -> list:
-    """`(title, statistics)` panels of the runs that stored their reliability statistics, teacher first."""
-    order = {"teacher": 0, "student": 1, "distilled": 2}
-    runs = sorted((r for r in results if "reliability_15" in r),
-                  key=lambda r: (r.get("dataset", ""), order.get(r.get("role"), 3), _method_order(r.get("method", ""))))
-    panels = []
-    for r in runs:
-        label = r.get("method") or r.get("role", "").capitalize()
-        panels.append((f"{label}: {r['model']} ({100 * r['accuracy']:.1f}%)", r["reliability_15"]))
-    return panels
+def to_csv(tables) -> str:
+    """The tables as one CSV of numbers: one row per pair and metric, a `best` column naming the best column(s).
 
+    Columns: `dataset` (then `corruption` when a table has one), `pair`, `metric`, one numeric column per
+    method (empty where no run fills the cell; rounded to the printed precision), with paper values each
+    method's `<method> (paper)` and `<method> (measured - paper)` beside it, and `best`: the best column
+    label(s) of the row, `;`-separated (ties: all of them).
 
-def to_csv(table: dict) -> str:
-    """CSV of the same table; the best student-side value of each row carries a trailing `*`."""
+    Args:
+        tables: One table of `pairs_table`, or a list of them (their columns are united).
+
+    Returns:
+        The CSV text.
+
+    Example:
+
+    ```python
+    rows = list(csv.DictReader(io.StringIO(to_csv(tables))))
+    ```
+    """
+    tables = [tables] if isinstance(tables, dict) else list(tables)
+    columns: List[str] = []
+    for table in tables:
+        columns += [c for c in table["columns"] if c not in columns]
+    with_paper = any(t.get("paper") for t in tables)
+    with_corruption = any(t.get("corruption") for t in tables)
+    header = ["dataset"] + (["corruption"] if with_corruption else []) + ["pair", "metric"]
+    for c in columns:
+        header += [c] + ([c + PAPER_SUFFIX, c + DIFFERENCE_SUFFIX] if with_paper else [])
+    header.append("best")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset", "pair", "metric"] + table["columns"])
-    for row in table["rows"]:
-        best = _best(row)
-        writer.writerow([table["dataset"], row["pair"], row["metric"]] + [
-            _format(row["values"].get(c), row["metric"]) + ("*" if c == best else "") for c in table["columns"]])
+    writer.writerow(header)
+    for table in tables:
+        for row in table["rows"]:
+            digits = DECIMALS[row["metric"]]
+            record = [table["dataset"]] + ([table.get("corruption") or ""] if with_corruption else [])
+            record += [row["pair"], row["metric"]]
+            for c in columns:
+                value = row["values"].get(c)
+                record.append("" if value is None else f"{value:.{digits}f}")
+                if with_paper:
+                    paper_value, difference = row["paper"].get(c), _difference(row, c)
+                    record.append("" if paper_value is None else f"{paper_value:.{digits}f}")
+                    record.append("" if difference is None else f"{difference:.{digits}f}")
+            record.append(";".join(row["best"]))
+            writer.writerow(record)
     return out.getvalue()
+
+
+def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
+    """`(title, statistics)` panels of the runs that stored their reliability statistics.
+
+    Per data set: teachers, then students from scratch, then distilled runs by pair and method.
+
+    Titles come from the runs' metadata (`run_title`): teacher -> student and method, not paths.
+
+    Example:
+
+    ```python
+    plot_reliability_grid(reliability_panels(results), "diagrams.png")
+    ```
+    """
+    order = {"teacher": 0, "student": 1, "distilled": 2}
+    key = f"reliability_{bins}"
+    runs = sorted((r for r in results if key in r),
+                  key=lambda r: (str(r.get("dataset", "")), str(r.get("corruption") or ""),
+                                 order.get(r.get("role"), 3), str(r.get("teacher_model") or r.get("model", "")),
+                                 str(r.get("model", "")),
+                                 _method_order(r.get("method") or ""), r.get("alpha") is not None))
+    return [(run_title(r), r[key]) for r in runs]
+
+
+# ---------------------------------------------------------------- ECE against accuracy
+
+_FIXED_STYLES = {"Teacher": ("#222222", "*"), "Student": ("#8c8c8c", "X")}
+_FAMILY_COLORS = {"KD": "#4c72b0", "RKD": "#dd8452", "CRD": "#55a868"}
+_OTHER_COLOR = "#8172b3"
+_AUGMENTATION_MARKERS = {"": "o", "cutout": "s", "mixup": "D", "CutMix": "P"}
+_SPARE_MARKERS = ("v", "^", "<", ">", "h", "p", "d", "H", "8")
+
+
+def method_styles(columns: Sequence[str]) -> Dict[str, tuple]:
+    """A distinct `(colour, marker)` per column: colour by distillation, marker by augmentation.
+
+    Teacher and Student have fixed styles; a combination already taken (e.g.
+    the two balances of one method) moves to the next spare marker.
+
+    Example:
+
+    ```python
+    method_styles(["Teacher", "KD", "KD + mixup"])  # {"Teacher": ("#222222", "*"), "KD": ("#4c72b0", "o"), ...}
+    ```
+    """
+    styles: Dict[str, tuple] = {}
+    taken = set()
+    for column in columns:
+        if column in _FIXED_STYLES:
+            style = _FIXED_STYLES[column]
+        else:
+            method = column.split(" (")[0]
+            distillation, _, augmentation = method.partition(" + ")
+            color = _FAMILY_COLORS.get(distillation, _OTHER_COLOR)
+            style = (color, _AUGMENTATION_MARKERS.get(augmentation, _SPARE_MARKERS[0]))
+            spare = iter(_SPARE_MARKERS)
+            while style in taken:
+                style = (color, next(spare, "o"))
+                if style[1] == "o" and style in taken:
+                    break
+        styles[column] = style
+        taken.add(style)
+    return styles
+
+
+def accuracy_calibration_figure(tables: Sequence[dict]):
+    """ECE against accuracy: one panel per teacher/student pair (and data set), one marker per method.
+
+    Each method keeps one colour and marker (`method_styles`) in every panel.
+    With paper values in the tables, the paper's point of each measured cell
+    is drawn hollow and joined to the measured (filled) point by a thin line.
+
+    Args:
+        tables: Tables of `pairs_table`.
+
+    Returns:
+        A matplotlib `Figure`.
+
+    Raises:
+        ValueError: without a table row.
+
+    Example:
+
+    ```python
+    save_figure(accuracy_calibration_figure(tables), "report_ece_accuracy.png")
+    ```
+    """
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from keras_calikd.metrics.reliability import _STYLE, MIN_FONT_SIZE
+
+    panels = []  # (title, bins, {column: (acc, ece, paper_acc, paper_ece)})
+    all_columns: List[str] = []
+    for table in tables:
+        all_columns += [c for c in table["columns"] if c not in all_columns]
+        by_pair: Dict[str, Dict[str, dict]] = {}
+        for row in table["rows"]:
+            by_pair.setdefault(row["pair"], {})[row["metric"]] = row
+        for pair, rows in by_pair.items():
+            acc, ece = rows.get("Acc"), rows.get("ECE")
+            if acc is None or ece is None:
+                continue
+            points = {c: (acc["values"][c], ece["values"][c], acc["paper"].get(c), ece["paper"].get(c))
+                      for c in table["columns"] if c in acc["values"] and c in ece["values"]}
+            if points:
+                teacher, student = pair.split("/", 1)
+                title = f"{_dataset_text(table['dataset'], table.get('corruption'))}: {teacher} → {student}"
+                panels.append((title, table["bins"], points))
+    if not panels:
+        raise ValueError("The ECE-accuracy figure needs at least one table with measured Acc and ECE rows.")
+    styles = method_styles(all_columns)
+    used = [c for c in all_columns if any(c in points for _, _, points in panels)]
+    with_paper = any(p[2] is not None and p[3] is not None for _, _, points in panels for p in points.values())
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    with rc_context(_STYLE):
+        figure = Figure(figsize=(4.4 * columns + 3.0, 3.8 * rows + 0.3), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes_list = figure.subplots(rows, columns, squeeze=False).ravel()
+        for axes, (title, bins, points) in zip(axes_list, panels):
+            for column, (x, y, paper_x, paper_y) in points.items():
+                color, marker = styles[column]
+                if paper_x is not None and paper_y is not None:
+                    axes.plot([paper_x, x], [paper_y, y], color=color, linewidth=0.8, alpha=0.6, zorder=1)
+                    axes.scatter([paper_x], [paper_y], marker=marker, s=60, facecolors="none", edgecolors=color,
+                                 linewidths=1.2, zorder=2)
+                axes.scatter([x], [y], marker=marker, s=60, color=color, edgecolors="black", linewidths=0.5,
+                             zorder=3)
+            axes.set_title(title)
+            axes.set_xlabel("Accuracy (%)")
+            axes.set_ylabel(f"ECE ({bins} bins)")
+            axes.grid(True, linewidth=0.5, alpha=0.4)
+            axes.tick_params(labelsize=MIN_FONT_SIZE)
+        for axes in axes_list[len(panels):]:
+            axes.set_visible(False)
+        handles = [Line2D([], [], linestyle="none", marker=styles[c][1], markersize=8, color=styles[c][0],
+                          markeredgecolor="black", markeredgewidth=0.5, label=c) for c in used]
+        if with_paper:
+            handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, color="0.45",
+                               markeredgecolor="black", markeredgewidth=0.5, label="measured (filled)"),
+                        Line2D([], [], linestyle="none", marker="o", markersize=8, markerfacecolor="none",
+                               markeredgecolor="0.45", markeredgewidth=1.2, label="paper (hollow)")]
+        figure.legend(handles=handles, loc="outside right upper", ncols=1 + len(handles) // 22, frameon=False,
+                      title="Method")
+    return figure
+
+
+def plot_accuracy_calibration(tables: Sequence[dict], path: str, formats: Optional[Sequence[str]] = None) -> list:
+    """Writes `accuracy_calibration_figure(tables)` at `path` (`.png`, `.pdf` or `.svg`) and in the other formats.
+
+    Returns:
+        The written paths, `path` first.
+
+    Example:
+
+    ```python
+    plot_accuracy_calibration(tables, "reports/table1_ece_accuracy.png")
+    ```
+    """
+    from keras_calikd.metrics.reliability import save_figure
+
+    return save_figure(accuracy_calibration_figure(tables), path, formats)
