@@ -12,9 +12,13 @@ Public API:
 
 import importlib
 
-from keras_calikd import augmentations, distillations, metrics, models
-from keras_calikd.distiller import Distiller
-from keras_calikd.registry import Registry
+from keras_calikd.quiet import import_frameworks
+
+import_frameworks()
+
+from keras_calikd import augmentations, distillations, metrics, models  # noqa: E402
+from keras_calikd.distiller import Distiller  # noqa: E402
+from keras_calikd.registry import Registry  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -76,6 +76,8 @@ def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
         (export_tool.main, ["--checkpoint", checkpoint, "--output", str(run), "--overwrite"], "run folder"),
         (export_tool.main, ["--checkpoint", checkpoint, "--output", str(mine), "--overwrite"], "not written by this tool"),
         (evaluate_tool.main, ["--model", checkpoint, "--dataset", "fashion_mnist", "--output", str(run)],
+         "run folder"),
+        (evaluate_tool.main, ["--model", checkpoint, "--dataset", "fashion_mnist", "--output", str(mine)],
          "not written by this tool"),
     ]
     for main, argv, message in cases:
@@ -85,18 +87,21 @@ def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
 
 # ---------------------------------------------------------------- crash consistency
 
-KILL_POINTS = [  # (file or folder, which write, where): every file a run writes, killed inside its write
-    ("run.json", 1, "before_rename"),
+# Each start of the chain below resumes what the previous kill left and dies inside the next write, so that
+# every file and folder a run writes is killed once mid-write: (name, which write in that process, where).
+KILL_POINTS = [
+    ("run.json", 1, "before_rename"),        # the run's record, at its first start
     ("config.gin", 1, "before_rename"),
-    ("best.keras", 2, "before_rename"),
+    ("best.keras", 1, "before_rename"),      # epoch 1's checkpoints and state
     ("last.keras", 1, "before_rename"),
-    ("state.npz", 2, "before_rename"),
-    ("metrics.csv", 2, "before_rename"),
-    ("results.json", 1, "before_rename"),
+    ("state.npz", 2, "before_rename"),       # epoch 2's state: the start resumes after epoch 1
+    ("metrics.csv", 1, "before_rename"),     # the state says epoch 2, the log still ends at epoch 1
     ("reliability.png", 1, "before_rename"),
+    ("results.json", 1, "before_rename"),
     ("operative_config.gin", 1, "before_rename"),
-    ("saved_model", 1, "before_rename"),
-    ("run.json", 2, "before_rename"),
+    ("saved_model", 1, "before_rename"),     # a folder: complete under its temporary name
+    ("run.json", 1, "before_rename"),        # marking the run finished
+    ("saved_model", 1, "after_aside"),       # the earlier export moved aside, the new one not yet in place
 ]
 
 

@@ -11,9 +11,7 @@ unless `--debug` is given.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import sys
 import traceback
 import warnings
@@ -28,48 +26,27 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
                         help="show framework logs, and a traceback instead of the one-line error")
 
 
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Sends file descriptor 2 to /dev/null (C++ libraries log there at import), restoring it afterwards."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(null)
-        os.close(saved)
-
-
 def quiet_frameworks() -> None:
-    """Imports the frameworks with their start-up logs filtered and keeps their warnings out of the console."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Keeps the frameworks' warnings and logs out of the console (their start-up lines: `keras_calikd.quiet`)."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="tensorflow_datasets")
-    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-    with _stderr_silenced():
-        try:
-            import tensorflow as tf  # noqa: F401  (the data pipelines need it; its import logs in C++)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging  # TensorFlow logs through absl (e.g. when loading a SavedModel)
 
-            tf.get_logger().setLevel(logging.ERROR)
-        except ImportError:  # a JAX-only machine: the training core runs without TensorFlow
-            pass
-        import keras  # noqa: F401
-    logging.getLogger("absl").setLevel(logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
 
 
 def _anticipated() -> tuple:
     """The exception types whose message is the whole story (anything else is a bug: traceback)."""
     types = [ValueError, OSError, RuntimeError, KeyboardInterrupt, FloatingPointError]
-    try:
+    if "tensorflow" in sys.modules:  # errors raised inside tf.data pipelines (the data checks' messages)
         import tensorflow as tf
 
         types += [tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError]
-    except ImportError:
-        pass
     return tuple(types)
 
 

@@ -29,6 +29,10 @@ CIFAR-100-C's corruptions are in `keras_calikd.data.cifar100_corrupted`
 import importlib
 import pkgutil
 
+from keras_calikd.quiet import import_tensorflow
+
+import_tensorflow()  # before the modules below import it, with its start-up lines filtered
+
 from keras_calikd.data.cifar100_corrupted import Cifar100Corrupted
 from keras_calikd.data.cinic10 import Cinic10
 from keras_calikd.data.dataset import DATASETS, Dataset, Locations, info, resolve_data_dir

@@ -431,8 +431,13 @@ def open_builder(dataset: Dataset, data_dir: Optional[os.PathLike] = None, raw_d
             f"{dataset.title} is not prepared in {locations.prepared_dir} and prepare=False; its raw files are in "
             f"{found}.")
     builder = dataset.builder_cls(data_dir=locations.data_dir, config=dataset.config, raw_dir=found)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        try_download_gcs=False, manual_dir=os.path.join(locations.data_dir, MANUAL_SUBDIR)))
+    print(f"Preparing {dataset.title} once, from {found} into {locations.prepared_dir} ...", flush=True)
+    tfds.disable_progress_bar()  # one line instead of TFDS's per-split progress bars
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            try_download_gcs=False, manual_dir=os.path.join(locations.data_dir, MANUAL_SUBDIR)))
+    finally:
+        tfds.enable_progress_bar()
     return builder
 
 

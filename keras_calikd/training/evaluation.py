@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
+from keras_calikd.quiet import import_tensorflow
 
 
 class ModelFileError(ValueError):
@@ -30,8 +31,7 @@ def load_model(path: str):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelFileError(f"{path!r} is a folder but not a SavedModel (no saved_model.pb); give a .keras file "
                                  "or a folder written by calikd-export.")
-        import tensorflow as tf
-
+        tf = import_tensorflow()
         serve = tf.saved_model.load(path).signatures["serving_default"]
         return lambda images, training=False: serve(images=tf.cast(images, tf.uint8))["logits"]
     if not os.path.isfile(path):

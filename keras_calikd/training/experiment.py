@@ -19,7 +19,9 @@ from keras_calikd.training.evaluation import bin_statistics, calibration_report,
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
+from keras_calikd.training.report import run_title
 from keras_calikd.training.run_folder import RunFolder, is_finished
+from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
 ROLES = ("teacher", "student", "distilled")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -278,15 +280,23 @@ class Experiment:
         return {"info": info, "network": network, "trainer": trainer, "requirements": trainer.requirements,
                 "description": description}
 
-    def _compile(self, trainer, steps_per_epoch: int) -> None:
+    def _compile(self, trainer, steps_per_epoch: int):
+        """Compiles the trainer with the paper's optimiser; returns its ECE metric (for TensorBoard)."""
         schedule = EpochSchedule(self.learning_rate, steps_per_epoch, self.schedule, t_max=self.epochs,
                                  milestones=self.milestones, gamma=self.gamma)
         optimizer = SGD(schedule, momentum=self.momentum, l2_weight_decay=self.weight_decay)
-        metrics = ["accuracy", ExpectedCalibrationError(15, from_logits=True), OverconfidenceError(15, from_logits=True)]
+        ece = ExpectedCalibrationError(15, from_logits=True)
+        metrics = ["accuracy", ece, OverconfidenceError(15, from_logits=True)]
         loss = None if self.teacher is not None else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         trainer.compile(optimizer=optimizer, metrics=metrics, jit_compile=self.jit_compile,
                         **({"loss": loss} if loss is not None else {}))
         trainer.optimizer.build(trainer.trainable_variables)
+        return ece
+
+    def _describe(self, setup) -> dict:
+        """What figures and TensorBoard say of this run: its name, role, models, method and data set."""
+        return dict(setup["description"], name=self.name, dataset=self.dataset, role=self.role,
+                    model=self.model_name)
 
     def _train_and_evaluate(self, data, setup) -> dict:
         from keras_calikd.training.input import epoch_batches
@@ -294,7 +304,7 @@ class Experiment:
         trainer, network = setup["trainer"], setup["network"]
         split = data.read(self.dataset, self.train_split, data_dir=self.data_dir)
         steps_per_epoch = split.num_examples // self.batch_size
-        self._compile(trainer, steps_per_epoch)
+        ece = self._compile(trainer, steps_per_epoch)
         state_path = self.path("checkpoints", "state.npz")
         initial_epoch, history, best = 0, [], None
         if checkpoint.exists(state_path):
@@ -306,6 +316,7 @@ class Experiment:
             last_path=self.path("checkpoints", "last.keras"), csv_path=self.path("logs", "metrics.csv"),
             export_model=network, history=history, best=best, extra_state=lambda: {"name": self.name})
         saver.rewrite_log()  # a kill between the state and the log: the log follows the state
+        board = CalibrationTensorBoard(self.path("logs", "tensorboard"), ece, title=run_title(self._describe(setup)))
         started = time.time()
         if initial_epoch < self.epochs:
             # Epoch e's batches depend on (seed, e) only: a resumed run sees what an uninterrupted one does.
@@ -315,7 +326,7 @@ class Experiment:
             validation = data.load(self.dataset, self.validation_split, self.eval_batch_size, training=False,
                                    data_dir=self.data_dir)
             callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver,
-                         keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False)]
+                         keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False), board]
             import tensorflow as tf  # the input pipelines are tf.data on every backend
 
             try:
@@ -324,11 +335,13 @@ class Experiment:
                             shuffle=False)  # the epoch-keyed pipeline shuffles
             except tf.errors.DataLossError as error:  # a prepared file damaged after the run started: name it
                 raise split.corruption_error(error) from None
-        results = self.evaluate(data)
-        results.update(setup["description"])
+        results = self.evaluate(data, setup["description"])
         results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,
                        epochs=self.epochs)
         write_json(self.path("results.json"), results)
+        board.write_test_metrics(results, step=self.epochs)
+        board.write_hparams(hparams_from_results(results, self.signature(trainer), epochs=self.epochs))
+        board.close()
         return results
 
     def _teacher_model(self, teacher) -> str:
@@ -344,18 +357,18 @@ class Experiment:
         split = data.read(self.dataset, self.train_split, data_dir=self.data_dir)
         return np.concatenate([labels for _, labels, _ in split.examples.batch(4096).as_numpy_iterator()])
 
-    def evaluate(self, data) -> dict:
-        """Metrics of the best checkpoint on the test split, and its reliability diagram."""
+    def evaluate(self, data, description=None) -> dict:
+        """Metrics of the best checkpoint on the test split, and its reliability diagram (15 bins)."""
         best = load_model(self.path("checkpoints", "best.keras"))
         test = data.load(self.dataset, self.test_split, self.eval_batch_size, training=False, data_dir=self.data_dir)
         logits, labels = collect_logits(best, test)
         results = calibration_report(logits, labels, bins=self.eval_bins)
+        results.update(description or {})
         results.update(name=self.name, dataset=self.dataset, role=self.role, model=self.model_name,
                        test_split=self.test_split)
         statistics = bin_statistics(logits, labels, 15)
         results["reliability_15"] = {k: v.tolist() for k, v in statistics.items()}
-        plot_reliability_diagram(statistics, self.path("reliability.png"),
-                                 title=f"{self.name} (ECE {results['ece_15']:.3f}, 15 bins)")
+        plot_reliability_diagram(statistics, self.path("reliability.png"), title=run_title(results))
         return results
 
 

@@ -8,6 +8,7 @@ import os
 import keras
 import numpy as np
 
+from keras_calikd.quiet import import_tensorflow
 from keras_calikd.training.files import atomic_path, claim_output
 
 EXPORT_MARKER = "export.json"  # written into every exported folder: the folder is this tool's to replace
@@ -75,7 +76,7 @@ def export_saved_model(model: keras.Model, path: str, overwrite: bool = False, t
     ```
     """
     claim_output(path, EXPORT_MARKER, overwrite)
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     serving = _serving_model(model)
     images = probe_images(model.input_shape[1:])
@@ -108,7 +109,7 @@ def export_saved_model(model: keras.Model, path: str, overwrite: bool = False, t
 
 def _write_tflite(saved_model: str, images: np.ndarray, reference: np.ndarray) -> float:
     """Converts the SavedModel to `model.tflite` beside it; returns its largest logit difference."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     converted = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
     file = os.path.join(saved_model, TFLITE_FILE)
