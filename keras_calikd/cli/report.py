@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.bins < 1:
         raise ValueError(f"--bins must be a positive bin count, got {args.bins}.")
-    results = report.find_results(args.runs)
+    results = report.with_temperature_scaled(report.find_results(args.runs))
     if not results:
         raise ValueError(f"no results.json under {', '.join(args.runs)}; finish a run first.")
     stored = sorted({int(k.split("_")[1]) for r in results for k in r if k.startswith("ece_") and k[4:].isdigit()})

@@ -15,7 +15,8 @@ from keras_calikd.distillations.base import INDICES, TRAINING_SET
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError, plot_reliability_diagram
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
-from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, load_model
+from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
+                                              load_model)
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
@@ -90,6 +91,10 @@ class Experiment:
             on JAX and on TensorFlow with a GPU, a plain TensorFlow graph on a CPU; calikd-benchmark measured
             this to be the faster choice on each, see docs/benchmarks.md).
         eval_bins: Bin counts of the reported ECE/OE (the paper reports 100).
+        temperature_scaling_split: Held-out data (a split or slice the run does not train on, e.g.
+            `"train[55000:]"` when training on `"train[:5000]"`) on which a post-hoc temperature is fitted to
+            the best checkpoint; `results.json` then also reports the scaled model on the test split
+            (`temperature_scaled`). `None`: no temperature scaling.
         export: Export the best model as a SavedModel at the end.
         verbose: Keras progress-bar verbosity (0, 1 or 2).
     """
@@ -121,6 +126,7 @@ class Experiment:
         precision: str = "float32",
         jit_compile: Union[bool, str] = "auto",
         eval_bins: Sequence[int] = (100, 15),
+        temperature_scaling_split: Optional[str] = None,
         export: bool = True,
         verbose: int = 1,
     ):
@@ -161,6 +167,11 @@ class Experiment:
         self.eval_bins = tuple(checks.integer(OWNER, "eval_bins", b) for b in eval_bins)
         if not self.eval_bins:
             raise ValueError(f"{OWNER}: `eval_bins` must name at least one bin count, e.g. (100, 15).")
+        if temperature_scaling_split is not None and (not isinstance(temperature_scaling_split, str)
+                                                      or not temperature_scaling_split):
+            raise ValueError(f"{OWNER}: `temperature_scaling_split` must be a split name or None, got "
+                             f"{temperature_scaling_split!r}.")
+        self.temperature_scaling_split = temperature_scaling_split
         self.export = bool(export)
         self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2))
 
@@ -205,7 +216,9 @@ class Experiment:
 
     def _check_splits(self, data) -> None:
         """The splits exist, are not empty, and the training split holds at least one batch."""
-        for key in ("train_split", "validation_split", "test_split"):
+        keys = ("train_split", "validation_split", "test_split") + (
+            ("temperature_scaling_split",) if self.temperature_scaling_split else ())
+        for key in keys:
             size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
             if size < 1:
                 raise ValueError(f"{OWNER}: `{key}` {getattr(self, key)!r} of {self.dataset} holds no example.")
@@ -369,6 +382,12 @@ class Experiment:
         statistics = bin_statistics(logits, labels, 15)
         results["reliability_15"] = {k: v.tolist() for k, v in statistics.items()}
         plot_reliability_diagram(statistics, self.path("reliability.png"), title=run_title(results))
+        if self.temperature_scaling_split:
+            held_out = data.load(self.dataset, self.temperature_scaling_split, self.eval_batch_size, training=False,
+                                 data_dir=self.data_dir)
+            temperature = fit_temperature(*collect_logits(best, held_out))
+            results["temperature_scaled"] = dict(calibration_report(logits / temperature, labels, self.eval_bins),
+                                                 temperature=temperature, fitted_on=self.temperature_scaling_split)
         return results
 
 

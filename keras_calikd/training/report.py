@@ -90,6 +90,31 @@ def _dataset_text(dataset: str, corruption: Optional[str]) -> str:
     return f"{dataset}/{corruption}" if corruption else str(dataset)
 
 
+def with_temperature_scaled(results: Sequence[dict]) -> List[dict]:
+    """`results` plus, for each distilled run that reports post-hoc temperature scaling, its scaled version.
+
+    A run trained with `Experiment.temperature_scaling_split` stores the scaled
+    model's metrics under `temperature_scaled`; here they become a result of
+    their own whose method is `"<method> + TS"`, a column of the tables beside
+    the run's own.
+
+    Example:
+
+    ```python
+    tables = tables_for(with_temperature_scaled(find_results(["runs/quickstart"])), bins=15)
+    ```
+    """
+    expanded = []
+    for result in results:
+        expanded.append(result)
+        scaled = result.get("temperature_scaled")
+        if scaled and result.get("role") == "distilled":
+            derived = {k: v for k, v in result.items() if k not in ("temperature_scaled", "reliability_15")}
+            derived.update(scaled, method=f"{result.get('method')} + TS", name=f"{result.get('name')} + TS")
+            expanded.append(derived)
+    return expanded
+
+
 def run_title(result: dict) -> str:
     """A figure title from a run's metadata (role, models, method, data set), not from its path.
 
