@@ -54,6 +54,13 @@ def integer(owner: str, name: str, value: Any, *, low: int = 1, high: Optional[i
     return value
 
 
+def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:
+    """`value` if it is a non-empty string (or `None`, with `optional`)."""
+    if (value is None and optional) or (isinstance(value, str) and value):
+        return value
+    _fail(owner, name, "a non-empty string" + (" or None" if optional else ""), value)
+
+
 def one_of(owner: str, name: str, value: Any, choices: Iterable[Any]) -> Any:
     """`value` itself, if it is one of `choices`."""
     choices = tuple(choices)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Callable, Optional, Sequence, Union
 
@@ -45,6 +46,19 @@ def _config_of(layer) -> dict:
     """A strategy's class and settings, without the names Keras numbers per session."""
     config = {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable", "dtype")}
     return {"class": type(layer).__name__, **config}
+
+
+def _checked_role(role, teacher, distiller) -> str:
+    """The run's role, checked against whether it has a teacher and a distiller."""
+    if (teacher is None) != (distiller is None):
+        raise ValueError(
+            "A distillation run needs both `Experiment.teacher` (the teacher run's name) and "
+            "`Experiment.distiller` (e.g. `@Distiller`); a teacher or from-scratch run sets neither."
+        )
+    role = checks.one_of(OWNER, "role", role or ("distilled" if teacher else "student"), ROLES)
+    if (role == "distilled") != (teacher is not None):
+        raise ValueError(f"role={role!r} does not match teacher={teacher!r}: only distilled runs have a teacher.")
+    return role
 
 
 class Experiment:
@@ -96,7 +110,8 @@ class Experiment:
             the best checkpoint; `results.json` then also reports the scaled model on the test split
             (`temperature_scaled`). `None`: no temperature scaling.
         export: Export the best model as a SavedModel at the end.
-        verbose: Keras progress-bar verbosity (0, 1 or 2).
+        verbose: Keras' verbosity: 0, 1 (a progress bar), 2 (one line per epoch), or `"auto"`: a progress
+            bar on a terminal, one line per epoch otherwise (logs, CI).
     """
 
     def __init__(
@@ -128,18 +143,12 @@ class Experiment:
         eval_bins: Sequence[int] = (100, 15),
         temperature_scaling_split: Optional[str] = None,
         export: bool = True,
-        verbose: int = 1,
+        verbose: Union[int, str] = "auto",
     ):
-        if (teacher is None) != (distiller is None):
-            raise ValueError(
-                "A distillation run needs both `Experiment.teacher` (the teacher run's name) and "
-                "`Experiment.distiller` (e.g. `@Distiller`); a teacher or from-scratch run sets neither."
-            )
-        role = checks.one_of(OWNER, "role", role or ("distilled" if teacher else "student"), ROLES)
-        if (role == "distilled") != (teacher is not None):
-            raise ValueError(f"role={role!r} does not match teacher={teacher!r}: only distilled runs have a teacher.")
+        role = _checked_role(role, teacher, distiller)
         models.MODELS.get(model)  # unknown names fail here, listing the known ones
-        self.name, self.dataset, self.model_name, self.role = name, dataset, model, role
+        self.name, self.dataset = checks.text(OWNER, "name", name), checks.text(OWNER, "dataset", dataset)
+        self.model_name, self.role = model, role
         self.teacher, self.distiller_factory = teacher, distiller
         self.allow_unfinished_teacher = bool(allow_unfinished_teacher)
         self.runs_dir, self.data_dir = runs_dir, data_dir
@@ -154,11 +163,9 @@ class Experiment:
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"{OWNER}: `milestones` must be increasing epochs, got {list(milestones)}.")
         self.gamma = checks.number(OWNER, "gamma", gamma, low=0.0, low_open=True)
-        for key, split in (("train_split", train_split), ("validation_split", validation_split),
-                           ("test_split", test_split), ("name", name), ("dataset", dataset)):
-            if not isinstance(split, str) or not split:
-                raise ValueError(f"{OWNER}: `{key}` must be a non-empty string, got {split!r}.")
-        self.train_split, self.validation_split, self.test_split = train_split, validation_split, test_split
+        self.train_split = checks.text(OWNER, "train_split", train_split)
+        self.validation_split = checks.text(OWNER, "validation_split", validation_split)
+        self.test_split = checks.text(OWNER, "test_split", test_split)
         self.seed = checks.integer(OWNER, "seed", seed, low=0)
         self.precision = checks.one_of(OWNER, "precision", precision, PRECISIONS)
         if jit_compile not in (True, False, "auto"):
@@ -167,13 +174,10 @@ class Experiment:
         self.eval_bins = tuple(checks.integer(OWNER, "eval_bins", b) for b in eval_bins)
         if not self.eval_bins:
             raise ValueError(f"{OWNER}: `eval_bins` must name at least one bin count, e.g. (100, 15).")
-        if temperature_scaling_split is not None and (not isinstance(temperature_scaling_split, str)
-                                                      or not temperature_scaling_split):
-            raise ValueError(f"{OWNER}: `temperature_scaling_split` must be a split name or None, got "
-                             f"{temperature_scaling_split!r}.")
-        self.temperature_scaling_split = temperature_scaling_split
+        self.temperature_scaling_split = checks.text(OWNER, "temperature_scaling_split", temperature_scaling_split,
+                                                     optional=True)
         self.export = bool(export)
-        self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2))
+        self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2, "auto"))
 
     # ------------------------------------------------------------------ paths
 
@@ -344,7 +348,7 @@ class Experiment:
 
             try:
                 trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self.verbose,
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self._verbosity(),
                             shuffle=False)  # the epoch-keyed pipeline shuffles
             except tf.errors.DataLossError as error:  # a prepared file damaged after the run started: name it
                 raise split.corruption_error(error) from None
@@ -356,6 +360,11 @@ class Experiment:
         board.write_hparams(hparams_from_results(results, self.signature(trainer), epochs=self.epochs))
         board.close()
         return results
+
+    def _verbosity(self) -> int:
+        if self.verbose != "auto":
+            return self.verbose
+        return 1 if sys.stdout.isatty() else 2
 
     def _teacher_model(self, teacher) -> str:
         """The teacher's architecture name, from its run's results when there are any."""
