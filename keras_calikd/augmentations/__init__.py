@@ -1,8 +1,9 @@
 """Augmentation strategies: the student's augmented view of each batch and its loss.
 
 Strategies are registered under short names (`none`, `mixup`, `cutmix`,
-`cutout`, and the calibration baselines `label_smoothing` and `focal`; with the keras-cv extra, `gridmask`, `fouriermix`, `augmix`,
-`randaugment`); `get(name_or_instance)` returns an instance.
+`cutout`, the calibration baselines `label_smoothing` and `focal`; with the
+keras-cv extra, `gridmask`, `fouriermix`, `augmix`, `randaugment`);
+`get(name_or_instance)` returns an instance.
 """
 
 from keras_calikd.augmentations.base import (AUGMENTATIONS, Augmentation, AugmentedBatch, mixed_cross_entropy,

@@ -61,7 +61,8 @@ def temperature_scaled(model, temperature: float, name: Optional[str] = None):
 
     temperature = checks.number("temperature_scaled", "temperature", temperature, low=0.0, low_open=True)
     if not isinstance(model, keras.Model):
-        raise TypeError(f"temperature_scaled: `model` must be a keras.Model returning logits, got {type(model).__name__}.")
+        raise TypeError(f"temperature_scaled: `model` must be a keras.Model returning logits, got "
+                        f"{type(model).__name__}.")
     scaling = keras.layers.Rescaling(1.0 / temperature, name=SCALING_LAYER)
     name = name or f"{model.name}_temperature_scaled"
     shape = checks.declared_input_shape(model)
