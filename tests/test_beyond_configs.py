@@ -20,10 +20,7 @@ EXPERIMENTS = {
     CIFAR + "lskd_cutmix": ("LSKD + CutMix", {"temperature": 2.0, "weight": 9.0}),
     CIFAR + "kd_label_smoothing": ("KD + label smoothing", {"temperature": 50.0}),
     CIFAR + "kd_focal": ("KD + focal", {"temperature": 50.0}),
-    "study/kd": ("KD", {"temperature": 50.0}),
-    "study/kd_mixup": ("KD + mixup", {}),
-    "study/kd_cutmix": ("KD + CutMix", {}),
-    "study/kd_cutout": ("KD + cutout", {}),
+    "study/kd_calibrated_teacher": ("KD", {"temperature": 50.0}),
     "study/dkd": ("DKD", {"beta": 8.0, "warmup": 1}),
     "study/dkd_mixup": ("DKD + mixup", {"beta": 8.0, "warmup": 1}),
     "study/lskd": ("LSKD", {"temperature": 2.0, "weight": 9.0}),
@@ -57,9 +54,9 @@ def test_new_experiment_files_build_their_distiller(name):
     assert run.name == name and run.role == "distilled"
     study = name.startswith("study/")
     assert (run.dataset, run.teacher, run.model_name) == (
-        ("fashion_mnist", "study/teacher", "resnet8") if study else ("cifar100", "cifar100/teacher_resnet32x4",
+        ("fashion_mnist", "quickstart/teacher", "resnet8") if study else ("cifar100", "cifar100/teacher_resnet32x4",
                                                                       "ShuffleV1"))
-    assert run.learning_rate == (0.05 if study else 0.01) and (run.epochs == 4) == study
+    assert run.learning_rate == (0.05 if study else 0.01) and (run.epochs == 15) == study
     assert os.path.isfile(os.path.join(gin_dir(), run.teacher + ".gin"))
     shape = (28, 28, 1) if study else (32, 32, 3)
     distiller = run.distiller_factory(teacher=tiny_cnn(10, shape, name="t"), student=tiny_cnn(10, shape, name="s"))
@@ -72,10 +69,12 @@ def test_new_experiment_files_build_their_distiller(name):
         assert getattr(distiller.augmentation, key) == value
 
 
-def test_study_covers_the_paper_and_the_new_methods():
+def test_study_puts_the_new_methods_beside_the_quickstart():
+    from keras_calikd.cli.quickstart import STUDIES
+
     study = sorted(name for name in experiments() if name.startswith("study/"))
-    assert study == sorted(["study/teacher", "study/student"] + [n for n in EXPERIMENTS if n.startswith("study/")])
-    assert experiment("study/teacher").role == "teacher" and experiment("study/student").role == "student"
+    assert study == sorted(n for n in EXPERIMENTS if n.startswith("study/"))
+    assert set(STUDIES["paper"]) < set(STUDIES["beyond"]) and set(study) <= set(STUDIES["beyond"])
     for name in study:
         with open(os.path.join(gin_dir(), name + ".gin")) as f:
             lines = f.read().splitlines()

@@ -87,7 +87,7 @@ def test_every_gin_file_parses_and_builds(path):
         with pytest.raises(Exception, match="TensorFlow backend"):
             distiller_of(run)
         return
-    assert ck.training.method_label(distiller_of(run)).split(" + ")[0] in {"KD", "RKD", "CRD"}
+    assert ck.training.method_label(distiller_of(run)).split(" + ")[0] in {"KD", "RKD", "CRD", "DKD", "LSKD"}
 
 
 TABLE_1_PAIRS = ("wrn_40_2_shufflev1", "resnet32x4_shufflev2", "resnet50_mobilenetv2", "resnet50_vgg8",

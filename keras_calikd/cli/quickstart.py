@@ -31,8 +31,8 @@ STUDIES = {
     "paper": ("quickstart/student", "quickstart/kd", "quickstart/kd_cutout", "quickstart/kd_mixup",
               "quickstart/kd_cutmix"),
     "beyond": ("quickstart/student", "quickstart/kd", "quickstart/kd_cutout", "quickstart/kd_mixup",
-               "quickstart/kd_cutmix", "study/dkd", "study/dkd_mixup", "study/lskd", "study/kd_label_smoothing",
-               "study/kd_focal"),
+               "quickstart/kd_cutmix", "study/kd_calibrated_teacher", "study/dkd", "study/dkd_mixup", "study/lskd",
+               "study/kd_label_smoothing", "study/kd_focal"),
 }
 METRICS = (("accuracy", "Acc", 100.0, "{:.2f}"), ("ece_15", "ECE", 1.0, "{:.3f}"), ("oe_15", "OE", 1.0, "{:.3f}"))
 

@@ -23,6 +23,7 @@ from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_folder import RunFolder, is_finished
+from keras_calikd.training.teacher_calibration import calibrate_temperature
 from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
 ROLES = ("teacher", "student", "distilled")
@@ -88,6 +89,10 @@ class Experiment:
             (default: `"distilled"` with a teacher, else `"student"`).
         teacher: Name of the teacher's run; its `checkpoints/best.keras` is loaded.
         distiller: Callable `(teacher=..., student=...) -> Distiller`; needed with `teacher`.
+        teacher_calibration_split: Held-out data (a split or slice neither the teacher nor this run trains on)
+            on which a temperature is fitted to the teacher before distillation (post-hoc temperature
+            scaling): the student then distils from the calibrated teacher. The temperature is printed and
+            saved in `results.json` (`teacher_temperature`). `None`: the teacher as it is (the paper).
         allow_unfinished_teacher: Distil from a teacher run that has not finished (its best checkpoint so far).
         runs_dir: Folder of all runs.
         epochs, batch_size: Training length and batch size.
@@ -122,6 +127,7 @@ class Experiment:
         role: Optional[str] = None,
         teacher: Optional[str] = None,
         distiller: Optional[Callable] = None,
+        teacher_calibration_split: Optional[str] = None,
         allow_unfinished_teacher: bool = False,
         runs_dir: str = "runs",
         epochs: int = 240,
@@ -150,6 +156,8 @@ class Experiment:
         self.name, self.dataset = checks.text(OWNER, "name", name), checks.text(OWNER, "dataset", dataset)
         self.model_name, self.role = model, role
         self.teacher, self.distiller_factory = teacher, distiller
+        self.teacher_calibration_split = checks.text(OWNER, "teacher_calibration_split", teacher_calibration_split,
+                                                     optional=True)
         self.allow_unfinished_teacher = bool(allow_unfinished_teacher)
         self.runs_dir, self.data_dir = runs_dir, data_dir
         self.epochs = checks.integer(OWNER, "epochs", epochs)
@@ -220,8 +228,8 @@ class Experiment:
 
     def _check_splits(self, data) -> None:
         """The splits exist, are not empty, and the training split holds at least one batch."""
-        keys = ("train_split", "validation_split", "test_split") + (
-            ("temperature_scaling_split",) if self.temperature_scaling_split else ())
+        keys = ("train_split", "validation_split", "test_split") + tuple(
+            key for key in ("temperature_scaling_split", "teacher_calibration_split") if getattr(self, key))
         for key in keys:
             size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
             if size < 1:
@@ -235,6 +243,7 @@ class Experiment:
     def signature(self, trainer) -> dict:
         """The settings that decide this run's training: a resumed run must match them all."""
         signature = dict(dataset=self.dataset, model=self.model_name, role=self.role, teacher=self.teacher,
+                         teacher_calibration_split=self.teacher_calibration_split,
                          batch_size=self.batch_size, learning_rate=self.learning_rate, momentum=self.momentum,
                          weight_decay=self.weight_decay, schedule=self.schedule, milestones=list(self.milestones),
                          gamma=self.gamma, train_split=self.train_split, validation_split=self.validation_split,
@@ -289,11 +298,19 @@ class Experiment:
             return {"info": info, "network": network, "trainer": network, "requirements": frozenset(),
                     "description": {}}
         teacher = load_model(self.teacher_checkpoint())
+        description = dict(teacher=self.teacher, teacher_model=self._teacher_model(teacher))
+        if self.teacher_calibration_split:
+            held_out = data.load(self.dataset, self.teacher_calibration_split, self.eval_batch_size, training=False,
+                                 data_dir=self.data_dir)
+            teacher, description["teacher_temperature"] = calibrate_temperature(teacher, held_out)
+            print(f"The teacher's temperature, fitted on {self.teacher_calibration_split}: "
+                  f"{description['teacher_temperature']:.4f}.")
         trainer = self.distiller_factory(teacher=teacher, student=network)
         if TRAINING_SET in trainer.requirements:
             trainer.adapt(self._split_labels(data))
-        description = dict(teacher=self.teacher, teacher_model=self._teacher_model(teacher),
-                           method=method_label(trainer), alpha=trainer.alpha)
+        method = method_label(trainer)
+        description.update(method=f"{method} (calibrated teacher)" if self.teacher_calibration_split else method,
+                           alpha=trainer.alpha)
         return {"info": info, "network": network, "trainer": trainer, "requirements": trainer.requirements,
                 "description": description}
 
