@@ -1,7 +1,7 @@
 """calikd-quickstart: the paper's study in miniature, on real Fashion-MNIST, in minutes on a CPU.
 
     calikd-quickstart                        # teacher, student from scratch, KD (+ TS), KD + cutout/mixup/CutMix
-    calikd-quickstart --seeds 0              # one seed instead of two
+    calikd-quickstart --seeds 0,1            # two seeds: mean and spread of every student
     calikd-quickstart --study beyond         # the beyond-the-paper methods beside the paper's (longer)
 
 Every run is `calikd-train --gin quickstart/<run>.gin` (or `study/<run>.gin`) in this process, in
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--runs_dir", default="runs", help="where the runs go (default: runs)")
     result.add_argument("--data_dir", help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    result.add_argument("--seeds", default="0,1", help="comma-separated seeds of the students (default: 0,1)")
+    result.add_argument("--seeds", default="0", help="comma-separated seeds of the students (default: 0)")
     result.add_argument("--study", default="paper", choices=sorted(STUDIES), help="which methods (default: paper)")
     result.add_argument("--fresh", action="store_true", help="delete this study's earlier runs first")
     result.add_argument("--gin_param", action="append", default=[], help="extra gin binding for every run")

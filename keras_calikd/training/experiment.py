@@ -99,6 +99,8 @@ class Experiment:
         learning_rate, momentum, weight_decay: SGD with coupled L2 weight decay.
         schedule: `"cosine"` (T_max = `epochs`), `"multistep"` or `"constant"`.
         milestones, gamma: For `"multistep"`: epochs at which the rate is multiplied by `gamma`.
+        crop_flip: Augment the training images with the paper's standard random crop (zero padding) and
+            horizontal flip. `False`: the images as they are.
         train_split, validation_split, test_split: Splits (TFDS slicing allowed,
             e.g. `"train[:10000]"`). Validation picks the best epoch; the final
             metrics are computed on `test_split` with the best checkpoint.
@@ -139,6 +141,7 @@ class Experiment:
         milestones: Sequence[int] = (150, 180),
         gamma: float = 0.1,
         train_split: str = "train",
+        crop_flip: bool = True,
         validation_split: str = "test",
         test_split: str = "test",
         eval_batch_size: int = 500,
@@ -172,6 +175,7 @@ class Experiment:
             raise ValueError(f"{OWNER}: `milestones` must be increasing epochs, got {list(milestones)}.")
         self.gamma = checks.number(OWNER, "gamma", gamma, low=0.0, low_open=True)
         self.train_split = checks.text(OWNER, "train_split", train_split)
+        self.crop_flip = bool(crop_flip)
         self.validation_split = checks.text(OWNER, "validation_split", validation_split)
         self.test_split = checks.text(OWNER, "test_split", test_split)
         self.seed = checks.integer(OWNER, "seed", seed, low=0)
@@ -246,7 +250,8 @@ class Experiment:
                          teacher_calibration_split=self.teacher_calibration_split,
                          batch_size=self.batch_size, learning_rate=self.learning_rate, momentum=self.momentum,
                          weight_decay=self.weight_decay, schedule=self.schedule, milestones=list(self.milestones),
-                         gamma=self.gamma, train_split=self.train_split, validation_split=self.validation_split,
+                         gamma=self.gamma, train_split=self.train_split, crop_flip=self.crop_flip,
+                         validation_split=self.validation_split,
                          seed=self.seed)
         if self.teacher is not None:
             signature.update(alpha=trainer.alpha, distillation=[_config_of(d) for d in trainer.distillations],
@@ -356,7 +361,7 @@ class Experiment:
             # Epoch e's batches depend on (seed, e) only: a resumed run sees what an uninterrupted one does.
             train = epoch_batches(split, self.batch_size, seed=self.seed, first_epoch=initial_epoch,
                                   num_epochs=self.epochs - initial_epoch,
-                                  with_index=INDICES in setup["requirements"])
+                                  with_index=INDICES in setup["requirements"], crop_flip=self.crop_flip)
             validation = data.load(self.dataset, self.validation_split, self.eval_batch_size, training=False,
                                    data_dir=self.data_dir)
             callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver,
