@@ -10,7 +10,7 @@ from keras import ops
 from keras_calikd import augmentations as augmentations_lib
 from keras_calikd import checks
 from keras_calikd import distillations as distillations_lib
-from keras_calikd.distillations.base import FEATURES, INDICES, TRAINING_SET, Batch, ModelOutputs
+from keras_calikd.distillations.base import FEATURES, TRAINING_SET, Batch, ModelOutputs
 from keras_calikd.models import input_normalization
 from keras_calikd.steps import DistillationStep, creation_scope
 

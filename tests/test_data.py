@@ -38,15 +38,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """Overrides conftest's fixture: these tests build no Keras state worth clearing, and its
-    `keras.backend.clear_session()` (a full garbage collection, 0.5-0.8 s a test here) would dominate
-    their run time. The float32 policy is still enforced."""
-    keras.config.set_dtype_policy("float32")
-    yield
-
-
 def _manual(data_dir, folder):
     return os.path.join(str(data_dir), "downloads", "manual", folder)
 
@@ -765,7 +756,6 @@ def test_random_crop_flip_batch_is_a_padded_crop_or_its_mirror():
 def test_fit_consumes_the_pipeline(cinic_dir):
     data_dir, _ = cinic_dir
     ds = ckd.load("cinic10", "train", 4, data_dir=data_dir, seed=0)
-    keras.backend.clear_session()
     mean, std = ckd.info("cinic10").normalization
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Normalization(mean=mean, variance=np.square(std)),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
