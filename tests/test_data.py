@@ -20,10 +20,10 @@ import time
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-import keras  # noqa: E402
+import keras
 
 import keras_calikd.data as ckd  # noqa: E402
 from keras_calikd.data import cifar100_corrupted, dataset  # noqa: E402
@@ -102,7 +102,8 @@ def fashion_fake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fashion_dir(tmp_path_factory):
     if not os.path.isfile(os.path.join(DEBIAN_FASHION, "train-images-idx3-ubyte.gz")):
-        pytest.skip("Debian's dataset-fashion-mnist package is not installed")
+        pytest.fail("Debian's dataset-fashion-mnist package is not installed: apt-get install dataset-fashion-mnist "
+                    "(tools/run_tests.sh installs it)")
     data_dir = tmp_path_factory.mktemp("fashion")
     ckd.read("fashion_mnist", "test", data_dir=str(data_dir))  # prepares from Debian's files
     return str(data_dir)

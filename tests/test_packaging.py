@@ -67,7 +67,8 @@ def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installe
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
     bindings = {"RUNS_DIR": repr(str(work / "runs")), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 1,
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
-                "Experiment.train_split": "'train'", "Experiment.verbose": 0}
+                "Experiment.train_split": "'train'", "Experiment.verbose": 0,
+                "Experiment.validation_split": "'test'"}
     args = [arg for key, value in bindings.items() for arg in ("--gin_param", f"{key} = {value}")]
     done = run_installed(installed, str(console), "--gin", "quickstart/teacher", *args, cwd=str(work))
     assert done.returncode == 0, done.stderr[-3000:]

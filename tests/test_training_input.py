@@ -7,8 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tensorflow_datasets")
+import tensorflow as tf
 
 
 import keras_calikd.data as ckd  # noqa: E402
