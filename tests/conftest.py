@@ -10,6 +10,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backend_neutral: tests of code that no Keras backend reaches (data pipelines, files, tools, "
+                   "reports, packaging); tools/run_tests.sh runs them once, in its TensorFlow pass")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts from a clean Keras session and a float32 policy.

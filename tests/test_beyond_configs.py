@@ -9,6 +9,9 @@ import keras_calikd as ck
 from keras_calikd.gin_support import configure, experiments, gin_dir, register_configurables
 from tiny import tiny_cnn
 
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
+
 CIFAR = "cifar100/resnet32x4_shufflev1_"
 # run name -> (method label, {strategy attribute: value}) of every new experiment file.
 EXPERIMENTS = {

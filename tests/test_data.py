@@ -17,17 +17,18 @@ import runpy
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import keras
+import keras_calikd.data as ckd
+from keras_calikd.data import cifar100_corrupted, dataset
+from keras_calikd.data.fashion_mnist import read_idx
 
-import keras_calikd.data as ckd  # noqa: E402
-from keras_calikd.data import cifar100_corrupted, dataset  # noqa: E402
-from keras_calikd.data.fashion_mnist import read_idx  # noqa: E402
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
 
 try:
     import data_fakes as fakes

@@ -27,6 +27,9 @@ from tiny import blobs, tiny_cnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX = keras.backend.backend() == "jax"
+# The files, locks and tools under test are backend-neutral: tools/run_tests.sh runs this module once, in its
+# TensorFlow pass (resuming on each backend is tests/test_reliability.py's).
+pytestmark = pytest.mark.backend_neutral
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,7 @@ def test_strategies_see_the_epoch_of_fit():
     assert int(ops.convert_to_numpy(distiller.training_epoch)) == 2 and len(history["loss"]) == 3
 
 
+@pytest.mark.backend_neutral  # its backend is TensorFlow in either pass: tools/run_tests.sh runs it once
 def test_tensorflow_distribution_strategies_train_the_distiller():
     if keras.backend.backend() != "tensorflow":
         # tf.distribute strategies are the TensorFlow backend's: this test runs in a TensorFlow-backend pytest.

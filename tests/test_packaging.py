@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
+
 try:
     import tomllib
 except ImportError:  # Python 3.10

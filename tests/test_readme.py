@@ -5,6 +5,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

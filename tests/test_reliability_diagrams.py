@@ -8,6 +8,9 @@ import pytest
 import keras_calikd as ck
 from keras_calikd.metrics import reliability
 
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
+
 
 def statistics(accuracy, confidence, count=None):
     accuracy = np.asarray(accuracy, dtype=float)

@@ -12,6 +12,9 @@ from keras_calikd.cli import report as report_cli
 from keras_calikd.reference import paper_cells, paper_runs
 from keras_calikd.training import report
 
+# Backend-neutral: tools/run_tests.sh runs this module once, in its TensorFlow pass.
+pytestmark = pytest.mark.backend_neutral
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXCERPT = os.path.join(ROOT, "tests", "data", "paper_tables_excerpt.txt")
 

@@ -8,9 +8,11 @@ source tools/env.sh
 ensure_fashion_mnist
 ensure_env test
 
+# Tests marked backend_neutral (data pipelines, files, tools, reports, packaging: code no Keras backend reaches)
+# run once, in the TensorFlow pass.
 status=0
-for backend in tensorflow jax; do
-  echo "=== tests on the ${backend} backend ==="
-  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 "$@" || status=1
-done
+echo "=== tests on the tensorflow backend ==="
+KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 "$@" || status=1
+echo "=== tests on the jax backend ==="
+KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 -m "not backend_neutral" "$@" || status=1
 exit $status
