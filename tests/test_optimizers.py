@@ -9,6 +9,7 @@
 - The epoch of optimiser step `k` (0-based) is `floor(k / steps_per_epoch)`.
 """
 
+import contextlib
 import math
 
 import keras
@@ -62,8 +63,8 @@ def stepper(optimizer, params):
     """
     optimizer.build(params)
 
-    def as_tensors(gradients):
-        return [ops.convert_to_tensor(np.asarray(g, "float32")) for g in gradients]
+    def as_tensors(gradients):  # in each variable's dtype
+        return [ops.convert_to_tensor(np.asarray(g), p.dtype) for g, p in zip(gradients, params)]
 
     if keras.backend.backend() != "jax":
         return lambda gradients: optimizer.apply(as_tensors(gradients), params)
@@ -168,6 +169,38 @@ def test_compiled_fit_follows_pytorch(rng, policy):
     np.testing.assert_allclose(to_np(model.layers[0].kernel), w, **tolerance)
 
 
+def float64_scope():
+    """Where float64 variables are float64: always on TensorFlow; on JAX only with 64-bit types switched on."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def test_float64_variables_are_updated_in_float64(rng):
+    """The update is computed in the variable's dtype, not in Keras' default float32."""
+    weights, gradients = problem(rng, steps=3)
+    with float64_scope():
+        params = [keras.Variable(w, dtype="float64") for w in weights]
+        optimizer = SGD(0.5, momentum=0.9, nesterov=True, l2_weight_decay=0.1)  # 0.5: the same in float32
+        step = stepper(optimizer, params)
+        for step_gradients in gradients:
+            step(step_gradients)
+        assert all(keras.backend.standardize_dtype(p.dtype) == "float64" for p in params)
+        got = [np.asarray(ops.convert_to_numpy(p)) for p in params]
+    expected = pytorch_sgd(weights, gradients, [0.5] * 3, 0.9, 0.1, True)[-1]
+    for param, want in zip(got, expected):
+        assert param.dtype == np.float64
+        np.testing.assert_allclose(param, want, rtol=1e-13, atol=1e-15)
+
+
+def test_sgd_defaults():
+    config = SGD().get_config()
+    assert (config["name"], config["learning_rate"], config["momentum"], config["nesterov"],
+            config["l2_weight_decay"], config["weight_decay"]) == ("sgd", pytest.approx(0.01), 0.0, False, 0.0, None)
+
+
 def test_sgd_config_round_trip():
     optimizer = SGD(EpochSchedule(0.1, steps_per_epoch=7, kind="multistep", milestones=(3, 5), gamma=0.2),
                     momentum=0.9, nesterov=True, l2_weight_decay=5e-4, clipnorm=2.0)
@@ -249,6 +282,13 @@ def test_schedule_accepts_edge_arguments():
     assert EpochSchedule(1e-9, steps_per_epoch=1, kind="cosine", t_max=1).epoch_rate(1) == pytest.approx(0.0)
     assert EpochSchedule(0.1, steps_per_epoch=1, kind="multistep", t_max=0, milestones=(1,)).epoch_rate(1) \
         == pytest.approx(0.01)
+
+
+def test_schedule_defaults_are_the_papers():
+    """Cosine annealing over t_max = 240 epochs unless told otherwise (the paper's CIFAR schedule)."""
+    schedule = EpochSchedule(0.1, steps_per_epoch=2)
+    assert (schedule.kind, schedule.t_max, schedule.milestones, schedule.gamma) == ("cosine", 240, (), 0.1)
+    assert schedule.epoch_rate(120) == pytest.approx(0.05) and float(schedule(240)) == pytest.approx(0.05)
 
 
 def test_schedule_config_round_trip():

@@ -135,12 +135,15 @@ class SGD(keras.optimizers.SGD):
         self.l2_weight_decay = float(l2_weight_decay)
 
     def update_step(self, gradient, variable, learning_rate):
+        # In the variable's dtype; Python constants are converted directly (a cast would round them to float32
+        # first on TensorFlow).
         dtype = variable.dtype
         direction = ops.cast(ops.convert_to_tensor(gradient), dtype)
         if self.l2_weight_decay:
-            direction = direction + ops.cast(self.l2_weight_decay, dtype) * ops.convert_to_tensor(variable)
+            l2 = ops.convert_to_tensor(self.l2_weight_decay, dtype)
+            direction = direction + l2 * ops.convert_to_tensor(variable)
         if self.momentum:
-            momentum = ops.cast(self.momentum, dtype)
+            momentum = ops.convert_to_tensor(self.momentum, dtype)
             buffer = self.momentums[self._get_variable_index(variable)]
             new_buffer = momentum * ops.convert_to_tensor(buffer) + direction
             self.assign(buffer, new_buffer)
