@@ -104,6 +104,7 @@ def test_student_regularisation_is_part_of_the_loss(rng):
     logits = keras.layers.Dense(4, name="logits", kernel_regularizer=keras.regularizers.L2(0.3),
                                 bias_regularizer=keras.regularizers.L1(0.2))(features)
     student = keras.Model(inputs, logits, name="student")
+    student.get_layer("logits").kernel.assign(rng.normal(size=(9, 4)).astype("float32"))
     student.get_layer("logits").bias.assign(rng.normal(size=4).astype("float32"))
     teacher = dense_model(name="teacher")
     distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=3.0),
