@@ -102,6 +102,16 @@ def test_cutout_options(rng):
     assert np.all(filled <= 3 * 16) and np.all(filled > 0)
 
 
+@pytest.mark.parametrize("strategy", [augmentations.MixUp(seed=1), augmentations.CutMix(probability=1.0, seed=1),
+                                      augmentations.Cutout(size=4, seed=1)])
+def test_augmented_images_keep_the_dtype_and_the_rest_is_float32(rng, strategy):
+    images, labels = batch(rng, n=4, size=8)
+    out = strategy.augment(ops.cast(images, "float16"), labels)
+    assert keras.backend.standardize_dtype(out.images.dtype) == "float16"
+    for value in (out.lam, out.sources):
+        assert keras.backend.standardize_dtype(ops.convert_to_tensor(value).dtype) == "float32"
+
+
 def test_identity_returns_the_clean_batch(rng):
     images, labels = batch(rng, n=4)
     identity = augmentations.Identity()
