@@ -226,48 +226,36 @@ def test_cutout_holes_cover_every_row_and_column():
     assert holes.any(axis=(0, 2)).all() and holes.any(axis=(0, 1)).all()  # rows 0 .. 7 and columns 0 .. 5
 
 
-CUTMIX_HEIGHT, CUTMIX_WIDTH = 16, 8
-
-
-@pytest.fixture(scope="module")
-def cutmix_boxes():
-    """The boxes of 240 CutMix calls (alpha 1, always applied) on 16 x 8 images, and each call's lambda.
+def test_cutmix_boxes_follow_the_definition():
+    """CutMix's boxes over 240 calls (alpha 1, always applied) on 16 x 8 images.
 
     Image i of the batch is the constant i + 1, so the box is where some image holds another's pixels.
-    Returns the `(rows, cols)` spans of the calls that pasted a box, and those calls' lambdas.
+    - Every box is a clipped span of some centre and side, and lambda is the kept fraction of the image.
+    - Together the boxes cover every row and every column, the last ones included.
+    - The side is floor(sqrt(1 - lam) * H): with 1 - lam uniform, s = floor(H * sqrt(u)) has
+      P(s < j) = (j / H)^2, so the half side k = s // 2 has P(k) = ((2k + 2)^2 - (2k)^2) / H^2. A box of
+      half side k is left whole by the rows' clipping for H - 2k - 1 of the H centres, and it is seen
+      when its width is not 0: with W = H / 2, when k >= 2.
     """
-    batch, calls = 4, 240
+    height, width, batch, calls = 16, 8, 4, 240
     images = np.broadcast_to(np.arange(1, batch + 1, dtype="float32")[:, None, None, None],
-                             (batch, CUTMIX_HEIGHT, CUTMIX_WIDTH, 1)).copy()
+                             (batch, height, width, 1)).copy()
     out, lams = repeated(ck.augmentations.CutMix(alpha=1.0, probability=1.0, seed=2), images, calls)
     pasted = np.any(out != images[None], axis=(1, 4))  # (calls, H, W)
     seen = pasted.any(axis=(1, 2))
     assert seen.sum() > 0.8 * calls  # the rest drew an empty box or the identity permutation
-    return [spans(mask) for mask in pasted[seen]], lams[seen]
+    boxes_seen = [spans(mask) for mask in pasted[seen]]
 
-
-def test_cutmix_boxes_cover_every_row_and_column(cutmix_boxes):
-    boxes_seen, lams = cutmix_boxes
-    covered_rows = set().union(*(range(*rows) for rows, _ in boxes_seen))
-    covered_cols = set().union(*(range(*cols) for _, cols in boxes_seen))
-    assert covered_rows == set(range(CUTMIX_HEIGHT)) and covered_cols == set(range(CUTMIX_WIDTH))
-    possible_rows = set().union(*(intervals(half, CUTMIX_HEIGHT) for half in range(CUTMIX_HEIGHT // 2 + 1)))
-    possible_cols = set().union(*(intervals(half, CUTMIX_WIDTH) for half in range(CUTMIX_WIDTH // 2 + 1)))
+    possible_rows = set().union(*(intervals(half, height) for half in range(height // 2 + 1)))
+    possible_cols = set().union(*(intervals(half, width) for half in range(width // 2 + 1)))
     assert {rows for rows, _ in boxes_seen} <= possible_rows and {cols for _, cols in boxes_seen} <= possible_cols
-    kept = [1 - (rows[1] - rows[0]) * (cols[1] - cols[0]) / (CUTMIX_HEIGHT * CUTMIX_WIDTH) for rows, cols in boxes_seen]
-    np.testing.assert_allclose(kept, lams, atol=1e-6)  # lambda is the kept fraction of the image
+    kept = [1 - (rows[1] - rows[0]) * (cols[1] - cols[0]) / (height * width) for rows, cols in boxes_seen]
+    np.testing.assert_allclose(kept, lams[seen], atol=1e-6)
 
+    assert set().union(*(range(*rows) for rows, _ in boxes_seen)) == set(range(height))
+    assert set().union(*(range(*cols) for _, cols in boxes_seen)) == set(range(width))
 
-def test_cutmix_box_side_is_sqrt_one_minus_lambda(cutmix_boxes):
-    """Side floor(sqrt(1 - lam) * H) with lam ~ Beta(1, 1), seen on the boxes that the clipping left whole.
-
-    With 1 - lam uniform, the side s = floor(H * sqrt(u)) has P(s < j) = (j / H)^2, so the half side
-    k = s // 2 has P(k) = ((2k + 2)^2 - (2k)^2) / H^2. A box of half side k is left whole by the rows'
-    clipping for H - 2k - 1 of the H centres. The box is seen when its width is not 0: with W = H / 2,
-    when k >= 2.
-    """
-    height = CUTMIX_HEIGHT
-    halves = np.array([(rows[1] - rows[0]) // 2 for rows, _ in cutmix_boxes[0] if 0 < rows[0] and rows[1] < height])
+    halves = np.array([(rows[1] - rows[0]) // 2 for rows, _ in boxes_seen if 0 < rows[0] and rows[1] < height])
     k = np.arange(2, height // 2)
     expected = ((2 * k + 2) ** 2 - (2 * k) ** 2) / height ** 2 * (height - 2 * k - 1) / height
     counts = np.array([(halves == half).sum() for half in k])

@@ -55,10 +55,11 @@ def test_kd_rejects_bad_arguments(kwargs, message):
 
 @pytest.mark.parametrize("t_squared", [True, False])
 def test_kd_config_round_trip(t_squared):
-    kd = KD(temperature=4.0, reduction="batchmean", scale_by_temperature_squared=t_squared, weight=0.5)
+    kd = KD(temperature=4.0, reduction="batchmean", scale_by_temperature_squared=t_squared, weight=0.5,
+            name="soft_targets")
     clone = KD.from_config(kd.get_config())
-    assert (clone.temperature, clone.reduction, clone.scale_by_temperature_squared, clone.weight) == (
-        4.0, "batchmean", t_squared, 0.5)
+    assert (clone.temperature, clone.reduction, clone.scale_by_temperature_squared, clone.weight, clone.name) == (
+        4.0, "batchmean", t_squared, 0.5, "soft_targets")
 
 
 def test_kd_defaults_are_the_papers(rng):
