@@ -102,6 +102,16 @@ def test_cutout_options(rng):
     assert np.all(filled <= 3 * 16) and np.all(filled > 0)
 
 
+@pytest.mark.parametrize("strategy", [augmentations.MixUp(seed=1), augmentations.CutMix(probability=1.0, seed=1),
+                                      augmentations.Cutout(size=4, seed=1)])
+def test_augmented_images_keep_the_dtype_and_the_rest_is_float32(rng, strategy):
+    images, labels = batch(rng, n=4, size=8)
+    out = strategy.augment(ops.cast(images, "float16"), labels)
+    assert keras.backend.standardize_dtype(out.images.dtype) == "float16"
+    for value in (out.lam, out.sources):
+        assert keras.backend.standardize_dtype(ops.convert_to_tensor(value).dtype) == "float32"
+
+
 def test_identity_returns_the_clean_batch(rng):
     images, labels = batch(rng, n=4)
     identity = augmentations.Identity()
@@ -147,6 +157,16 @@ def test_bad_arguments_fail_at_construction(factory, message):
 def test_config_round_trip(strategy):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
     assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
+
+
+@pytest.mark.parametrize("strategy, arguments", [
+    (augmentations.MixUp, dict(alpha=0.3, label_source="teacher", seed=4)),
+    (augmentations.CutMix, dict(alpha=2.0, probability=0.25, label_source="teacher", seed=1)),
+    (augmentations.Cutout, dict(size=8, num_holes=2, fill_value=0.5, seed=7)),
+])
+def test_config_round_trip_keeps_every_argument(strategy, arguments):
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy(**arguments)))
+    assert {key: getattr(clone, key) for key in arguments} == arguments
 
 
 def test_same_seed_same_augmentation(rng):

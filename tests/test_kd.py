@@ -49,8 +49,20 @@ def test_kd_rejects_bad_arguments(kwargs, message):
         KD(**kwargs)
 
 
-def test_kd_config_round_trip():
-    kd = KD(temperature=4.0, reduction="batchmean", scale_by_temperature_squared=False, weight=0.5)
+@pytest.mark.parametrize("t_squared", [True, False])
+def test_kd_config_round_trip(t_squared):
+    kd = KD(temperature=4.0, reduction="batchmean", scale_by_temperature_squared=t_squared, weight=0.5,
+            name="soft_targets")
     clone = KD.from_config(kd.get_config())
-    assert (clone.temperature, clone.reduction, clone.scale_by_temperature_squared, clone.weight) == (
-        4.0, "batchmean", False, 0.5)
+    assert (clone.temperature, clone.reduction, clone.scale_by_temperature_squared, clone.weight, clone.name) == (
+        4.0, "batchmean", t_squared, 0.5, "soft_targets")
+
+
+def test_kd_defaults_are_the_papers(rng):
+    """Scaled KD at T = 50, times T^2, weight 1 (the paper's Sec. 3.1 and 4)."""
+    kd = KD()
+    assert (kd.temperature, kd.reduction, kd.scale_by_temperature_squared, kd.weight) == (50.0, "scaled", True, 1.0)
+    teacher, student = (rng.normal(scale=20.0, size=(8, 5)).astype("float32") for _ in range(2))
+    loss = kd.compute_loss(ModelOutputs(ops.convert_to_tensor(teacher)), ModelOutputs(ops.convert_to_tensor(student)),
+                           Batch(labels=None))
+    np.testing.assert_allclose(float(loss), reference_kd(teacher, student, 50.0, "scaled", True), rtol=1e-4)

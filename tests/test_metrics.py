@@ -86,6 +86,35 @@ def test_confidence_of_exactly_one_goes_to_the_last_bin():
     np.testing.assert_allclose((float(ece.result()), float(oe.result())), reference(probs, labels, 10), rtol=1e-6)
 
 
+def test_bin_statistics_match_reference(rng):
+    _, probs, labels = random_predictions(rng, n=300)
+    keep = away_from_bin_edges(probs, 10)
+    probs, labels = probs[keep], labels[keep]
+    ece = ck.metrics.ExpectedCalibrationError(10)
+    ece.update_state(labels, probs)
+    stats = ece.bin_statistics()
+    conf = probs.max(axis=1).astype(np.float64)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    bins = np.minimum(np.floor(conf * 10).astype(int), 9)
+    count = np.bincount(bins, minlength=10).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        mean_conf = np.where(count > 0, np.bincount(bins, conf, minlength=10) / count, 0.0)
+        mean_acc = np.where(count > 0, np.bincount(bins, correct, minlength=10) / count, 0.0)
+    assert (count == 0).any() and (count > 0).sum() >= 5  # empty bins report 0
+    np.testing.assert_allclose(stats["edges"], np.arange(11) / 10, atol=1e-15)
+    np.testing.assert_array_equal(stats["count"], count)
+    np.testing.assert_allclose(stats["confidence"], mean_conf, rtol=1e-5)
+    np.testing.assert_allclose(stats["accuracy"], mean_acc, rtol=1e-5)
+    assert all(stats[key].dtype == np.float64 for key in ("edges", "count", "confidence", "accuracy"))
+
+
+def test_defaults_and_dtype_argument():
+    for metric_class, name in ((ck.metrics.ExpectedCalibrationError, "ece"), (ck.metrics.OverconfidenceError, "oe")):
+        metric = metric_class()
+        assert (metric.num_bins, metric.from_logits, metric.name) == (15, False, name)
+        assert metric_class(dtype="float64").dtype == "float64"
+
+
 def test_result_does_not_depend_on_batch_split(rng):
     logits, _, labels = random_predictions(rng, n=400)
     whole, split = ck.metrics.ExpectedCalibrationError(20, True), ck.metrics.ExpectedCalibrationError(20, True)

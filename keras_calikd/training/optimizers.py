@@ -83,19 +83,38 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
 class SGD(keras.optimizers.SGD):
-    """SGD whose weight decay is an L2 term added to the gradient before momentum (as PyTorch's SGD).
+    """SGD in PyTorch's form: coupled L2 decay, a momentum buffer of gradients, the rate applied last.
 
-    Keras' own `weight_decay` shrinks the weights outside the momentum update
-    (decoupled decay). The paper's runs used the coupled form, where
-    `grad + l2_weight_decay * w` feeds the momentum buffer; with momentum 0.9
-    the two differ by about a factor of ten in effective decay. Every
-    trainable variable is decayed, as in the reference training scripts.
+    Per variable `w` with gradient `g`, learning rate `lr`, momentum `mu` and
+    `l2_weight_decay` `wd`, each step does what PyTorch's SGD does with
+    dampening 0:
+
+    ```
+    g = g + wd * w               # coupled L2: the decay goes through momentum
+    b = mu * b + g               # momentum buffer (b = g on the first step)
+    d = g + mu * b if nesterov else b
+    w = w - lr * d
+    ```
+
+    Keras' own SGD keeps `v = mu * v - lr * g` instead, with the rate folded
+    into the velocity. The two agree while the rate is constant, but after a
+    step drop of the schedule Keras' velocity still carries steps of the old
+    rate for about `1 / (1 - mu)` iterations; here the new rate applies at
+    once, as in the paper's (PyTorch) runs. Keras' `weight_decay` (decoupled,
+    outside the momentum) is still accepted, but the paper's decay is the
+    coupled `l2_weight_decay`: with momentum 0.9 the two differ by about a
+    factor of ten in effective decay. Every trainable variable is decayed, as
+    in the reference training scripts.
+
+    Gradient clipping, loss scaling (`keras.mixed_precision`) and gradient
+    accumulation act on `g` before the step above, as they act on the
+    gradients before PyTorch's `optimizer.step()`.
 
     Args:
         learning_rate: A float or a schedule.
-        momentum: Momentum (the paper: 0.9).
-        nesterov: Nesterov momentum.
-        l2_weight_decay: Coefficient of the L2 term (the paper: 5e-4; 1e-4 for TinyImageNet).
+        momentum: Momentum `mu` (the paper: 0.9).
+        nesterov: Nesterov momentum in PyTorch's form (`d = g + mu * b`).
+        l2_weight_decay: Coefficient `wd` of the L2 term (the paper: 5e-4; 1e-4 for TinyImageNet).
         **kwargs: Other `keras.optimizers.SGD` arguments.
 
     Example:
@@ -115,12 +134,21 @@ class SGD(keras.optimizers.SGD):
             raise ValueError(f"`l2_weight_decay` must be >= 0, got {l2_weight_decay}.")
         self.l2_weight_decay = float(l2_weight_decay)
 
-    def apply(self, grads, trainable_variables=None):
+    def update_step(self, gradient, variable, learning_rate):
+        # In the variable's dtype; Python constants are converted directly (a cast would round them to float32
+        # first on TensorFlow).
+        dtype = variable.dtype
+        direction = ops.cast(ops.convert_to_tensor(gradient), dtype)
         if self.l2_weight_decay:
-            variables = self._trainable_variables if trainable_variables is None else trainable_variables
-            grads = [g if g is None else g + self.l2_weight_decay * ops.cast(v, g.dtype)
-                     for g, v in zip(grads, variables)]
-        return super().apply(grads, trainable_variables)
+            l2 = ops.convert_to_tensor(self.l2_weight_decay, dtype)
+            direction = direction + l2 * ops.convert_to_tensor(variable)
+        if self.momentum:
+            momentum = ops.convert_to_tensor(self.momentum, dtype)
+            buffer = self.momentums[self._get_variable_index(variable)]
+            new_buffer = momentum * ops.convert_to_tensor(buffer) + direction
+            self.assign(buffer, new_buffer)
+            direction = direction + momentum * new_buffer if self.nesterov else new_buffer
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * direction)
 
     def get_config(self):
         config = super().get_config()

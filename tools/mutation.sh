@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Mutation testing of the numerical core with mutmut: on demand, not in CI (see docs/testing.md).
+#
+#   tools/mutation.sh                                  # every core module listed in tools/mutmut.cfg
+#   tools/mutation.sh training/optimizers.py augmentations/mixup.py    # some of them, with their own tests
+#
+# Runs on the JAX backend in build/mutation/: a fresh copy of keras_calikd/, tests/ and pyproject.toml, with
+# tools/mutmut.cfg as setup.cfg and tools/mutation_conftest.py as conftest.py. Installs mutmut into the
+# project's .venv when it is missing (or into the interpreter named by PYTHON). Prints the surviving mutants
+# and the score per module (tools/mutation_score.py).
+# See a mutant with `cd build/mutation && ../../.venv/bin/python -m mutmut show NAME`.
+# MUTATION_JOBS sets how many mutants run at once (default: the number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MUTMUT_VERSION="3.8.1"
+
+if [ -z "${PYTHON:-}" ]; then
+  source tools/env.sh
+  [ -x .venv/bin/python ] || ensure_env test
+  PYTHON=$ROOT/.venv/bin/python
+fi
+if ! "$PYTHON" -c "import mutmut, sys; sys.exit(mutmut.__version__ != '$MUTMUT_VERSION')" 2>/dev/null; then
+  "$PYTHON" -m pip install -q "mutmut==$MUTMUT_VERSION"
+fi
+
+WORK=$ROOT/build/mutation
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -r keras_calikd tests pyproject.toml "$WORK"/
+find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+cp tools/mutation_conftest.py "$WORK/conftest.py"
+printf '%s\n' pytest numpy scipy.stats jax keras keras_calikd > "$WORK/preload_modules.txt"
+"$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$@" <<'PY'
+"""Copies the configuration; for a narrowed run, only the named modules and their tests."""
+import configparser
+import fnmatch
+import sys
+
+source, target, modules = sys.argv[1], sys.argv[2], sys.argv[3:]
+config = configparser.ConfigParser(interpolation=None)
+config.optionxform = str
+config.read(source)
+if modules:
+    known = config["mutmut"]["only_mutate"].split()
+    chosen = ["keras_calikd/" + m.removeprefix("keras_calikd/") for m in modules]
+    unknown = [m for m in chosen if not any(fnmatch.fnmatch(m, k) for k in known)]
+    if unknown:
+        sys.exit(f"Not a core module of tools/mutmut.cfg: {', '.join(unknown)}")
+    tests = []
+    for module in chosen:
+        for pattern, files in config["mutation-tests"].items():
+            if fnmatch.fnmatch(module, "keras_calikd/" + pattern):
+                tests += [t for t in files.split() if t not in tests]
+    config["mutmut"]["only_mutate"] = "\n" + "\n".join(chosen)
+    config["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    print("Mutating", ", ".join(chosen), "with", ", ".join(tests))
+config.remove_section("mutation-tests")
+with open(target, "w") as f:
+    config.write(f)
+PY
+
+cd "$WORK"
+# JAX programs compiled by one mutant's tests are reused by the next ones (unless the mutant changed them).
+export KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+status=0
+"$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" || status=$?
+echo "Surviving mutants:"
+"$PYTHON" -m mutmut results || true
+"$PYTHON" "$ROOT/tools/mutation_score.py" mutants || status=$?
+exit $status
