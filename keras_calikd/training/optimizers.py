@@ -82,6 +82,16 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
+def _replicas_in_sync() -> int:
+    """How many `tf.distribute` replicas sum their gradients after `apply` (1 on JAX, whose step is global)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
 class SGD(keras.optimizers.SGD):
     """SGD whose weight decay is an L2 term added to the gradient before momentum (as PyTorch's SGD).
 
@@ -118,8 +128,9 @@ class SGD(keras.optimizers.SGD):
     def apply(self, grads, trainable_variables=None):
         if self.l2_weight_decay:
             variables = self._trainable_variables if trainable_variables is None else trainable_variables
-            grads = [g if g is None else g + self.l2_weight_decay * ops.cast(v, g.dtype)
-                     for g, v in zip(grads, variables)]
+            # Under tf.distribute the replicas' gradients are summed after this: each adds its share of the term.
+            coefficient = self.l2_weight_decay / _replicas_in_sync()
+            grads = [g if g is None else g + coefficient * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
         return super().apply(grads, trainable_variables)
 
     def get_config(self):
