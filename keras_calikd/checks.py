@@ -54,6 +54,13 @@ def integer(owner: str, name: str, value: Any, *, low: int = 1, high: Optional[i
     return value
 
 
+def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:
+    """`value` if it is a non-empty string (or `None`, with `optional`)."""
+    if (value is None and optional) or (isinstance(value, str) and value):
+        return value
+    _fail(owner, name, "a non-empty string" + (" or None" if optional else ""), value)
+
+
 def one_of(owner: str, name: str, value: Any, choices: Iterable[Any]) -> Any:
     """`value` itself, if it is one of `choices`."""
     choices = tuple(choices)
@@ -112,9 +119,18 @@ def class_ids(labels, num_classes: Optional[int], where: str = "Labels") -> np.n
     return labels
 
 
+def image_dtype(dtype, where: str = "Images") -> None:
+    """Fails unless `dtype` holds real pixel values: integers (e.g. uint8 0-255) or floating point."""
+    dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+    if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise ValueError(f"{where} have dtype {dtype.name}: give pixel values as integers (e.g. uint8, 0-255) or "
+                         "floating point numbers in the same range; the models normalise them.")
+
+
 def finite_images(images, where: str = "Images") -> None:
-    """Fails when NumPy `images` hold NaN or infinite values (they would turn the weights into NaN)."""
+    """Fails when NumPy `images` are not real numbers or hold NaN or infinite values."""
     images = np.asarray(images)
+    image_dtype(images.dtype, where)
     if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
         count = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
         raise ValueError(f"{where} hold {count} NaN or infinite values; clean the data before training.")
@@ -315,6 +331,7 @@ def _checked_dataset(model, dataset, where):
         raise ValueError(f"The {where} dataset is empty: it yields no batch (is the split or the slice empty, or "
                          "larger than the data with drop_remainder=True?).")
     image_spec, _ = _split(spec[0])
+    image_dtype(image_spec.dtype, f"The {where} images")
     if not model.built and None not in tuple(image_spec.shape[1:]):
         model.build((None,) + tuple(image_spec.shape[1:]))
     _check_image_shape(model, image_spec.shape, f"{where} batches")

@@ -10,13 +10,12 @@ from keras import ops
 from keras_calikd import augmentations as augmentations_lib
 from keras_calikd import checks
 from keras_calikd import distillations as distillations_lib
-from keras_calikd.distillations.base import FEATURES, INDICES, TRAINING_SET, Batch, ModelOutputs
+from keras_calikd.distillations.base import FEATURES, TRAINING_SET, Batch, ModelOutputs
 from keras_calikd.models import input_normalization
-from keras_calikd.steps import DistillationStep, creation_scope
+from keras_calikd.steps import DistillationStep, creation_scope, num_replicas
 
 IMAGE_KEY = "image"
 INDEX_KEY = "index"
-TRAINING_ONLY_LOGS = ("training_loss", "distillation_loss", "augmentation_loss")
 
 
 class StepLosses(NamedTuple):
@@ -143,6 +142,7 @@ class Distiller(DistillationStep, keras.Model):
         self.training_loss_tracker = keras.metrics.Mean(name="training_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.augmentation_loss_tracker = keras.metrics.Mean(name="augmentation_loss")
+        self._step_logs_training = None  # set while a step updates the compiled metrics
         self.training_epoch = keras.Variable(0, dtype="int32", trainable=False, name="training_epoch",
                                              aggregation="only_first_replica")
 
@@ -307,14 +307,18 @@ class Distiller(DistillationStep, keras.Model):
         """The evaluation loss: the student's cross-entropy on clean data, plus its regularisation losses.
 
         Keras' `test_step` calls this; training uses `compute_step_losses`.
+        Like Keras' own losses, each replica returns its share (the loss divided
+        by the number of replicas); the step multiplies it back.
         """
         labels = checks.label_ids(y, self.num_classes)
         cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"),
                                                                      from_logits=True)
         if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(cross_entropy))
-            return ops.sum(cross_entropy * weight) / ops.maximum(ops.sum(weight), 1e-12) + self._regularization()
-        return ops.mean(cross_entropy) + self._regularization()
+            loss = ops.sum(cross_entropy * weight) / ops.maximum(ops.sum(weight), 1e-12) + self._regularization()
+        else:
+            loss = ops.mean(cross_entropy) + self._regularization()
+        return loss / num_replicas()
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Updates the compiled metrics on the student's logits; returns the evaluation logs.
@@ -322,8 +326,7 @@ class Distiller(DistillationStep, keras.Model):
         The training-only losses (the objective, `distillation_loss`,
         `augmentation_loss`) have no evaluation value and are left out.
         """
-        super().compute_metrics(x, checks.label_ids(y, self.num_classes), y_pred, sample_weight=sample_weight)
-        return {k: v for k, v in self.get_metrics_result().items() if k not in TRAINING_ONLY_LOGS}
+        return self._update_compiled_metrics(x, y, y_pred, sample_weight, training=False)
 
     def update_train_metrics(self, data, step: StepLosses):
         """Updates the loss trackers and the compiled metrics after a step; returns the training logs."""
@@ -332,9 +335,41 @@ class Distiller(DistillationStep, keras.Model):
         self.distillation_loss_tracker.update_state(step.distillation, sample_weight=batch_size)
         self.augmentation_loss_tracker.update_state(step.augmentation, sample_weight=batch_size)
         self.training_loss_tracker.update_state(step.loss, sample_weight=batch_size)
-        super().compute_metrics(x, checks.label_ids(y, self.num_classes), step.student_logits)
-        logs = self.get_metrics_result()
-        logs["loss"] = logs.pop(self.training_loss_tracker.name)
+        return self._update_compiled_metrics(x, y, step.student_logits, None, training=True)
+
+    def _update_compiled_metrics(self, x, y, y_pred, sample_weight, training: bool) -> dict:
+        # Keras' compute_metrics returns get_metrics_result(), here inside a traced step, where the
+        # trackers' counts cannot be read: the step says which logs it returns.
+        self._step_logs_training = training
+        try:
+            return super().compute_metrics(x, checks.label_ids(y, self.num_classes), y_pred,
+                                           sample_weight=sample_weight)
+        finally:
+            self._step_logs_training = None
+
+    def get_metrics_result(self):
+        """The metrics' values as logs: the training logs after training steps, else the evaluation logs.
+
+        `fit` and `evaluate` read these at the end of an epoch (across replicas
+        under a distribution), so they hold exactly the keys the steps return:
+        `loss` is the training objective after training steps (with
+        `distillation_loss` and `augmentation_loss`), the student's
+        cross-entropy after evaluation steps. `evaluate` resets the metrics
+        first, so the two never mix.
+        """
+        training = self._step_logs_training
+        if training is None:
+            training = bool(ops.convert_to_numpy(self.training_loss_tracker.count) > 0)
+        return self._logs(training)
+
+    def _logs(self, training: bool) -> dict:
+        logs = super().get_metrics_result()
+        objective = logs.pop(self.training_loss_tracker.name)
+        if training:
+            logs["loss"] = objective
+        else:
+            for tracker in (self.distillation_loss_tracker, self.augmentation_loss_tracker):
+                logs.pop(tracker.name)
         return logs
 
     # ------------------------------------------------------------------ serialization

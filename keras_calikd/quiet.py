@@ -71,13 +71,22 @@ def import_frameworks() -> None:
             import jax
 
             jax.devices()
+        elif keras.backend.backend() == "tensorflow":
+            _find_devices()
 
 
 def import_tensorflow():
     """Imports TensorFlow (the input pipelines need it on every backend) with its start-up chatter filtered."""
     if "tensorflow" not in sys.modules:
         with filtered_stderr():
-            import tensorflow  # noqa: F401
+            _find_devices()
     import tensorflow
 
     return tensorflow
+
+
+def _find_devices() -> None:
+    """Imports TensorFlow and lets it look for accelerators now (it says when it finds no CUDA driver)."""
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()

@@ -63,6 +63,7 @@ else:
     distiller = build()
 
 history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+evaluation = distiller.evaluate(inputs, y, batch_size=16, verbose=0, return_dict=True)
 if keras.backend.backend() == "tensorflow":
     replicas = distiller.distribute_strategy.num_replicas_in_sync
 else:
@@ -72,4 +73,4 @@ else:
 memory = []
 if CASE == "crd_cutmix":
     memory = keras.ops.convert_to_numpy(distiller.distillations[0].student_memory)[:4, 0].tolist()
-print("RESULT " + json.dumps({"history": history, "replicas": replicas, "memory": memory}))
+print("RESULT " + json.dumps({"history": history, "evaluation": evaluation, "replicas": replicas, "memory": memory}))

@@ -20,10 +20,10 @@ import time
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-import keras  # noqa: E402
+import keras
 
 import keras_calikd.data as ckd  # noqa: E402
 from keras_calikd.data import cifar100_corrupted, dataset  # noqa: E402
@@ -36,15 +36,6 @@ except ImportError:  # tests/ imported as a package
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """Overrides conftest's fixture: these tests build no Keras state worth clearing, and its
-    `keras.backend.clear_session()` (a full garbage collection, 0.5-0.8 s a test here) would dominate
-    their run time. The float32 policy is still enforced."""
-    keras.config.set_dtype_policy("float32")
-    yield
 
 
 def _manual(data_dir, folder):
@@ -111,7 +102,8 @@ def fashion_fake(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fashion_dir(tmp_path_factory):
     if not os.path.isfile(os.path.join(DEBIAN_FASHION, "train-images-idx3-ubyte.gz")):
-        pytest.skip("Debian's dataset-fashion-mnist package is not installed")
+        pytest.fail("Debian's dataset-fashion-mnist package is not installed: apt-get install dataset-fashion-mnist "
+                    "(tools/run_tests.sh installs it)")
     data_dir = tmp_path_factory.mktemp("fashion")
     ckd.read("fashion_mnist", "test", data_dir=str(data_dir))  # prepares from Debian's files
     return str(data_dir)
@@ -765,7 +757,6 @@ def test_random_crop_flip_batch_is_a_padded_crop_or_its_mirror():
 def test_fit_consumes_the_pipeline(cinic_dir):
     data_dir, _ = cinic_dir
     ds = ckd.load("cinic10", "train", 4, data_dir=data_dir, seed=0)
-    keras.backend.clear_session()
     mean, std = ckd.info("cinic10").normalization
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Normalization(mean=mean, variance=np.square(std)),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])

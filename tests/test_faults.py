@@ -40,7 +40,9 @@ def bindings(runs_dir, data_dir, **extra):
     values = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 2,
               "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
               "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
-              "Experiment.jit_compile": JAX}
+              "Experiment.jit_compile": JAX,
+              # The quickstart holds out train[58000:], beyond the fake data set's training images.
+              "Experiment.validation_split": "'test'"}
     values.update(extra)
     return [arg for key, value in values.items() for arg in ("--gin_param", f"{key} = {value}")]
 
@@ -194,7 +196,8 @@ def test_provenance_is_checked(tmp_path, fashion_dir, capsys):
         line = tool_error(capsys, train_tool.main, args)
         assert "another environment" in line and f"{key}: {value!r} in the run" in line
     (run / "run.json").write_text(json.dumps(dict(record, finished=False)))
-    kd = ["--gin", "quickstart/kd.gin", *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 1})]
+    kd = ["--gin", "quickstart/kd.gin", *bindings(tmp_path, fashion_dir, **{
+        "Experiment.epochs": 1, "Experiment.temperature_scaling_split": "'train[48:]'"})]
     assert "has not finished" in tool_error(capsys, train_tool.main, kd)
     assert common.run(train_tool.main, kd + ["--gin_param", "Experiment.allow_unfinished_teacher = True"]) == 0
 

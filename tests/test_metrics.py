@@ -145,4 +145,4 @@ def test_reliability_diagram_png(tmp_path, rng):
     path = ck.metrics.plot_reliability_diagram(ece.bin_statistics(), str(tmp_path / "diagram.png"), title="test")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.listdir(tmp_path) == ["diagram.png"]  # no temporary left behind
+    assert sorted(os.listdir(tmp_path)) == ["diagram.pdf", "diagram.png", "diagram.svg"]  # no temporary left

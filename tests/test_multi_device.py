@@ -32,4 +32,7 @@ def test_two_devices_match_one(case):
     assert set(one["history"]) == set(two["history"]) and len(one["history"]["loss"]) == 3
     for key, values in one["history"].items():
         np.testing.assert_allclose(two["history"][key], values, rtol=2e-4, atol=2e-5, err_msg=key)
+    assert set(one["evaluation"]) == {"loss", "accuracy", "ece"} == set(two["evaluation"])
+    for key, value in one["evaluation"].items():
+        np.testing.assert_allclose(two["evaluation"][key], value, rtol=2e-4, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(two["memory"], one["memory"], rtol=1e-4, atol=1e-5)

@@ -113,7 +113,8 @@ def test_training_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(tmp_
 def _train_command(runs_dir, data_dir):
     bindings = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 4,
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 64, "Experiment.model": "'resnet8'",
-                "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'"}
+                "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
+                "Experiment.validation_split": "'test'"}
     command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--gin",
                os.path.join(ROOT, "gin", "quickstart", "teacher.gin")]
     for key, value in bindings.items():
@@ -172,7 +173,7 @@ def _bad_inputs():
         "wrong image shape": (lambda: compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))).fit(
             np.zeros((32, 8, 8, 3), "float32"), y, verbose=0), ValueError, r"images of shape \(8, 8, 1\)"),
         "wrong image dtype": (lambda: compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))).fit(
-            x.astype("uint8"), y, verbose=0), ValueError, "floating point"),
+            x.astype(bool), y, verbose=0), ValueError, "dtype bool: give pixel values"),
         "labels out of range": (lambda: compiled(ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))).fit(
             x, y + 5, verbose=0), ValueError, r"class ids in \[0, 9\].*from 5 to 14"),
         "class-count mismatch": (lambda: ck.Distiller(tiny_cnn(10, name="t"), tiny_cnn(7, name="s")), ValueError,

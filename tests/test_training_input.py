@@ -7,10 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tensorflow_datasets")
+import tensorflow as tf
 
-import keras  # noqa: E402
 
 import keras_calikd.data as ckd  # noqa: E402
 from keras_calikd.training.input import epoch_batches  # noqa: E402
@@ -19,15 +17,6 @@ try:
     import data_fakes as fakes
 except ImportError:  # tests/ imported as a package
     from tests import data_fakes as fakes
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """Overrides conftest's fixture: these tests build no Keras state worth clearing, and its
-    `keras.backend.clear_session()` (a full garbage collection, 0.5-0.8 s a test here) would dominate
-    their run time. The float32 policy is still enforced."""
-    keras.config.set_dtype_policy("float32")
-    yield
-
 
 #: Batches of the epoch-keyed pipeline before it moved out of keras_calikd.data (then
 #: `load("cifar10", "train", 8, with_index=True, seed=7, first_epoch=0, num_epochs=3)`, normalised images),

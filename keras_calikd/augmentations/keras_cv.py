@@ -12,31 +12,38 @@ transforms, gamma sampling and histograms, have no XLA implementation), so
 every class here sets `xla_compatible = False`: `Distiller.compile` refuses
 `jit_compile=True` and turns `"auto"` off.
 
-Value ranges: the Distiller's images are normalised per channel,
-`x = (pixels / 255 - mean) / std`. GridMask and FourierMix do not depend on
-the range (they copy, mix or fill pixels), so they work on the normalised
-images directly. AugMix and RandAugment do (colour ops such as posterize,
-solarize, equalize): they take the normalisation constants `mean` and `std`,
-map the images back to pixels in [0, 255], run the keras-cv layer there and
-normalise its output again. See docs/keras_cv.md.
+Value ranges: the strategies augment the images the Distiller feeds, which
+are raw pixels (0-255) when the student normalises its input itself (the
+zoo's models built with `normalization=`). GridMask and FourierMix do not
+depend on the range (they copy or fill pixels); GridMask's default fill is
+the student's input mean, as Cutout's. AugMix and RandAugment run colour
+operations that do: they take `value_range`, the range of the images fed,
+which defaults to pixels (0, 255) for a student with an input normalisation;
+for a student without one the images may be normalised (no fixed range), so
+`build` refuses unless `value_range` is given. See docs/keras_cv.md.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
-from numbers import Integral, Real
+import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_calikd import checks
 from keras_calikd.augmentations.base import AUGMENTATIONS, Augmentation, AugmentedBatch, single_source
 
 INSTALL_HINT = 'pip install "keras-calikd[keras-cv]"'
 
-#: How far (on the [0, 1] pixel scale) de-normalised images may stray outside [0, 1] before
-#: AugMix/RandAugment conclude that `mean`/`std` do not match the images' normalisation.
-RANGE_TOLERANCE = 0.01
+#: The range of raw 8-bit pixels, which the images the Distiller feeds are in when the student normalises them.
+PIXEL_RANGE = (0.0, 255.0)
+
+#: Students whose input normalisation leads to this error should be built as the zoo builds them.
+NORMALIZATION_HINT = ("build the student with its input normalisation, e.g. "
+                      "`ck.models.get(name, num_classes, normalization=ck.data.info(data).normalization)`, "
+                      "and feed it raw pixels (as `ck.data.load` yields)")
 
 
 def _load_keras_cv(strategy: str):
@@ -72,57 +79,73 @@ def _load_keras_cv(strategy: str):
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _float(strategy, name, value, low=None, high=None, low_open=False):
-    """`value` as a float, checked against `[low, high]` (or `(low, high]` with `low_open`)."""
-    if not _is_number(value):
-        raise ValueError(f"{strategy}: `{name}` must be a finite number, got {value!r}.")
-    value = float(value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if too_low or (high is not None and value > high):
-        bounds = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, " \
-                 f"{high if high is not None else 'inf'}]"
-        raise ValueError(f"{strategy}: `{name}` must be in {bounds}, got {value}.")
-    return value
-
-
-def _int(strategy, name, value, low=1):
-    integral = isinstance(value, Integral) or (_is_number(value) and float(value).is_integer())
-    if isinstance(value, bool) or not integral or int(value) < low:
-        raise ValueError(f"{strategy}: `{name}` must be an integer >= {low}, got {value!r}.")
-    return int(value)
-
-
-def _factor(strategy, name, value, low, high):
+def _factor(owner, name, value, low, high):
     """A keras-cv factor given as plain values: a number `f` (sampled from `[low, f]`) or a pair `(lo, hi)`."""
     if _is_number(value):
-        return _float(strategy, name, value, low, high)
+        return checks.number(owner, name, value, low=low, high=high)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value):
-        pair = (float(value[0]), float(value[1]))
+        pair = tuple(checks.number(owner, name, v) for v in value)
         if not low <= pair[0] <= pair[1] <= high:
-            raise ValueError(
-                f"{strategy}: `{name}` must be a number or a pair (lo, hi) with {low} <= lo <= hi <= {high}, "
-                f"got {tuple(value)}."
-            )
+            raise ValueError(f"{owner}: `{name}` must be a number or a pair (lo, hi) with {low:g} <= lo <= hi <= "
+                             f"{high:g}, got {tuple(value)}.")
         return pair
-    raise ValueError(f"{strategy}: `{name}` must be a number or a pair (lo, hi) of numbers, got {value!r}.")
+    raise ValueError(f"{owner}: `{name}` must be a number or a pair (lo, hi) of numbers, got {value!r}.")
 
 
-def _channels(strategy, name, value, positive):
+def _value_range(owner, value):
+    """`None`, or `(low, high)` as floats with `low < high`."""
     if value is None:
         return None
-    values = (value,) if _is_number(value) else value
-    if not isinstance(values, (tuple, list)) or not values or not all(_is_number(v) for v in values):
-        raise ValueError(f"{strategy}: `{name}` must be a number or a sequence of per-channel numbers, got {value!r}.")
-    values = tuple(float(v) for v in values)
-    if positive and min(values) <= 0:
-        raise ValueError(f"{strategy}: `{name}` must be positive, got {value!r}.")
-    return values
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)):
+        raise ValueError(f"{owner}: `value_range` must be a pair (low, high) of numbers, the range of the images "
+                         f"the Distiller feeds (e.g. (0, 255) for raw pixels), or None; got {value!r}.")
+    low, high = (checks.number(owner, "value_range", v) for v in value)
+    if low >= high:
+        raise ValueError(f"{owner}: `value_range` must be a pair (low, high) with low < high, got {tuple(value)}.")
+    return low, high
 
 
-# ---------------------------------------------------------------- the shared base
+def _per_channel(values, channels):
+    """`values` (one number, or one per channel) as a float32 array of shape `(channels,)`."""
+    return np.broadcast_to(np.ravel(np.asarray(values, np.float32)), (channels,)).copy()
+
+
+def _rounded(values):
+    return tuple(round(float(v), 4) for v in values)
+
+
+def _pair_or_number(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_value_range(owner, value_range, input_normalization):
+    """Fails when the images' range is unknown (no normalisation, no `value_range`) or cannot fit the student's."""
+    if input_normalization is None:
+        if value_range is None:
+            raise ValueError(
+                f"{owner}'s colour operations need the value range of the images the Distiller feeds, but the "
+                "student has no input normalisation layer, so they may be normalised images without a fixed "
+                f"range. Either {NORMALIZATION_HINT}; or pass `value_range=(low, high)`, the range of the "
+                f"images fed (e.g. {owner}(value_range=(0, 255)) for raw pixels)."
+            )
+        return
+    mean, std = (np.ravel(np.asarray(v, np.float64)) for v in input_normalization)
+    low, high = value_range or PIXEL_RANGE
+    # Images within [low, high] have a mean within it and a std of at most half its width; a std under
+    # 1/255 of the width (one grey level of 8-bit pixels) means the normalisation is in other units.
+    if mean.min() < low or mean.max() > high or std.max() > (high - low) / 2 or std.min() < (high - low) / 255:
+        raise ValueError(
+            f"{owner}: the student normalises its input with mean {_rounded(mean)} and std {_rounded(std)}, "
+            f"which cannot be the statistics of images in the value range {(low, high)}. Pass `value_range` in "
+            "the units of the student's normalisation (the range of the images the Distiller feeds), e.g. "
+            "(0, 255) for raw pixels or (0, 1) for pixels / 255."
+        )
+
+
+# ---------------------------------------------------------------- the shared bases
 
 
 class KerasCVAugmentation(Augmentation):
@@ -165,80 +188,43 @@ class KerasCVAugmentation(Augmentation):
             )
 
 
-class _PixelRangeAugmentation(KerasCVAugmentation):
-    """A keras-cv layer that needs pixel values: de-normalises to [0, 255] and normalises its output again."""
+class _ValueRangeAugmentation(KerasCVAugmentation):
+    """A keras-cv layer whose operations depend on the images' value range (`value_range`, checked at build)."""
 
-    def __init__(self, mean=None, std=None, **kwargs):
-        name = type(self).__name__
-        mean = _channels(name, "mean", mean, positive=False)
-        std = _channels(name, "std", std, positive=True)
-        if (mean is None) != (std is None):
-            raise ValueError(f"{name}: give both `mean` and `std` (the images' normalisation), or neither.")
-        self.mean, self.std = mean, std
+    def __init__(self, value_range=None, **kwargs):
+        self.value_range = _value_range(type(self).__name__, value_range)
         super().__init__(**kwargs)
 
-    def _check_channels(self, channels):
-        for name in ("mean", "std"):
-            values = getattr(self, name)
-            if values is not None and len(values) not in (1, channels):
-                raise ValueError(
-                    f"{type(self).__name__}: `{name}` has {len(values)} values but the images have {channels} "
-                    "channels; give one value per channel (or one for all)."
-                )
+    @property
+    def _range(self):
+        """The range the keras-cv layer is made for: `value_range`, or pixels by default."""
+        return self.value_range or PIXEL_RANGE
 
-    def build(self, input_shape=None, num_classes=None):
+    def _check_channels(self, channels):
+        """Subclasses refuse channel counts their operations do not take."""
+
+    def build(self, input_shape=None, num_classes=None, input_normalization=None):
+        super().build(input_shape, num_classes, input_normalization)
         if input_shape is not None and input_shape[-1] is not None:
             self._check_channels(int(input_shape[-1]))
-        super().build(input_shape, num_classes)
+        _check_value_range(type(self).__name__, self.value_range, input_normalization)
 
-    def _to_pixels(self, images):
-        """Normalised images -> pixels in [0, 255], failing if `mean`/`std` cannot be their normalisation."""
-        import tensorflow as tf
-
-        unit = tf.cast(images, tf.float32)
-        if self.mean is not None:
-            unit = unit * tf.constant(self.std, tf.float32) + tf.constant(self.mean, tf.float32)
-        outside = tf.reduce_max(tf.abs(unit - 0.5)) - 0.5
-        check = tf.debugging.assert_less_equal(
-            outside, tf.constant(RANGE_TOLERANCE, tf.float32),
-            message=(
-                f"{type(self).__name__}: the images, de-normalised with mean={self.mean} and std={self.std}, fall "
-                "outside [0, 1]. Pass the per-channel `mean` and `std` the images were normalised with, "
-                "x = (pixels / 255 - mean) / std (keras_calikd.data.info(name).mean and .std); leave both unset "
-                "only for images already in [0, 1]."
-            ),
-        )
-        with tf.control_dependencies([check]):
-            return tf.clip_by_value(unit, 0.0, 1.0) * 255.0
-
-    def _from_pixels(self, pixels, dtype):
-        import tensorflow as tf
-
-        unit = tf.cast(pixels, tf.float32) / 255.0
-        if self.mean is not None:
-            unit = (unit - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
-        return tf.cast(unit, dtype)
-
-    def _augment_pixels(self, pixels):
-        return self._run_layer(pixels)
+    def _augment_images(self, images):
+        return self._run_layer(images)
 
     def augment(self, images, labels):
+        import tensorflow as tf
+
         self._check_images(images)
         self._check_channels(int(images.shape[-1]))
-        pixels = self._augment_pixels(self._to_pixels(images))
-        augmented = self._from_pixels(pixels, images.dtype)
+        augmented = tf.cast(self._augment_images(tf.cast(images, tf.float32)), images.dtype)
         augmented.set_shape(images.shape)
         return single_source(augmented, labels)
 
     def get_config(self):
         config = super().get_config()
-        config.update(mean=None if self.mean is None else list(self.mean),
-                      std=None if self.std is None else list(self.std))
+        config.update(value_range=None if self.value_range is None else list(self.value_range))
         return config
-
-
-def _pair_or_number(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 # ---------------------------------------------------------------- the strategies
@@ -253,11 +239,14 @@ class GridMask(KerasCVAugmentation):
     it by a random angle and fills the squares; every other pixel is left
     exactly as it was. The loss is cross-entropy with the image's own label.
 
-    The mask does not depend on the value range, so the strategy works on the
-    normalised images directly: `fill_value` is in the images' own
-    (normalised) scale, like `Cutout`'s, and its default 0 fills with the data
-    set's mean colour. `fill_mode="gaussian_noise"` fills with standard normal
-    noise instead (unit variance in the normalised scale).
+    The default fill is the student's input mean, as for `Cutout`: the
+    Distiller gives the strategy the student's input normalisation, so the
+    squares hold the data set's mean colour in the units of the images it
+    feeds (pixels for the zoo's models), and 0 when the student takes
+    normalised images. `fill_mode="gaussian_noise"` fills with noise of the
+    same mean and the normalisation's std per channel (standard normal noise
+    when the student has no normalisation). Squares that could never be a
+    pixel wide on the images fail at build.
 
     Args:
         ratio_factor: Side of the masked squares relative to the grid unit,
@@ -267,8 +256,9 @@ class GridMask(KerasCVAugmentation):
         rotation_factor: Rotation of the grid, as a fraction of a full turn:
             a number `f` draws from `[-f, f]`, a pair `(lo, hi)` from `[lo, hi]`.
         fill_mode: `"constant"` (fill with `fill_value`) or `"gaussian_noise"`.
-        fill_value: Value of the masked pixels with `fill_mode="constant"`, in
-            the scale of the images the Distiller feeds (normalised).
+        fill_value: With `fill_mode="constant"`: `"mean"` (the default, see
+            above) or a number written into every channel of the squares, in
+            the units of the images the Distiller feeds.
         label_source: `"ground_truth"` or `"teacher"` (see `Augmentation`).
         seed: Seed of keras-cv's random generator.
 
@@ -288,24 +278,60 @@ class GridMask(KerasCVAugmentation):
     FILL_MODES = ("constant", "gaussian_noise")
 
     def __init__(self, ratio_factor=(0.0, 0.5), rotation_factor=0.15, fill_mode: str = "constant",
-                 fill_value: float = 0.0, **kwargs):
+                 fill_value="mean", **kwargs):
         self.ratio_factor = _factor("GridMask", "ratio_factor", ratio_factor, 0.0, 1.0)
         if _is_number(rotation_factor):
-            self.rotation_factor = _float("GridMask", "rotation_factor", rotation_factor, 0.0)
+            self.rotation_factor = checks.number("GridMask", "rotation_factor", rotation_factor, low=0.0)
         else:
             self.rotation_factor = _factor("GridMask", "rotation_factor", rotation_factor, -1.0, 1.0)
-        if fill_mode not in self.FILL_MODES:
-            raise ValueError(f"GridMask: `fill_mode` must be one of {self.FILL_MODES}, got {fill_mode!r}.")
-        self.fill_mode = fill_mode
-        self.fill_value = _float("GridMask", "fill_value", fill_value)
+        self.fill_mode = checks.one_of("GridMask", "fill_mode", fill_mode, self.FILL_MODES)
+        if isinstance(fill_value, str) and fill_value == "mean":
+            self.fill_value = fill_value
+        elif _is_number(fill_value):
+            self.fill_value = checks.number("GridMask", "fill_value", fill_value)
+        else:
+            raise ValueError(f"GridMask: `fill_value` must be 'mean' or a finite number, got {fill_value!r}.")
         super().__init__(**kwargs)
 
     def _make_layer(self, keras_cv):
         # The layer masks an all-ones image with zeros and the mask is applied here: the fill can then be any
-        # value of the normalised scale (keras-cv fills only with integers in [0, 255]), and the noise fill is
+        # value, one per channel (keras-cv fills only with one integer in [0, 255]), and the noise fill is
         # drawn here (keras-cv 0.9's own "gaussian_noise" mode calls a method tf.random.Generator lacks).
         return keras_cv.layers.GridMask(ratio_factor=self.ratio_factor, rotation_factor=self.rotation_factor,
                                         fill_mode="constant", fill_value=0, seed=self.seed, dtype="float32")
+
+    def build(self, input_shape=None, num_classes=None, input_normalization=None):
+        super().build(input_shape, num_classes, input_normalization)
+        height, width, channels = (int(d) for d in input_shape[1:])
+        # keras-cv draws the grid unit from [min(H/2, 0.3 W), max(H/2, 0.3 W) + 1] pixels.
+        largest_unit = max(0.5 * height, 0.3 * width) + 1.0
+        largest_ratio = self.ratio_factor[1] if isinstance(self.ratio_factor, tuple) else self.ratio_factor
+        if largest_ratio * largest_unit < 1.0:
+            raise ValueError(
+                f"GridMask: on {height}x{width} images the grid unit is at most {largest_unit:g} pixels, so with "
+                f"`ratio_factor` at most {largest_ratio:g} every square is under one pixel wide and almost nothing "
+                f"is masked. Raise `ratio_factor` to at least {1.0 / largest_unit:.3g} (keras-cv's default is "
+                "(0, 0.5))."
+            )
+        mean, std = (0.0, 1.0) if input_normalization is None else input_normalization
+        self._noise = _per_channel(mean, channels), _per_channel(std, channels)
+        if self.fill_value == "mean":
+            self._fill = _per_channel(mean, channels)
+        else:
+            self._fill = _per_channel(self.fill_value, channels)
+
+    def _fill_for(self, images):
+        """What the squares hold: a per-channel constant, or noise (as built; 0 / N(0, 1) used on its own)."""
+        import tensorflow as tf
+
+        if self.fill_mode == "gaussian_noise":
+            mean, std = getattr(self, "_noise", (0.0, 1.0))
+            noise = keras.random.normal(tf.shape(images), dtype="float32", seed=self.seed_generator)
+            return tf.cast(noise * std + mean, images.dtype)
+        fill = getattr(self, "_fill", None)
+        if fill is None:  # used on its own, without the Distiller's build
+            fill = 0.0 if self.fill_value == "mean" else self.fill_value
+        return tf.cast(fill, images.dtype)
 
     def augment(self, images, labels):
         import tensorflow as tf
@@ -313,11 +339,7 @@ class GridMask(KerasCVAugmentation):
         self._check_images(images)
         ones = tf.ones_like(images[..., :1], dtype=tf.float32)
         holes = tf.equal(self._run_layer(ones), 0.0)  # (B, H, W, 1): True where the grid masks
-        if self.fill_mode == "gaussian_noise":
-            fill = keras.random.normal(tf.shape(images), dtype=images.dtype, seed=self.seed_generator)
-        else:
-            fill = tf.constant(self.fill_value, images.dtype)
-        masked = tf.where(holes, fill, images)
+        masked = tf.where(holes, self._fill_for(images), images)
         masked.set_shape(images.shape)
         return single_source(masked, labels)
 
@@ -340,7 +362,8 @@ class FourierMix(KerasCVAugmentation):
     is cross-entropy with the mixed soft targets `lam * y + (1 - lam) * y_partner`
     (returned as `AugmentedBatch.targets`), and since each mixed image comes
     from two clean images the distillation term counts twice (Eq. 12), as
-    for mixup. The pixels are copied, so the value range does not matter.
+    for mixup. The pixels are copied unchanged, so the value range of the
+    images (raw pixels or normalised) does not matter.
 
     With soft targets, `labels` of the `AugmentedBatch` are each image's own
     labels and `partner_labels`/`lam` are placeholders (`labels`, 1): keras-cv
@@ -367,8 +390,8 @@ class FourierMix(KerasCVAugmentation):
     """
 
     def __init__(self, alpha: float = 0.5, decay_power: float = 3.0, **kwargs):
-        self.alpha = _float("FourierMix", "alpha", alpha, 0.0, low_open=True)
-        self.decay_power = _float("FourierMix", "decay_power", decay_power, 0.0, low_open=True)
+        self.alpha = checks.number("FourierMix", "alpha", alpha, low=0.0, low_open=True)
+        self.decay_power = checks.number("FourierMix", "decay_power", decay_power, low=0.0, low_open=True)
         super().__init__(**kwargs)
 
     def _make_layer(self, keras_cv):
@@ -407,7 +430,7 @@ class FourierMix(KerasCVAugmentation):
 
 
 @AUGMENTATIONS.register("augmix")
-class AugMix(_PixelRangeAugmentation):
+class AugMix(_ValueRangeAugmentation):
     """Mixes several chains of random image operations with the image (keras-cv's `AugMix`); one source.
 
     Each image goes through `num_chains` chains of 1-3 (`chain_depth`)
@@ -417,10 +440,14 @@ class AugMix(_PixelRangeAugmentation):
     cross-entropy with the image's own label (the paper's Jensen-Shannon
     consistency term is not used).
 
-    The operations need pixel values: the images are de-normalised with
-    `mean` and `std` (`x * std + mean`, then times 255), augmented in
-    [0, 255] and normalised again. A step whose de-normalised images fall
-    outside [0, 1] fails, which catches constants that do not match the data.
+    The colour operations need the images' value range. When the student
+    normalises its input (the zoo's models built with `normalization=`), the
+    Distiller feeds raw pixels and the range defaults to (0, 255). A student
+    without an input normalisation may take normalised images, which have no
+    fixed range: `build` then fails unless `value_range` is given. A
+    `value_range` that cannot hold images with the student's normalisation
+    constants fails at build too. Used on its own, without `build`, the
+    strategy takes images in `value_range`, (0, 255) by default.
 
     Args:
         severity: Strength of the operations in [0.01, 1]: a number `s` is
@@ -429,18 +456,17 @@ class AugMix(_PixelRangeAugmentation):
         chain_depth: Operations per chain: an integer or a pair `(lo, hi)` of
             integers >= 1 (the depth is drawn uniformly from it).
         alpha: Parameter of the Dirichlet and Beta mixing weights, > 0.
-        mean, std: Per-channel constants the images were normalised with, on
-            [0, 1] pixels (`keras_calikd.data.info(name).mean`/`.std`); a
-            single number applies to every channel. Leave both unset for
-            images already in [0, 1].
+        value_range: `(low, high)`, the range of the images the Distiller
+            feeds, or `None` (the default): raw pixels (0, 255) when the
+            student normalises its input, refused at build otherwise.
         label_source: `"ground_truth"` or `"teacher"` (see `Augmentation`).
         seed: Seed of keras-cv's random generator.
 
     Example:
 
     ```python
-    info = ck.data.info("cifar100")
-    ck.Distiller(teacher, student, augmentation=ck.augmentations.AugMix(mean=info.mean, std=info.std))
+    student = ck.models.get("resnet8", 100, normalization=ck.data.info("cifar100").normalization)
+    ck.Distiller(teacher, student, augmentation=ck.augmentations.AugMix(severity=0.3))
     ```
 
     Reference:
@@ -450,25 +476,25 @@ class AugMix(_PixelRangeAugmentation):
         Uncertainty", ICLR 2020.
     """
 
-    def __init__(self, severity=0.3, num_chains: int = 3, chain_depth=(1, 3), alpha: float = 1.0, mean=None,
-                 std=None, **kwargs):
+    def __init__(self, severity=0.3, num_chains: int = 3, chain_depth=(1, 3), alpha: float = 1.0,
+                 value_range=None, **kwargs):
         self.severity = _factor("AugMix", "severity", severity, 0.01, 1.0)
-        self.num_chains = _int("AugMix", "num_chains", num_chains)
+        self.num_chains = checks.integer("AugMix", "num_chains", num_chains)
         if isinstance(chain_depth, (tuple, list)):
             if len(chain_depth) != 2:
                 raise ValueError(f"AugMix: `chain_depth` must be an integer or a pair (lo, hi), got {chain_depth!r}.")
-            low, high = (_int("AugMix", "chain_depth", d) for d in chain_depth)
+            low, high = (checks.integer("AugMix", "chain_depth", d) for d in chain_depth)
             if low > high:
                 raise ValueError(f"AugMix: `chain_depth` must be a pair (lo, hi) with lo <= hi, got {chain_depth!r}.")
             self.chain_depth = (low, high)
         else:
-            self.chain_depth = _int("AugMix", "chain_depth", chain_depth)
-        self.alpha = _float("AugMix", "alpha", alpha, 0.0, low_open=True)
-        super().__init__(mean=mean, std=std, **kwargs)
+            self.chain_depth = checks.integer("AugMix", "chain_depth", chain_depth)
+        self.alpha = checks.number("AugMix", "alpha", alpha, low=0.0, low_open=True)
+        super().__init__(value_range=value_range, **kwargs)
 
     def _make_layer(self, keras_cv):
         depth = list(self.chain_depth) if isinstance(self.chain_depth, tuple) else self.chain_depth
-        return keras_cv.layers.AugMix(value_range=(0, 255), severity=self.severity, num_chains=self.num_chains,
+        return keras_cv.layers.AugMix(value_range=self._range, severity=self.severity, num_chains=self.num_chains,
                                       chain_depth=depth, alpha=self.alpha, seed=self.seed, dtype="float32")
 
     def get_config(self):
@@ -479,7 +505,7 @@ class AugMix(_PixelRangeAugmentation):
 
 
 @AUGMENTATIONS.register("randaugment")
-class RandAugment(_PixelRangeAugmentation):
+class RandAugment(_ValueRangeAugmentation):
     """Applies a few random image operations of random magnitude (keras-cv's `RandAugment`); one source.
 
     Per image, keras-cv applies `augmentations_per_image` operations, each
@@ -489,9 +515,12 @@ class RandAugment(_PixelRangeAugmentation):
     normal distribution around `magnitude`. The loss is cross-entropy with
     the image's own label.
 
-    The operations need pixel values: the images are de-normalised with
-    `mean` and `std`, augmented in [0, 255] and normalised again (see
-    `AugMix`). Single-channel images are augmented as grey RGB images.
+    The operations need the images' value range: raw pixels (0, 255) by
+    default when the student normalises its input, refused at build for a
+    student without an input normalisation unless `value_range` is given
+    (see `AugMix`). The policy takes RGB images; single-channel images are
+    augmented as grey RGB images and turned back into one channel, and other
+    channel counts fail at build.
 
     Args:
         augmentations_per_image: Operations applied to each image, >= 1.
@@ -499,17 +528,16 @@ class RandAugment(_PixelRangeAugmentation):
         magnitude_stddev: Standard deviation of the strength, in [0, 1].
         rate: Probability of applying each operation, in [0, 1].
         geometric: Include the geometric operations (shear, translation).
-        mean, std: Per-channel normalisation constants on [0, 1] pixels (see
-            `AugMix`); leave both unset for images already in [0, 1].
+        value_range: `(low, high)`, the range of the images the Distiller
+            feeds, or `None` (the default; see `AugMix`).
         label_source: `"ground_truth"` or `"teacher"` (see `Augmentation`).
         seed: Seed of keras-cv's random generator.
 
     Example:
 
     ```python
-    info = ck.data.info("cifar100")
-    ck.Distiller(teacher, student,
-                 augmentation=ck.augmentations.RandAugment(magnitude=0.3, mean=info.mean, std=info.std))
+    student = ck.models.get("resnet8", 100, normalization=ck.data.info("cifar100").normalization)
+    ck.Distiller(teacher, student, augmentation=ck.augmentations.RandAugment(magnitude=0.3))
     ```
 
     Reference:
@@ -520,19 +548,18 @@ class RandAugment(_PixelRangeAugmentation):
     """
 
     def __init__(self, augmentations_per_image: int = 3, magnitude: float = 0.5, magnitude_stddev: float = 0.15,
-                 rate: float = 10 / 11, geometric: bool = True, mean=None, std=None, **kwargs):
-        self.augmentations_per_image = _int("RandAugment", "augmentations_per_image", augmentations_per_image)
-        self.magnitude = _float("RandAugment", "magnitude", magnitude, 0.0, 1.0)
-        self.magnitude_stddev = _float("RandAugment", "magnitude_stddev", magnitude_stddev, 0.0, 1.0)
-        self.rate = _float("RandAugment", "rate", rate, 0.0, 1.0)
-        if not isinstance(geometric, bool):
-            raise ValueError(f"RandAugment: `geometric` must be True or False, got {geometric!r}.")
-        self.geometric = geometric
-        super().__init__(mean=mean, std=std, **kwargs)
+                 rate: float = 10 / 11, geometric: bool = True, value_range=None, **kwargs):
+        self.augmentations_per_image = checks.integer("RandAugment", "augmentations_per_image",
+                                                      augmentations_per_image)
+        self.magnitude = checks.fraction("RandAugment", "magnitude", magnitude)
+        self.magnitude_stddev = checks.fraction("RandAugment", "magnitude_stddev", magnitude_stddev)
+        self.rate = checks.fraction("RandAugment", "rate", rate)
+        self.geometric = checks.one_of("RandAugment", "geometric", geometric, (True, False))
+        super().__init__(value_range=value_range, **kwargs)
 
     def _make_layer(self, keras_cv):
         return keras_cv.layers.RandAugment(
-            value_range=(0, 255), augmentations_per_image=self.augmentations_per_image, magnitude=self.magnitude,
+            value_range=self._range, augmentations_per_image=self.augmentations_per_image, magnitude=self.magnitude,
             magnitude_stddev=self.magnitude_stddev, rate=self.rate, geometric=self.geometric, seed=self.seed,
             dtype="float32")
 
@@ -542,14 +569,13 @@ class RandAugment(_PixelRangeAugmentation):
                 f"RandAugment's colour operations take RGB (3-channel) or grey (1-channel) images, got {channels} "
                 "channels."
             )
-        super()._check_channels(channels)
 
-    def _augment_pixels(self, pixels):
+    def _augment_images(self, images):
         import tensorflow as tf
 
-        if pixels.shape[-1] == 1:  # every operation keeps a grey image grey
-            return tf.reduce_mean(self._run_layer(tf.tile(pixels, [1, 1, 1, 3])), axis=-1, keepdims=True)
-        return self._run_layer(pixels)
+        if images.shape[-1] == 1:  # every operation keeps a grey image grey
+            return tf.reduce_mean(self._run_layer(tf.tile(images, [1, 1, 1, 3])), axis=-1, keepdims=True)
+        return self._run_layer(images)
 
     def get_config(self):
         config = super().get_config()

@@ -47,6 +47,8 @@ def parse_args(argv=None):
     parser.add_argument("--input_shape", default="32,32,3")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    parser.add_argument("--input_checks", action="store_true",
+                        help="also measure what the Distiller's input checks cost per step on a tf.data pipeline")
     parser.add_argument("--output", help="write the results as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration, in this process
     common.add_debug_flag(parser)
@@ -94,11 +96,12 @@ def run_worker(args) -> dict:
     shape = tuple(int(s) for s in args.input_shape.split(","))
     rng = np.random.default_rng(0)
     count = 2 * batch_size * max(args.steps, args.warmup)
-    x = rng.normal(size=(count,) + shape).astype("float32")
+    x = rng.uniform(0, 255, size=(count,) + shape).astype("float32")  # raw pixels, as the pipelines yield
     y = rng.integers(0, args.num_classes, count).astype("int32")
 
-    def model(name):
-        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape)
+    def model(name):  # the zoo's models normalise their input themselves
+        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape,
+                             normalization=((127.5,) * shape[-1], (64.0,) * shape[-1]))
 
     def sgd():  # the paper's optimiser, the same for the Distiller and the plain student
         return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
@@ -124,8 +127,10 @@ def run_worker(args) -> dict:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     student_time = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
 
+    checks = _input_check_overhead(distiller, x, y, batch_size, args) if args.input_checks else None
     return {
         "backend": keras.backend.backend(), "jit": jit, "precision": precision, "batch_size": batch_size,
+        "input_check_overhead": checks,
         "distill_images_per_s": batch_size / distill, "teacher_images_per_s": batch_size / teacher_time,
         "student_2x_images_per_s": 2 * batch_size / student_time,
         "distill_step_ms": 1e3 * distill, "teacher_ms": 1e3 * teacher_time, "student_2x_step_ms": 1e3 * student_time,
@@ -133,6 +138,20 @@ def run_worker(args) -> dict:
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_accelerator_mib": _accelerator_peak_mib(),
     }
+
+
+def _input_check_overhead(distiller, x, y, batch_size, args) -> float:
+    """Step time on a tf.data pipeline with the Distiller's batch checks, over the time without, minus 1."""
+    import keras
+    import tensorflow as tf
+
+    def pipeline(n):
+        return tf.data.Dataset.from_tensor_slices((x[: batch_size * n], y[: batch_size * n])).batch(batch_size)
+
+    checked = _seconds_per_step(lambda n: distiller.fit(pipeline(n), epochs=1, verbose=0), args.steps, args.warmup)
+    unchecked = _seconds_per_step(lambda n: keras.Model.fit(distiller, pipeline(n), epochs=1, verbose=0),
+                                  args.steps, args.warmup)
+    return checked / unchecked - 1.0
 
 
 def _package_root() -> str:
@@ -182,7 +201,9 @@ def main(argv=None) -> int:
                     results.append(r)
                     print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}{r['distill_images_per_s']:>15,.0f}"
                           f"{r['teacher_images_per_s']:>15,.0f}{r['student_2x_images_per_s']:>18,.0f}"
-                          f"{r['overhead']:>10.3f}{r['peak_host_rss_mib']:>14,.0f}", flush=True)
+                          f"{r['overhead']:>10.3f}{r['peak_host_rss_mib']:>14,.0f}"
+                          + (f"   input checks {100 * r['input_check_overhead']:+.1f}% per step"
+                             if r["input_check_overhead"] is not None else ""), flush=True)
     if args.output:
         from keras_calikd.training.files import write_json
 

@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
                         help="bin count of the ECE/OE rows (default 100, the paper's; 15 is also stored)")
     result.add_argument("--paper", action="store_true",
                         help="put the paper's value and measured - paper beside every measured cell")
+    result.add_argument("--metrics", default="",
+                        help="rows beyond Acc/ECE/OE, comma-separated: mce, adaptive_ece, classwise_ece")
     result.add_argument("--output", help="write <output>.md, <output>.csv and <output>_ece_accuracy.png/.pdf/.svg")
     result.add_argument("--diagrams",
                         help="write the runs' reliability diagrams (15 bins) side by side to this .png "
@@ -60,7 +62,12 @@ def main(argv=None) -> int:
     if stored and args.bins not in stored:
         raise ValueError(f"the runs store ECE/OE at {', '.join(map(str, stored))} bins, not {args.bins}; "
                          f"choose --bins {stored[-1]}.")
-    tables = report.tables_for(results, bins=args.bins, paper=args.paper)
+    extra = [m for m in args.metrics.split(",") if m] if args.metrics else []
+    unknown = sorted(set(extra) - {key for key, _, _ in report.EXTRA_METRICS})
+    if unknown:
+        raise ValueError(f"--metrics: unknown {unknown}; choose from "
+                         f"{', '.join(key for key, _, _ in report.EXTRA_METRICS)}.")
+    tables = report.tables_for(results, bins=args.bins, paper=args.paper, extra_metrics=extra)
     if not tables:
         raise ValueError("no distilled runs found; the tables are built from teacher/student pairs.")
     markdown = "\n".join(report.to_markdown(t) for t in tables)

@@ -7,8 +7,9 @@ from keras_calikd.training.experiment import Experiment, MissingTeacherError, me
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.optimizers import SGD, EpochSchedule
 from keras_calikd.training.run_folder import RunFolder, RunInUseError, RunMismatchError
+from keras_calikd.training.teacher_calibration import calibrate_temperature, temperature_scaled
 
 __all__ = ["SGD", "EpochSchedule", "Experiment", "MissingTeacherError", "NonFiniteLossError", "NonFiniteLossGuard",
-           "RunFolder", "RunInUseError", "RunMismatchError", "bin_statistics", "calibration_report",
-           "collect_logits", "evaluate_models", "export_saved_model", "fit_temperature", "load_model",
-           "method_label"]
+           "RunFolder", "RunInUseError", "RunMismatchError", "bin_statistics", "calibrate_temperature",
+           "calibration_report", "collect_logits", "evaluate_models", "export_saved_model", "fit_temperature",
+           "load_model", "method_label", "temperature_scaled"]

@@ -81,16 +81,22 @@ def _nll(logits, labels):
 
 
 def calibration_report(logits, labels, bins=(100, 15)) -> dict:
-    """Accuracy, ECE and OE at each number of `bins`, NLL and Brier score of `logits` against `labels`.
+    """Accuracy, NLL, Brier score and the calibration errors at each number of `bins` of `logits` against `labels`.
 
     The Brier score sums the squared error over classes and averages over
-    samples. ECE and OE come from the library's streaming metrics, so they
-    are the same numbers training logs.
+    samples. The calibration errors come from the library's streaming
+    metrics, so they are the same numbers training logs: ECE and OE
+    (equal-width bins of the top-class confidence), MCE (the largest bin gap
+    of those bins), adaptive ECE (equal-mass bins, `AdaptiveCalibrationError`)
+    and classwise ECE (equal-width bins of every class's probability, averaged
+    over classes, `ClasswiseCalibrationError`).
 
     Returns:
-        A dict: `accuracy`, `ece_<B>`, `oe_<B>` for each B in `bins`, `nll`,
-        `brier`, `num_examples`.
+        A dict: `accuracy`, `ece_<B>`, `oe_<B>`, `mce_<B>`, `adaptive_ece_<B>`,
+        `classwise_ece_<B>` for each B in `bins`, `nll`, `brier`, `num_examples`.
     """
+    from keras_calikd.metrics import AdaptiveCalibrationError, ClasswiseCalibrationError, MaximumCalibrationError
+
     logits = np.asarray(logits, np.float64)
     labels = np.asarray(labels).reshape(-1)
     probs = _softmax(logits)
@@ -100,9 +106,18 @@ def calibration_report(logits, labels, bins=(100, 15)) -> dict:
         "nll": _nll(logits, labels),
         "brier": float(((probs - np.eye(logits.shape[1])[labels]) ** 2).sum(axis=1).mean()),
     }
+    metrics = {
+        "ece": lambda b: ExpectedCalibrationError(num_bins=b, from_logits=True),
+        "oe": lambda b: OverconfidenceError(num_bins=b, from_logits=True),
+        "mce": lambda b: MaximumCalibrationError(num_bins=b, from_logits=True),
+        "adaptive_ece": lambda b: AdaptiveCalibrationError(num_bins=b, capacity=max(len(labels), 1),
+                                                           from_logits=True),
+        "classwise_ece": lambda b: ClasswiseCalibrationError(num_classes=logits.shape[1], num_bins=b,
+                                                             from_logits=True),
+    }
     for num_bins in bins:
-        for name, metric in (("ece", ExpectedCalibrationError), ("oe", OverconfidenceError)):
-            m = metric(num_bins=num_bins, from_logits=True)
+        for name, make in metrics.items():
+            m = make(num_bins)
             m.update_state(labels.astype("int32"), logits.astype("float32"))
             report[f"{name}_{num_bins}"] = float(m.result())
     return report

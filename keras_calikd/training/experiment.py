@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from typing import Callable, Optional, Sequence, Union
 
@@ -24,6 +25,7 @@ from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_folder import RunFolder, RunMismatchError, is_finished
+from keras_calikd.training.teacher_calibration import calibrate_temperature
 from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
 ROLES = ("teacher", "student", "distilled")
@@ -47,6 +49,19 @@ def _config_of(layer) -> dict:
     """A strategy's class and settings, without the names Keras numbers per session."""
     config = {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable", "dtype")}
     return {"class": type(layer).__name__, **config}
+
+
+def _checked_role(role, teacher, distiller) -> str:
+    """The run's role, checked against whether it has a teacher and a distiller."""
+    if (teacher is None) != (distiller is None):
+        raise ValueError(
+            "A distillation run needs both `Experiment.teacher` (the teacher run's name) and "
+            "`Experiment.distiller` (e.g. `@Distiller`); a teacher or from-scratch run sets neither."
+        )
+    role = checks.one_of(OWNER, "role", role or ("distilled" if teacher else "student"), ROLES)
+    if (role == "distilled") != (teacher is not None):
+        raise ValueError(f"role={role!r} does not match teacher={teacher!r}: only distilled runs have a teacher.")
+    return role
 
 
 class Experiment:
@@ -76,12 +91,18 @@ class Experiment:
             (default: `"distilled"` with a teacher, else `"student"`).
         teacher: Name of the teacher's run; its `checkpoints/best.keras` is loaded.
         distiller: Callable `(teacher=..., student=...) -> Distiller`; needed with `teacher`.
+        teacher_calibration_split: Held-out data (a split or slice neither the teacher nor this run trains on)
+            on which a temperature is fitted to the teacher before distillation (post-hoc temperature
+            scaling): the student then distils from the calibrated teacher. The temperature is printed and
+            saved in `results.json` (`teacher_temperature`). `None`: the teacher as it is (the paper).
         allow_unfinished_teacher: Distil from a teacher run that has not finished (its best checkpoint so far).
         runs_dir: Folder of all runs.
         epochs, batch_size: Training length and batch size.
         learning_rate, momentum, weight_decay: SGD with coupled L2 weight decay.
         schedule: `"cosine"` (T_max = `epochs`), `"multistep"` or `"constant"`.
         milestones, gamma: For `"multistep"`: epochs at which the rate is multiplied by `gamma`.
+        crop_flip: Augment the training images with the paper's standard random crop (zero padding) and
+            horizontal flip. `False`: the images as they are.
         train_split, validation_split, test_split: Splits (TFDS slicing allowed,
             e.g. `"train[:10000]"`). Validation picks the best epoch; the final
             metrics are computed on `test_split` with the best checkpoint.
@@ -98,10 +119,11 @@ class Experiment:
             the best checkpoint; `results.json` then also reports the scaled model on the test split
             (`temperature_scaled`). `None`: no temperature scaling.
         export: Export the best model as a SavedModel at the end.
-        verbose: Keras progress-bar verbosity (0, 1 or 2; the chief's, the other processes print no progress).
+        verbose: Keras' verbosity: 0, 1 (a progress bar), 2 (one line per epoch), or `"auto"`: a progress
+            bar on a terminal, one line per epoch otherwise (logs, CI).
         distribution: Where the run trains: `None` (one device), `"mirrored"` (all devices of this machine)
             or `"multi_worker"` (several processes, each running this same configuration: `TF_CONFIG` on
-            TensorFlow, `KERAS_DISTRIBUTION_*` or SLURM on JAX; see docs/distributed.md). `batch_size` and
+            TensorFlow, `KERAS_DISTRIBUTION_*` or SLURM on JAX; see docs/scale_out.md). `batch_size` and
             `eval_batch_size` are global batches; with the same seed every form trains the same model. Only the
             chief (process 0) writes into the run folder; the others read the teacher and the data.
         sync_batch_norm: Batch normalisation of the trained network computes its statistics over the global
@@ -121,6 +143,7 @@ class Experiment:
         role: Optional[str] = None,
         teacher: Optional[str] = None,
         distiller: Optional[Callable] = None,
+        teacher_calibration_split: Optional[str] = None,
         allow_unfinished_teacher: bool = False,
         runs_dir: str = "runs",
         epochs: int = 240,
@@ -132,6 +155,7 @@ class Experiment:
         milestones: Sequence[int] = (150, 180),
         gamma: float = 0.1,
         train_split: str = "train",
+        crop_flip: bool = True,
         validation_split: str = "test",
         test_split: str = "test",
         eval_batch_size: int = 500,
@@ -142,23 +166,19 @@ class Experiment:
         eval_bins: Sequence[int] = (100, 15),
         temperature_scaling_split: Optional[str] = None,
         export: bool = True,
-        verbose: int = 1,
+        verbose: Union[int, str] = "auto",
         distribution: Optional[str] = None,
         sync_batch_norm: bool = False,
         worker_timeout: float = 600.0,
         heartbeat_timeout: float = 60.0,
     ):
-        if (teacher is None) != (distiller is None):
-            raise ValueError(
-                "A distillation run needs both `Experiment.teacher` (the teacher run's name) and "
-                "`Experiment.distiller` (e.g. `@Distiller`); a teacher or from-scratch run sets neither."
-            )
-        role = checks.one_of(OWNER, "role", role or ("distilled" if teacher else "student"), ROLES)
-        if (role == "distilled") != (teacher is not None):
-            raise ValueError(f"role={role!r} does not match teacher={teacher!r}: only distilled runs have a teacher.")
+        role = _checked_role(role, teacher, distiller)
         models.MODELS.get(model)  # unknown names fail here, listing the known ones
-        self.name, self.dataset, self.model_name, self.role = name, dataset, model, role
+        self.name, self.dataset = checks.text(OWNER, "name", name), checks.text(OWNER, "dataset", dataset)
+        self.model_name, self.role = model, role
         self.teacher, self.distiller_factory = teacher, distiller
+        self.teacher_calibration_split = checks.text(OWNER, "teacher_calibration_split", teacher_calibration_split,
+                                                     optional=True)
         self.allow_unfinished_teacher = bool(allow_unfinished_teacher)
         self.runs_dir, self.data_dir = runs_dir, data_dir
         self.epochs = checks.integer(OWNER, "epochs", epochs)
@@ -172,11 +192,10 @@ class Experiment:
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"{OWNER}: `milestones` must be increasing epochs, got {list(milestones)}.")
         self.gamma = checks.number(OWNER, "gamma", gamma, low=0.0, low_open=True)
-        for key, split in (("train_split", train_split), ("validation_split", validation_split),
-                           ("test_split", test_split), ("name", name), ("dataset", dataset)):
-            if not isinstance(split, str) or not split:
-                raise ValueError(f"{OWNER}: `{key}` must be a non-empty string, got {split!r}.")
-        self.train_split, self.validation_split, self.test_split = train_split, validation_split, test_split
+        self.train_split = checks.text(OWNER, "train_split", train_split)
+        self.crop_flip = bool(crop_flip)
+        self.validation_split = checks.text(OWNER, "validation_split", validation_split)
+        self.test_split = checks.text(OWNER, "test_split", test_split)
         self.seed = checks.integer(OWNER, "seed", seed, low=0)
         self.precision = checks.one_of(OWNER, "precision", precision, PRECISIONS)
         if jit_compile not in (True, False, "auto"):
@@ -185,13 +204,10 @@ class Experiment:
         self.eval_bins = tuple(checks.integer(OWNER, "eval_bins", b) for b in eval_bins)
         if not self.eval_bins:
             raise ValueError(f"{OWNER}: `eval_bins` must name at least one bin count, e.g. (100, 15).")
-        if temperature_scaling_split is not None and (not isinstance(temperature_scaling_split, str)
-                                                      or not temperature_scaling_split):
-            raise ValueError(f"{OWNER}: `temperature_scaling_split` must be a split name or None, got "
-                             f"{temperature_scaling_split!r}.")
-        self.temperature_scaling_split = temperature_scaling_split
+        self.temperature_scaling_split = checks.text(OWNER, "temperature_scaling_split", temperature_scaling_split,
+                                                     optional=True)
         self.export = bool(export)
-        self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2))
+        self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2, "auto"))
         if distribution is not None and distribution not in distribution_lib.KINDS:
             checks.one_of(OWNER, "distribution", distribution, (None,) + distribution_lib.KINDS)
         self.distribution = distribution
@@ -250,8 +266,8 @@ class Experiment:
         split evenly over them, so that every replica computes on the same
         number of rows in every step.
         """
-        keys = ("train_split", "validation_split", "test_split") + (
-            ("temperature_scaling_split",) if self.temperature_scaling_split else ())
+        keys = ("train_split", "validation_split", "test_split") + tuple(
+            key for key in ("temperature_scaling_split", "teacher_calibration_split") if getattr(self, key))
         for key in keys:
             size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
             if size < 1:
@@ -273,9 +289,11 @@ class Experiment:
     def signature(self, trainer) -> dict:
         """The settings that decide this run's training: a resumed run must match them all."""
         signature = dict(dataset=self.dataset, model=self.model_name, role=self.role, teacher=self.teacher,
+                         teacher_calibration_split=self.teacher_calibration_split,
                          batch_size=self.batch_size, learning_rate=self.learning_rate, momentum=self.momentum,
                          weight_decay=self.weight_decay, schedule=self.schedule, milestones=list(self.milestones),
-                         gamma=self.gamma, train_split=self.train_split, validation_split=self.validation_split,
+                         gamma=self.gamma, train_split=self.train_split, crop_flip=self.crop_flip,
+                         validation_split=self.validation_split,
                          seed=self.seed)
         if self.sync_batch_norm:
             signature.update(sync_batch_norm=True)
@@ -383,11 +401,19 @@ class Experiment:
             return {"info": info, "network": network, "trainer": network, "requirements": frozenset(),
                     "description": {}}
         teacher = load_model(self.teacher_checkpoint())
+        description = dict(teacher=self.teacher, teacher_model=self._teacher_model(teacher))
+        if self.teacher_calibration_split:
+            held_out = data.load(self.dataset, self.teacher_calibration_split, self.eval_batch_size, training=False,
+                                 data_dir=self.data_dir)
+            teacher, description["teacher_temperature"] = calibrate_temperature(teacher, held_out)
+            print(f"The teacher's temperature, fitted on {self.teacher_calibration_split}: "
+                  f"{description['teacher_temperature']:.4f}.")
         trainer = self.distiller_factory(teacher=teacher, student=network)
         if TRAINING_SET in trainer.requirements:
             trainer.adapt(self._split_labels(data))
-        description = dict(teacher=self.teacher, teacher_model=self._teacher_model(teacher),
-                           method=method_label(trainer), alpha=trainer.alpha)
+        method = method_label(trainer)
+        description.update(method=f"{method} (calibrated teacher)" if self.teacher_calibration_split else method,
+                           alpha=trainer.alpha)
         return {"info": info, "network": network, "trainer": trainer, "requirements": trainer.requirements,
                 "description": description}
 
@@ -443,7 +469,8 @@ class Experiment:
             # every process of a multi-worker run builds the same global batches and keeps its part of them.
             train = cluster.shard(epoch_batches(split, self.batch_size, seed=self.seed, first_epoch=initial_epoch,
                                                 num_epochs=self.epochs - initial_epoch,
-                                                with_index=INDICES in setup["requirements"]))
+                                                with_index=INDICES in setup["requirements"],
+                                                crop_flip=self.crop_flip))
             validation = cluster.shard(data.load(self.dataset, self.validation_split, self.eval_batch_size,
                                                  training=False, data_dir=self.data_dir))
             callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver, board]
@@ -454,7 +481,7 @@ class Experiment:
             try:
                 trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                            verbose=self.verbose if cluster.is_chief else 0,
+                            verbose=self._verbosity() if cluster.is_chief else 0,
                             shuffle=False)  # the epoch-keyed pipeline shuffles
             except tf.errors.DataLossError as error:  # a prepared file damaged after the run started: name it
                 raise split.corruption_error(error) from None
@@ -475,6 +502,11 @@ class Experiment:
         board.write_hparams(hparams_from_results(results, self.signature(trainer), epochs=self.epochs))
         board.close()
         return results
+
+    def _verbosity(self) -> int:
+        if self.verbose != "auto":
+            return self.verbose
+        return 1 if sys.stdout.isatty() else 2
 
     def _teacher_model(self, teacher) -> str:
         """The teacher's architecture name, from its run's results when there are any."""

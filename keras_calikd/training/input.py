@@ -28,7 +28,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, num_epochs: Optional[int] = None,
-                  with_index: bool = False, drop_remainder: bool = True) -> tf.data.Dataset:
+                  with_index: bool = False, drop_remainder: bool = True, crop_flip: bool = True) -> tf.data.Dataset:
     """Training batches of `num_epochs` epochs back to back, epoch `e`'s depending on `(seed, e)` alone.
 
     Each epoch draws a permutation of the whole split with
@@ -49,6 +49,8 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
         num_epochs: How many epochs it holds; None: endless (pass `steps_per_epoch` to `fit`).
         with_index: Also yield each example's index in the split.
         drop_remainder: Drop each epoch's last incomplete batch.
+        crop_flip: Augment with the random crop and flip (the paper's standard augmentation); `False`: the
+            images as they are, in the epoch's order.
 
     Returns:
         A `tf.data.Dataset` of `num_epochs * steps` batches (`steps` = batches per epoch), with that
@@ -76,7 +78,7 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
     one_epoch = functools.partial(
         _one_epoch, whole=split.examples.batch(split.num_examples), num_examples=split.num_examples,
         batch_size=batch_size, drop_remainder=drop_remainder, shuffle_seed=shuffle_seed, augment_seed=augment_seed,
-        padding=split.dataset.crop_padding, with_index=with_index)
+        padding=split.dataset.crop_padding if crop_flip else None, with_index=with_index)
     batches = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
     if num_epochs is not None:
         steps = split.num_examples // batch_size if drop_remainder else -(-split.num_examples // batch_size)
@@ -152,7 +154,9 @@ def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffl
             [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
             minval=None, maxval=None, dtype=tf.int64)
         images, labels, indices = batch
-        return model_inputs(random_crop_flip_batch(images, key, padding), labels, indices, with_index)
+        if padding is not None:
+            images = random_crop_flip_batch(images, key, padding)
+        return model_inputs(images, labels, indices, with_index)
 
     return whole.flat_map(gathered).enumerate().map(augment, num_parallel_calls=AUTOTUNE)
 

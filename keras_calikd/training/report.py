@@ -28,8 +28,10 @@ from typing import Dict, List, Optional, Sequence
 
 STANDARD_COLUMNS = ("Teacher", "Student", "KD", "RKD", "CRD", "KD + cutout", "KD + mixup", "KD + CutMix")
 METRICS = (("accuracy", "Acc", max), ("ece", "ECE", min), ("oe", "OE", min))
+#: Rows a table may add beyond the paper's (`metrics=`): the calibration errors every run also reports.
+EXTRA_METRICS = (("mce", "MCE", min), ("adaptive_ece", "adaptive ECE", min), ("classwise_ece", "classwise ECE", min))
 #: Printed decimals per metric row (the paper's).
-DECIMALS = {"Acc": 2, "ECE": 3, "OE": 3}
+DECIMALS = {"Acc": 2, "ECE": 3, "OE": 3, "MCE": 3, "adaptive ECE": 3, "classwise ECE": 3}
 #: The student-side columns compete for "best"; the teacher does not.
 NOT_CANDIDATES = ("Teacher",)
 NO_ALPHA = "1 x CE + w x loss"
@@ -144,8 +146,8 @@ def run_title(result: dict) -> str:
     return f"{model} (from scratch)\n{dataset}"
 
 
-_DISTILLATION_ORDER = ("KD", "RKD", "CRD")
-_AUGMENTATION_ORDER = ("", "cutout", "mixup", "CutMix")
+_DISTILLATION_ORDER = ("KD", "RKD", "CRD", "DKD", "LSKD")
+_AUGMENTATION_ORDER = ("", "TS", "cutout", "mixup", "CutMix", "label smoothing", "focal")
 
 
 def _method_order(method: str):
@@ -208,7 +210,7 @@ def best_columns(row: dict) -> List[str]:
     # ["KD", "KD + mixup"]: both print as 0.000
     ```
     """
-    choose = {label: pick for _, label, pick in METRICS}[row["metric"]]
+    choose = {label: pick for _, label, pick in METRICS + EXTRA_METRICS}[row["metric"]]
     candidates = {c: _round(v, row["metric"]) for c, v in row["values"].items()
                   if c not in NOT_CANDIDATES and v is not None and math.isfinite(v)}
     if not candidates:
@@ -218,7 +220,7 @@ def best_columns(row: dict) -> List[str]:
 
 
 def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corruption: Optional[str] = None,
-                paper: bool = False) -> dict:
+                paper: bool = False, extra_metrics: Sequence[str] = ()) -> dict:
     """The layout of the paper's Tables 1-4 for one data set.
 
     Rows are teacher/student pairs (from the distilled runs), each with an
@@ -234,6 +236,8 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
         bins: Bin count of the ECE/OE rows (the runs store `ece_<bins>`).
         corruption: For CIFAR-100-C evaluations (`dataset="cifar100_corrupted"`), the corruption.
         paper: Also give, per cell, the paper's value where the cell's run is one of the paper's.
+        extra_metrics: Rows beyond Acc/ECE/OE, from `mce`, `adaptive_ece`, `classwise_ece` (the runs store
+            `<key>_<bins>`).
 
     Returns:
         `{"dataset", "corruption", "bins", "paper", "columns": [...], "rows": [row, ...]}`, each row
@@ -272,7 +276,8 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
         sources["Teacher"] = _unique(teachers, f"teachers {teacher} on {_dataset_text(dataset, corruption)}")
         sources["Student"] = _unique([r for r in runs if r.get("role") == "student" and r.get("model") == student],
                                      f"from-scratch students {student} on {_dataset_text(dataset, corruption)}")
-        for key, label, _ in METRICS:
+        rows_of = METRICS + tuple(m for m in EXTRA_METRICS if m[0] in extra_metrics)
+        for key, label, _ in rows_of:
             values = {c: _metric(sources[c], key, bins) for c in columns if sources.get(c) is not None}
             values = {c: v for c, v in values.items() if v is not None}
             row = {"pair": f"{teacher}/{student}", "teacher": teacher, "student": student, "metric": label,
@@ -291,7 +296,8 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
             "rows": rows}
 
 
-def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False) -> List[dict]:
+def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False,
+               extra_metrics: Sequence[str] = ()) -> List[dict]:
     """One `pairs_table` per data set (and corruption) that has distilled runs, sorted by data set.
 
     Example:
@@ -301,7 +307,7 @@ def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False) ->
     ```
     """
     groups = sorted({_group(r) for r in results}, key=lambda g: (str(g[0]), str(g[1] or "")))
-    tables = [pairs_table(results, dataset, bins, corruption, paper) for dataset, corruption in groups]
+    tables = [pairs_table(results, dataset, bins, corruption, paper, extra_metrics) for dataset, corruption in groups]
     return [t for t in tables if t["rows"]]
 
 

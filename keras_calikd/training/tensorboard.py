@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from typing import Mapping, Optional
 
 import keras
@@ -53,7 +54,7 @@ def test_metrics(results: Mapping) -> dict:
     ```
     """
     keys = [k for k in TEST_KEYS if k in results]
-    keys += sorted(k for k in results if k.split("_")[0] in ("ece", "oe") and k.split("_")[-1].isdigit())
+    keys += sorted(k for k in results if re.fullmatch(r"(ece|oe|mce|adaptive_ece|classwise_ece)_\d+", k))
     return {TEST_PREFIX + k: float(results[k]) for k in keys
             if isinstance(results[k], numbers.Real) and math.isfinite(results[k])}
 
