@@ -22,34 +22,6 @@ class TensorFlowDistillationStep:
             self.compute_metrics(images, tf.zeros((1,), tf.int32), self(images))
             self.reset_metrics()
 
-    def _compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The evaluation loss as this replica's share, the contract of Keras' `compute_loss` under `tf.distribute`.
-
-        Keras' `test_step` multiplies the loss by the number of replicas before
-        averaging it over them; the Distiller's `compute_loss` returns the whole
-        mean, so it is scaled here (a no-op on one replica).
-        """
-        loss = super()._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
-
-    def _get_metrics_result_or_logs(self, logs):
-        """The epoch's logs, from the metrics' state summed over all replicas.
-
-        Keras reads the metrics at the end of an epoch (and of an
-        evaluation) only when the step's logs carry the metrics' own names;
-        the Distiller's training logs name its objective `loss`, so Keras
-        would keep the last step's logs, each replica's metrics averaged,
-        which is not the epoch's value for non-linear metrics such as ECE.
-        Here every log is read from the metric state of the whole global
-        batch, as on one device.
-        """
-        if self.distribute_strategy.num_replicas_in_sync == 1 or not isinstance(logs, dict):
-            return super()._get_metrics_result_or_logs(logs)
-        results = self.get_metrics_result()
-        training = self.training_loss_tracker.name in results and self.distillation_loss_tracker.name in logs
-        return {key: results.get(self.training_loss_tracker.name if training and key == "loss" else key, value)
-                for key, value in logs.items()}
-
     def train_step(self, data):
         with tf.GradientTape() as tape:
             step = self.compute_step_losses(data, training=True)

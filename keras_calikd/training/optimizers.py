@@ -81,7 +81,6 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "t_max": self.t_max, "milestones": list(self.milestones), "gamma": self.gamma}
 
 
-@keras.saving.register_keras_serializable(package="keras_calikd")
 def _replicas_in_sync() -> int:
     """How many `tf.distribute` replicas sum their gradients after `apply` (1 on JAX, whose step is global)."""
     if keras.backend.backend() != "tensorflow":
@@ -92,6 +91,7 @@ def _replicas_in_sync() -> int:
     return 1 if context is None else context.num_replicas_in_sync
 
 
+@keras.saving.register_keras_serializable(package="keras_calikd")
 class SGD(keras.optimizers.SGD):
     """SGD whose weight decay is an L2 term added to the gradient before momentum (as PyTorch's SGD).
 
