@@ -31,6 +31,7 @@ import multi_worker_run
 from keras_calikd.cli import common
 from keras_calikd.cli import train as train_tool
 from keras_calikd.training import distribution
+from keras_calikd.training.experiment import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX = keras.backend.backend() == "jax"
@@ -48,24 +49,28 @@ def free_ports(count):
     return ports
 
 
-def worker_env(index, ports):
+def worker_env(index, ports, cache_dir):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
     if JAX:
         env.update(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{ports[0]}", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                   KERAS_DISTRIBUTION_PROCESS_ID=str(index))
+                   KERAS_DISTRIBUTION_PROCESS_ID=str(index),
+                   # the relaunch reuses the first job's compiled steps (XLA compilation is most of a short job)
+                   JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     else:
         env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                        "task": {"type": "worker", "index": index}})
     return env
 
 
-def run_job(tmp_path, options, train_args_of):
+def run_job(tmp_path, job, options, train_args_of):
     """Starts the two processes, waits for both (killing them after WAIT s); returns (status, stdout, stderr)."""
     ports = free_ports(2)
-    logs = [(open(tmp_path / f"out{i}.txt", "w+"), open(tmp_path / f"err{i}.txt", "w+")) for i in range(2)]
+    logs = [(open(tmp_path / f"{job}_out{i}.txt", "w+"), open(tmp_path / f"{job}_err{i}.txt", "w+"))
+            for i in range(2)]
     processes = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "multi_worker_run.py"),
                                    str(tmp_path / "cases"), *options, "--", *train_args_of(i)],
-                                  env=worker_env(i, ports), stdout=out, stderr=err) for i, (out, err) in enumerate(logs)]
+                                  env=worker_env(i, ports, tmp_path / "jax_cache"), stdout=out, stderr=err)
+                 for i, (out, err) in enumerate(logs)]
     deadline = time.time() + WAIT
     try:
         statuses = [p.wait(timeout=max(1.0, deadline - time.time())) for p in processes]
@@ -137,7 +142,7 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
 
     # 1 and 2: the cases, then the experiment, in which process 1 is killed at the end of epoch 1.
     (chief, chief_out, chief_err), (worker, _, worker_err) = run_job(
-        tmp_path, ["--cases", "--kill-after-epoch", "1"], job_args)
+        tmp_path, "killed", ["--cases", "--kill-after-epoch", "1"], job_args)
     assert worker == -signal.SIGKILL, worker_err[-3000:]
     assert chief != 0, chief_out[-2000:]
     assert "another process of this 2-process job stopped or cannot be reached" in chief_err, chief_err[-3000:]
@@ -149,7 +154,7 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     assert [row.split(",")[0] for row in (chief_run / "logs" / "metrics.csv").read_text().splitlines()] == ["epoch", "1"]
 
     # 3: the same command again resumes after epoch 1 and finishes; process 1 wrote nothing, ever.
-    (chief, chief_out, chief_err), (worker, worker_out, worker_err) = run_job(tmp_path, [], job_args)
+    (chief, chief_out, chief_err), (worker, worker_out, worker_err) = run_job(tmp_path, "relaunched", [], job_args)
     assert (chief, worker) == (0, 0), (chief_err[-3000:], worker_err[-3000:])
     assert f"Resuming {RUN} after epoch 1" in chief_out, chief_out
     assert "trained as process 1 of 2" in worker_out, worker_out
@@ -162,10 +167,46 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     assert not [name for name in written if "/.tmp-" in "/" + name or "/.old-" in "/" + name], written
     assert any(name.startswith("logs/tensorboard/train/events") for name in written), written
 
-    assert common.run(train_tool.main, train_args(runs[2], data_dir)) == 0  # uninterrupted, one process
+    # uninterrupted, one process (no SavedModel: the results are what is compared)
+    assert common.run(train_tool.main, train_args(runs[2], data_dir, **{"Experiment.export": False})) == 0
     expected = json.loads((runs[2] / RUN / "results.json").read_text())
     got = json.loads((chief_run / "results.json").read_text())
     assert got["best_epoch"] == expected["best_epoch"] and got["accuracy"] == expected["accuracy"]
     for key in ("ece_100", "oe_100", "ece_15", "nll", "brier"):
         assert got[key] == pytest.approx(expected[key], rel=1e-3, abs=1e-5), key  # float rounding of all-reduces
     assert json.loads((chief_run / "run.json").read_text())["finished"]
+
+
+def test_a_bad_distribution_fails_at_configuration_naming_the_kinds():
+    with pytest.raises(ValueError, match="'mirrored', 'multi_worker'"):
+        Experiment(name="x", dataset="fashion_mnist", model="resnet8", distribution="multiworker")
+    with pytest.raises(ValueError, match="True or False"):
+        Experiment(name="x", dataset="fashion_mnist", model="resnet8", sync_batch_norm="yes")
+    assert Experiment(name="x", dataset="fashion_mnist", model="resnet8", distribution="multi_worker").distribution \
+        == "multi_worker"
+
+
+def test_tf_config_names_the_processes_the_chief_first_and_bad_ones_fail_early():
+    two = {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 1}}
+    described = distribution.tf_config_description({"TF_CONFIG": json.dumps(two)})
+    assert (described["num_processes"], described["process_index"]) == (3, 2)
+    with pytest.raises(ValueError, match="TF_CONFIG environment variable, which is not set"):
+        distribution.tf_config_description({})
+    with pytest.raises(ValueError, match="not in its cluster"):
+        distribution.tf_config_description({"TF_CONFIG": json.dumps(dict(two, task={"type": "worker", "index": 5}))})
+    with pytest.raises(ValueError, match="the kind must be None, 'mirrored', 'multi_worker'"):
+        distribution.setup("multiworker")
+
+
+def test_shards_are_consecutive_rows_of_each_global_batch_and_uneven_batches_fail():
+    import tensorflow as tf
+
+    from keras_calikd.training.input import shard_batches
+
+    batches = tf.data.Dataset.range(12).batch(4)
+    shards = [[b.tolist() for b in shard_batches(batches, 2, i).as_numpy_iterator()] for i in range(2)]
+    assert shards == [[[0, 1], [4, 5], [8, 9]], [[2, 3], [6, 7], [10, 11]]]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="does not split into 2 equal shards"):
+        list(shard_batches(tf.data.Dataset.range(3).batch(3), 2, 0))
+    with pytest.raises(ValueError, match="a multiple of the number of replicas"):
+        distribution.Cluster(num_replicas=2).check_batch_size(15, "Experiment.batch_size")
