@@ -151,7 +151,8 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     assert [(p["num_processes"], p["process_index"]) for p in processes] == [(2, 0), (2, 1)]
     check_same_training(multi_worker_run.train_cases(distribution.Cluster()), processes)
     chief_run = runs[0] / RUN
-    assert [row.split(",")[0] for row in (chief_run / "logs" / "metrics.csv").read_text().splitlines()] == ["epoch", "1"]
+    rows = (chief_run / "logs" / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "1"]
 
     # 3: the same command again resumes after epoch 1 and finishes; process 1 wrote nothing, ever.
     (chief, chief_out, chief_err), (worker, worker_out, worker_err) = run_job(tmp_path, "relaunched", [], job_args)

@@ -11,7 +11,8 @@ from keras_calikd.training.optimizers import SGD, EpochSchedule
 from keras_calikd.training.run_folder import RunFolder, RunInUseError, RunMismatchError
 from keras_calikd.training.teacher_calibration import calibrate_temperature, temperature_scaled
 
-__all__ = ["SGD", "Cluster", "EpochSchedule", "WorkerLostError", "distribution", "sync_batch_norm", "Experiment", "MissingTeacherError", "NonFiniteLossError", "NonFiniteLossGuard",
+__all__ = ["SGD", "Cluster", "EpochSchedule", "WorkerLostError", "distribution", "sync_batch_norm", "Experiment",
+           "MissingTeacherError", "NonFiniteLossError", "NonFiniteLossGuard",
            "RunFolder", "RunInUseError", "RunMismatchError", "bin_statistics", "calibrate_temperature",
            "calibration_report", "collect_logits", "evaluate_models", "export_saved_model", "fit_temperature",
            "load_model", "method_label", "temperature_scaled"]
