@@ -49,7 +49,9 @@ def num_replicas() -> int:
 def all_gather(x):
     """`x` concatenated over the replicas of the current `tf.distribute` strategy (itself on one replica)."""
     context = _replicas()
-    return x if context is None else context.all_gather(x, axis=0)
+    # The identity places `x` on this replica's device: MultiWorkerMirroredStrategy refuses to gather a
+    # tensor without one (such as a batch straight from the distributed iterator).
+    return x if context is None else context.all_gather(tf.identity(x), axis=0)
 
 
 def replica_slice(x):

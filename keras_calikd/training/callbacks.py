@@ -53,6 +53,10 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
     models first, then the training state (which decides where a resumed run
     continues), then the CSV log regenerated from the history in the state.
 
+    In a multi-process job every process keeps the history and the best
+    epoch (the epoch logs are global, so all decide alike) and only the chief
+    writes.
+
     Args:
         state_path: Training-state file (`checkpoint.save_state`).
         best_path: `.keras` file of the exported model with the best `monitor`.
@@ -63,11 +67,18 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         history: Epoch logs of the run so far (from a resumed state).
         best: Best `monitor` value so far.
         extra_state: Callable returning extra JSON-serialisable state to store.
+        write: Whether this process writes the files; default: only the chief of a multi-process job
+            (`keras_calikd.training.distribution.is_chief()`).
     """
 
     def __init__(self, state_path, best_path, last_path, csv_path, export_model, monitor="val_accuracy",
-                 history=None, best=None, extra_state=dict):
+                 history=None, best=None, extra_state=dict, write=None):
         super().__init__()
+        if write is None:
+            from keras_calikd.training import distribution
+
+            write = distribution.is_chief()
+        self.write = bool(write)
         self.state_path, self.best_path, self.last_path, self.csv_path = state_path, best_path, last_path, csv_path
         self.export_model = export_model
         self.monitor = monitor
@@ -78,7 +89,7 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
 
     def rewrite_log(self) -> None:
         """Writes the CSV log from the history (a kill between the state and the log left it one row short)."""
-        if self.history:
+        if self.history and self.write:
             write_text(self.csv_path, history_csv(self.history))
 
     def describe_last(self) -> str:
@@ -92,11 +103,15 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a diverged model
         row = dict(logs, epoch=epoch + 1)
         value = logs.get(self.monitor)
-        if value is not None and (self.best is None or value > self.best):
+        improved = value is not None and (self.best is None or value > self.best)
+        if improved:
             self.best, self.best_epoch = value, epoch + 1
+        self.history.append(row)
+        if not self.write:
+            return
+        if improved:
             save_model(self.export_model, self.best_path)
         save_model(self.export_model, self.last_path)
-        self.history.append(row)
         checkpoint.save_state(self.state_path, self.model, dict(
             epoch=epoch + 1, history=self.history, best=self.best, best_epoch=self.best_epoch,
             **self.extra_state()))

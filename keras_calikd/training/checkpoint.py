@@ -41,12 +41,74 @@ def save_state(path: str, model: keras.Model, metadata: dict) -> None:
 
 def load_state(path: str, model: keras.Model) -> dict:
     """Restores what `save_state` wrote into `model` (built and compiled); returns the metadata."""
+    arrays, metadata = read_state(path)
+    restore_state(model, arrays, path)
+    return metadata
+
+
+def read_state(path: str):
+    """The arrays and the metadata `save_state` wrote, without touching a model.
+
+    Args:
+        path: A training-state file.
+
+    Returns:
+        `(arrays, metadata)`: `{"model_<i>" | "optimizer_<i>": np.ndarray}` and the metadata dict.
+
+    Raises:
+        ValueError: the file cannot be read.
+
+    Example:
+
+    ```python
+    arrays, metadata = read_state("runs/x/checkpoints/state.npz")
+    metadata["epoch"]        # the epochs it holds
+    ```
+    """
     try:
         with np.load(path) as archive:
             arrays = {key: archive[key] for key in archive.files}
+        metadata = json.loads(arrays.pop("metadata").tobytes().decode())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"The training checkpoint {path!r} cannot be read ({error}). Delete it to start over.") from None
-    metadata = json.loads(arrays.pop("metadata").tobytes().decode())
+    return arrays, metadata
+
+
+def state_specs(model: keras.Model) -> list:
+    """`[(key, shape, dtype)]` of the arrays `save_state` writes for `model`, in the order `restore_state` reads them.
+
+    Example:
+
+    ```python
+    specs = state_specs(distiller)     # [("model_0", (3, 3, 1, 8), "float32"), ...]
+    ```
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    optimizer_variables = list(model.optimizer.variables) if model.optimizer is not None else []
+    return [(f"{prefix}_{i}", tuple(v.shape), keras.backend.standardize_dtype(v.dtype))
+            for prefix, variables in (("model", state_variables(model)), ("optimizer", optimizer_variables))
+            for i, v in enumerate(variables)]
+
+
+def restore_state(model: keras.Model, arrays: dict, path: str = "the training checkpoint") -> None:
+    """Assigns the arrays of `read_state` to `model`'s state and optimizer variables, checking that they match.
+
+    Args:
+        model: The built and compiled model.
+        arrays: `{"model_<i>" | "optimizer_<i>": array}` as `read_state` returns them.
+        path: Where the arrays come from (named in errors).
+
+    Raises:
+        ValueError: the arrays are of another configuration (count or shapes).
+
+    Example:
+
+    ```python
+    arrays, metadata = read_state(path)
+    restore_state(distiller, arrays, path)
+    ```
+    """
     model_variables = state_variables(model)
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
@@ -67,8 +129,9 @@ def load_state(path: str, model: keras.Model) -> dict:
                     f"The training checkpoint {path!r} does not match this run: variable {variable.path} has shape "
                     f"{tuple(variable.shape)} here and {tuple(value.shape)} in the checkpoint."
                 )
-            variable.assign(value)
-    return metadata
+    for prefix, variables in (("model", model_variables), ("optimizer", optimizer_variables)):
+        for i, variable in enumerate(variables):
+            variable.assign(arrays[f"{prefix}_{i}"])
 
 
 def exists(path: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,13 +17,14 @@ from keras_calikd.distillations.base import INDICES, TRAINING_SET
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError, plot_reliability_diagram
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
+from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
                                               load_model)
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
-from keras_calikd.training.run_folder import RunFolder, is_finished
+from keras_calikd.training.run_folder import RunFolder, RunMismatchError, is_finished
 from keras_calikd.training.teacher_calibration import calibrate_temperature
 from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
@@ -119,6 +121,18 @@ class Experiment:
         export: Export the best model as a SavedModel at the end.
         verbose: Keras' verbosity: 0, 1 (a progress bar), 2 (one line per epoch), or `"auto"`: a progress
             bar on a terminal, one line per epoch otherwise (logs, CI).
+        distribution: Where the run trains: `None` (one device), `"mirrored"` (all devices of this machine)
+            or `"multi_worker"` (several processes, each running this same configuration: `TF_CONFIG` on
+            TensorFlow, `KERAS_DISTRIBUTION_*` or SLURM on JAX; see docs/scale_out.md). `batch_size` and
+            `eval_batch_size` are global batches; with the same seed every form trains the same model. Only the
+            chief (process 0) writes into the run folder; the others read the teacher and the data.
+        sync_batch_norm: Batch normalisation of the trained network computes its statistics over the global
+            batch (`keras_calikd.training.distribution.sync_batch_norm`): on TensorFlow each replica otherwise
+            uses its own rows, which matters when they are few. Part of the run's configuration.
+        worker_timeout: Seconds a process waits for the others to join at start and to finish at the end (the
+            chief evaluates and exports alone); multi-worker runs only.
+        heartbeat_timeout: Seconds of silence after which a process is declared lost and the others stop with
+            a message saying so; multi-worker runs only.
     """
 
     def __init__(
@@ -153,6 +167,10 @@ class Experiment:
         temperature_scaling_split: Optional[str] = None,
         export: bool = True,
         verbose: Union[int, str] = "auto",
+        distribution: Optional[str] = None,
+        sync_batch_norm: bool = False,
+        worker_timeout: float = 600.0,
+        heartbeat_timeout: float = 60.0,
     ):
         role = _checked_role(role, teacher, distiller)
         models.MODELS.get(model)  # unknown names fail here, listing the known ones
@@ -190,6 +208,16 @@ class Experiment:
                                                      optional=True)
         self.export = bool(export)
         self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2, "auto"))
+        if distribution is not None and distribution not in distribution_lib.KINDS:
+            checks.one_of(OWNER, "distribution", distribution, (None,) + distribution_lib.KINDS)
+        self.distribution = distribution
+        if not isinstance(sync_batch_norm, bool):
+            raise ValueError(f"{OWNER}: `sync_batch_norm` must be True or False, got {sync_batch_norm!r}.")
+        self.sync_batch_norm = sync_batch_norm
+        self.worker_timeout = checks.number(OWNER, "worker_timeout", worker_timeout, low=0.0, low_open=True)
+        self.heartbeat_timeout = checks.number(OWNER, "heartbeat_timeout", heartbeat_timeout, low=0.0,
+                                               low_open=True)
+        self.cluster = distribution_lib.Cluster()  # until run() sets the distribution up
 
     # ------------------------------------------------------------------ paths
 
@@ -226,12 +254,18 @@ class Experiment:
                     f"Finish it with the same command:\n    {self.teacher_command()}\nor set "
                     "`Experiment.allow_unfinished_teacher = True` to distil from its best checkpoint so far."
                 )
-        check_writable(self.output_dir)
+        if self.cluster.is_chief:  # the other processes of a multi-worker run write nothing into the run folder
+            check_writable(self.output_dir)
         if data is not None:
             self._check_splits(data)
 
     def _check_splits(self, data) -> None:
-        """The splits exist, are not empty, and the training split holds at least one batch."""
+        """The splits exist, are not empty, and the training split holds at least one batch.
+
+        On several replicas the batch sizes and the validation split must
+        split evenly over them, so that every replica computes on the same
+        number of rows in every step.
+        """
         keys = ("train_split", "validation_split", "test_split") + tuple(
             key for key in ("temperature_scaling_split", "teacher_calibration_split") if getattr(self, key))
         for key in keys:
@@ -241,6 +275,14 @@ class Experiment:
             if key == "train_split" and size < self.batch_size:
                 raise ValueError(f"{OWNER}: `batch_size` ({self.batch_size}) is larger than the training split "
                                  f"{self.train_split!r} ({size} examples); lower it or use more data.")
+            if key == "validation_split" and size % self.cluster.num_replicas:
+                raise ValueError(
+                    f"{OWNER}: the validation split {self.validation_split!r} holds {size} examples, which do not "
+                    f"split evenly over the {self.cluster.num_replicas} replicas ({self.cluster.description}); "
+                    f"use a slice whose size is a multiple of {self.cluster.num_replicas}, e.g. "
+                    f"'{self.validation_split.split('[')[0]}[:{size - size % self.cluster.num_replicas}]'.")
+        self.cluster.check_batch_size(self.batch_size, "Experiment.batch_size")
+        self.cluster.check_batch_size(self.eval_batch_size, "Experiment.eval_batch_size")
 
     # ------------------------------------------------------------------ the run
 
@@ -253,6 +295,8 @@ class Experiment:
                          gamma=self.gamma, train_split=self.train_split, crop_flip=self.crop_flip,
                          validation_split=self.validation_split,
                          seed=self.seed)
+        if self.sync_batch_norm:
+            signature.update(sync_batch_norm=True)
         if self.teacher is not None:
             signature.update(alpha=trainer.alpha, distillation=[_config_of(d) for d in trainer.distillations],
                              augmentation=_config_of(trainer.augmentation))
@@ -264,41 +308,95 @@ class Experiment:
     def run(self, config_text: Optional[str] = None, operative_config: Optional[Callable[[], str]] = None) -> dict:
         """Trains (or resumes) the run, evaluates the best checkpoint and exports it; returns the results.
 
+        In a multi-worker run every process calls this with the same
+        configuration. They train together; the chief (process 0) alone
+        writes the run folder, evaluates and exports, and returns the
+        results; the others return `{"name", "process_index",
+        "num_processes"}` once training is done.
+
         Args:
             config_text: The run's configuration as text (e.g. gin's), saved as `config.gin`.
             operative_config: Called after training; its text is saved as `operative_config.gin`.
         """
+        # First: the runtimes fix their devices and collectives before they compute anything.
+        self.cluster = cluster = distribution_lib.setup(self.distribution, timeout=self.worker_timeout,
+                                                        heartbeat_timeout=self.heartbeat_timeout)
         import keras_calikd.data as data  # the input pipelines import TensorFlow
 
-        self.check(data)
-        with RunFolder(self.output_dir) as folder:
+        if cluster.is_chief:
+            self.check(data)  # prepares missing data before the others read it
+        cluster.barrier()
+        if not cluster.is_chief:
+            self.check(data)
+        with RunFolder(self.output_dir) if cluster.is_chief else contextlib.nullcontext() as folder:
             keras.config.set_dtype_policy(self.precision)
             keras.utils.set_random_seed(self.seed)
-            setup = self._build(data)
-            folder.check_resumable(self.signature(setup["trainer"]), self.provenance())
-            if folder.finished_epochs() == self.epochs and os.path.isfile(self.path("results.json")):
+            with cluster.scope():
+                setup = self._build(data)
+            plan = cluster.broadcast_json(self._plan(folder, setup) if cluster.is_chief else None)
+            if plan["status"] == "refused":
+                if cluster.is_chief:
+                    raise self._refusal
+                raise RuntimeError(f"{cluster.description}: the chief (process 0) refused to run "
+                                   f"{self.name}: {plan['message']}")
+            if plan["status"] == "finished":
                 print(f"{self.name} finished its {self.epochs} epochs already; nothing to do.")
+                if not cluster.is_chief:
+                    return self._not_the_chief()
                 with open(self.path("results.json")) as f:
                     return json.load(f)
-            if folder.finished_epochs() is not None:  # more epochs: the run is not finished until they are done
-                folder.mark_finished(folder.finished_epochs(), finished=False)
-            if config_text is not None:
-                write_text(self.path("config.gin"), config_text)
-            results = self._train_and_evaluate(data, setup)
-            if operative_config is not None:
-                write_text(self.path("operative_config.gin"), operative_config())
-            if self.export:
-                export_saved_model(load_model(self.path("checkpoints", "best.keras")), self.path("saved_model"),
-                                   overwrite=True, source=self.path("checkpoints", "best.keras"))
+            if cluster.is_chief:
+                if folder.finished_epochs() is not None:  # more epochs: the run is not finished until they are done
+                    folder.mark_finished(folder.finished_epochs(), finished=False)
+                if config_text is not None:
+                    write_text(self.path("config.gin"), config_text)
+            results = self._train_and_evaluate(data, setup, plan)
+            if not cluster.is_chief:
+                return results
+            with cluster.local():
+                if operative_config is not None:
+                    write_text(self.path("operative_config.gin"), operative_config())
+                if self.export:
+                    export_saved_model(load_model(self.path("checkpoints", "best.keras")), self.path("saved_model"),
+                                       overwrite=True, source=self.path("checkpoints", "best.keras"))
             folder.mark_finished(self.epochs)
         return results
+
+    def _plan(self, folder, setup) -> dict:
+        """The chief's decision, shared with every process: refuse, report a finished run, or train from an epoch.
+
+        On a refusal the chief keeps the exception (`_refusal`) and raises it
+        once the others know.
+        """
+        try:
+            folder.check_resumable(self.signature(setup["trainer"]), self.provenance())
+        except RunMismatchError as error:
+            self._refusal = error
+            return {"status": "refused", "message": str(error)}
+        if folder.finished_epochs() == self.epochs and os.path.isfile(self.path("results.json")):
+            return {"status": "finished"}
+        state_path = self.path("checkpoints", "state.npz")
+        if not checkpoint.exists(state_path):
+            return {"status": "train", "initial_epoch": 0, "history": [], "best": None}
+        arrays, metadata = checkpoint.read_state(state_path)
+        self._resumed_arrays = arrays
+        return {"status": "train", "initial_epoch": metadata["epoch"], "history": metadata["history"],
+                "best": metadata["best"], "arrays": [[key, list(value.shape), value.dtype.str]
+                                                     for key, value in sorted(arrays.items())]}
+
+    def _not_the_chief(self) -> dict:
+        return {"name": self.name, "process_index": self.cluster.process_index,
+                "num_processes": self.cluster.num_processes}
 
     def _build(self, data) -> dict:
         """The network, the trainer (itself or a Distiller) and what the report says of the method."""
         info = data.info(self.dataset, self.data_dir)
         network = models.get(self.model_name, num_classes=info.num_classes, input_shape=info.image_shape,
                              normalization=info.normalization)
-        check_writable(self.output_dir, needed_bytes=8 * 4 * network.count_params() + 2**20)
+        if self.sync_batch_norm:
+            distribution_lib.sync_batch_norm(network)
+        if self.cluster.is_chief:
+            check_writable(self.output_dir, needed_bytes=8 * 4 * network.count_params() + 2**20)
         if self.teacher is None:
             return {"info": info, "network": network, "trainer": network, "requirements": frozenset(),
                     "description": {}}
@@ -337,44 +435,66 @@ class Experiment:
         return dict(setup["description"], name=self.name, dataset=self.dataset, role=self.role,
                     model=self.model_name)
 
-    def _train_and_evaluate(self, data, setup) -> dict:
+    def _train_and_evaluate(self, data, setup, plan) -> dict:
         from keras_calikd.training.input import epoch_batches
 
+        cluster = self.cluster
         trainer, network = setup["trainer"], setup["network"]
         split = data.read(self.dataset, self.train_split, data_dir=self.data_dir)
         steps_per_epoch = split.num_examples // self.batch_size
-        ece = self._compile(trainer, steps_per_epoch)
+        with cluster.scope():
+            ece = self._compile(trainer, steps_per_epoch)
         state_path = self.path("checkpoints", "state.npz")
-        initial_epoch, history, best = 0, [], None
-        if checkpoint.exists(state_path):
-            metadata = checkpoint.load_state(state_path, trainer)
-            initial_epoch, history, best = metadata["epoch"], metadata["history"], metadata["best"]
-            print(f"Resuming {self.name} after epoch {initial_epoch} from {state_path}.")
+        initial_epoch, history, best = plan["initial_epoch"], plan["history"], plan["best"]
+        if "arrays" in plan:  # the chief read the state; every process takes the same values
+            arrays = getattr(self, "_resumed_arrays", None) if cluster.is_chief else {
+                key: np.zeros(shape, np.dtype(dtype)) for key, shape, dtype in plan["arrays"]}
+            keys = [key for key, _, _ in plan["arrays"]]
+            arrays = dict(zip(keys, cluster.broadcast_arrays([arrays[key] for key in keys])))
+            checkpoint.restore_state(trainer, arrays, state_path)
+            self._resumed_arrays = None
+            if cluster.is_chief:
+                print(f"Resuming {self.name} after epoch {initial_epoch} from {state_path}.")
         saver = callbacks_lib.ExperimentCheckpoint(
             state_path=state_path, best_path=self.path("checkpoints", "best.keras"),
             last_path=self.path("checkpoints", "last.keras"), csv_path=self.path("logs", "metrics.csv"),
-            export_model=network, history=history, best=best, extra_state=lambda: {"name": self.name})
+            export_model=network, history=history, best=best, extra_state=lambda: {"name": self.name},
+            write=cluster.is_chief)
         saver.rewrite_log()  # a kill between the state and the log: the log follows the state
-        board = CalibrationTensorBoard(self.path("logs", "tensorboard"), ece, title=run_title(self._describe(setup)))
+        board = CalibrationTensorBoard(self.path("logs", "tensorboard"), ece, title=run_title(self._describe(setup)),
+                                       write=cluster.is_chief)
         started = time.time()
         if initial_epoch < self.epochs:
-            # Epoch e's batches depend on (seed, e) only: a resumed run sees what an uninterrupted one does.
-            train = epoch_batches(split, self.batch_size, seed=self.seed, first_epoch=initial_epoch,
-                                  num_epochs=self.epochs - initial_epoch,
-                                  with_index=INDICES in setup["requirements"], crop_flip=self.crop_flip)
-            validation = data.load(self.dataset, self.validation_split, self.eval_batch_size, training=False,
-                                   data_dir=self.data_dir)
-            callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver,
-                         keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False), board]
+            # Epoch e's batches depend on (seed, e) only: a resumed run sees what an uninterrupted one does, and
+            # every process of a multi-worker run builds the same global batches and keeps its part of them.
+            train = cluster.shard(epoch_batches(split, self.batch_size, seed=self.seed, first_epoch=initial_epoch,
+                                                num_epochs=self.epochs - initial_epoch,
+                                                with_index=INDICES in setup["requirements"],
+                                                crop_flip=self.crop_flip))
+            validation = cluster.shard(data.load(self.dataset, self.validation_split, self.eval_batch_size,
+                                                 training=False, data_dir=self.data_dir))
+            callbacks = [callbacks_lib.NonFiniteLossGuard(saver.describe_last), saver, board]
+            if cluster.is_chief:
+                callbacks.insert(2, keras.callbacks.TensorBoard(self.path("logs", "tensorboard"), write_graph=False))
             import tensorflow as tf  # the input pipelines are tf.data on every backend
 
             try:
                 trainer.fit(train, validation_data=validation, epochs=self.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=self._verbosity(),
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                            verbose=self._verbosity() if cluster.is_chief else 0,
                             shuffle=False)  # the epoch-keyed pipeline shuffles
             except tf.errors.DataLossError as error:  # a prepared file damaged after the run started: name it
                 raise split.corruption_error(error) from None
-        results = self.evaluate(data, setup["description"])
+            except Exception as error:  # noqa: BLE001 - a lost process of the job is named, anything else re-raised
+                done = saver.history[-1]["epoch"] if saver.history else None
+                lost = cluster.worker_lost(error, resume=f"after epoch {done}" if done else "from the start")
+                if lost is None:
+                    raise
+                raise lost from None
+        if not cluster.is_chief:
+            return self._not_the_chief()
+        with cluster.local():
+            results = self.evaluate(data, setup["description"])
         results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,
                        epochs=self.epochs)
         write_json(self.path("results.json"), results)
@@ -423,7 +543,10 @@ class Experiment:
 
 
 def summarize(results: dict) -> str:
-    """One line of a run's results."""
+    """One line of a run's results (for a process other than the chief of a multi-worker run: what it did)."""
+    if "accuracy" not in results and "process_index" in results:
+        return (f"{results['name']}: trained as process {results['process_index']} of {results['num_processes']}; "
+                "the chief (process 0) evaluates the run and writes its folder.")
     bins = sorted((int(k.split("_")[1]) for k in results if k.startswith("ece_")), reverse=True)
     parts = [f"accuracy {100 * results['accuracy']:.2f}%"]
     parts += [f"ECE@{b} {results[f'ece_{b}']:.4f} OE@{b} {results[f'oe_{b}']:.4f}" for b in bins]

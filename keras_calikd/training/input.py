@@ -86,6 +86,56 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
     return batches.prefetch(AUTOTUNE)
 
 
+def shard_batches(dataset: tf.data.Dataset, num_shards: int, index: int) -> tf.data.Dataset:
+    """Shard `index` of every batch: its consecutive rows `[index * b / n, (index + 1) * b / n)` of each batch b.
+
+    How each process of a multi-process JAX job gets its part of every
+    global batch (the processes build the same batches from the same seed
+    and epoch, so together they feed each global batch once, in order). The
+    rows of every tensor of an element are sliced alike; each batch, the
+    last included, must hold a multiple of `num_shards` rows (the shard
+    checks it as it reads).
+
+    Args:
+        dataset: A `tf.data.Dataset` of batches (tensors, or nests of tensors, with the batch first).
+        num_shards: Positive number of shards (processes).
+        index: This shard, in `[0, num_shards)`.
+
+    Returns:
+        A `tf.data.Dataset` with the same number of batches, each `1 / num_shards` of the rows.
+
+    Raises:
+        ValueError: `num_shards` or `index` out of range (at once); a batch that does not split evenly
+            (`tf.errors.InvalidArgumentError` when it is read).
+
+    Example:
+
+    ```python
+    batches = epoch_batches(split, 128, seed=0, first_epoch=3, num_epochs=237)
+    mine = shard_batches(batches, jax.process_count(), jax.process_index())    # 64 rows per batch on 2 processes
+    ```
+    """
+    _check_integer("num_shards", num_shards, 1)
+    _check_integer("index", index, 0)
+    if index >= num_shards:
+        raise ValueError(f"index must be below num_shards ({num_shards}), got {index}.")
+    if num_shards == 1:
+        return dataset
+
+    def rows(*element):
+        tensors = tf.nest.flatten(element)
+        size = tf.shape(tensors[0])[0]
+        check = tf.debugging.assert_equal(
+            size % num_shards, 0, message=f"keras_calikd: a batch does not split into {num_shards} equal shards; "
+                                          f"use batch sizes and split sizes that are multiples of {num_shards}.")
+        with tf.control_dependencies([check]):
+            share = size // num_shards
+        sliced = tf.nest.map_structure(lambda t: t[index * share:(index + 1) * share], element)
+        return sliced if len(element) > 1 else sliced[0]
+
+    return dataset.map(rows, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
 def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, padding,
                with_index):
     """The batches of one epoch, from the whole split as one element."""
@@ -118,4 +168,4 @@ def _check_integer(what: str, value, minimum: Optional[int]) -> None:
         raise ValueError(f"{what} must be {wanted}, got {value!r}.")
 
 
-__all__ = ["epoch_batches"]
+__all__ = ["epoch_batches", "shard_batches"]

@@ -135,6 +135,10 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
         title: Diagram title, e.g. `keras_calikd.training.report.run_title(results)`; the epoch is appended.
         every: Write a diagram every `every` epochs (counted from epoch 1).
         dpi: Resolution of the image (the diagram is 4.6 x 5.6 inches).
+        write: Whether this process writes; default: only the chief of a multi-process job
+            (`keras_calikd.training.distribution.is_chief()`). Every process reads the metric's statistics at
+            the end of each epoch all the same: under `tf.distribute` with several workers that read sums the
+            workers' statistics, a step all of them take together.
 
     Example:
 
@@ -149,8 +153,14 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir: str, metric, title: Optional[str] = None, every: int = 1, dpi: int = 100):
+    def __init__(self, log_dir: str, metric, title: Optional[str] = None, every: int = 1, dpi: int = 100,
+                 write: Optional[bool] = None):
         super().__init__()
+        if write is None:
+            from keras_calikd.training import distribution
+
+            write = distribution.is_chief()
+        self.write = bool(write)
         if not callable(getattr(metric, "bin_statistics", None)):
             raise ValueError(f"CalibrationTensorBoard needs the compiled ExpectedCalibrationError (or "
                              f"OverconfidenceError) object, got {type(metric).__name__}.")
@@ -188,7 +198,9 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
         if f"val_{self.metric.name}" not in logs or (epoch + 1) % self.every:
             return
         self._check_validation_statistics(logs)
-        self.write_diagram(self.metric.bin_statistics(), step=epoch)
+        statistics = self.metric.bin_statistics()
+        if self.write:
+            self.write_diagram(statistics, step=epoch)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -221,12 +233,14 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
             step: Step of the scalars (default: `results["epochs"]`, else 0).
 
         Returns:
-            The scalars written, tag -> value.
+            The scalars written, tag -> value (computed but not written where `write` is False).
         """
         scalars = test_metrics(results)
         if not scalars:
             raise ValueError("write_test_metrics: the results hold none of accuracy, ece_<bins>, oe_<bins>, nll, "
                              "brier.")
+        if not self.write:
+            return scalars
         step = int(results.get("epochs", 0) if step is None else step)
         tf = _tf()
         with tf.device("/cpu:0"), self.writer.as_default():
@@ -249,7 +263,7 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
             trial_id: The session's name (default: `hparams["name"]` when given).
 
         Returns:
-            The hyperparameters as written.
+            The hyperparameters as written (or as they would be, where `write` is False).
         """
         from tensorboard.plugins.hparams import api as hp
 
@@ -258,6 +272,8 @@ class CalibrationTensorBoard(keras.callbacks.Callback):
         values = {str(k): _scalar(v) for k, v in hparams.items()}
         trial_id = trial_id if trial_id is not None else (values.get("name") if isinstance(values.get("name"), str)
                                                            else None)
+        if not self.write:
+            return values
         tf = _tf()
         with tf.device("/cpu:0"), self.writer.as_default():
             hp.hparams(values, trial_id=trial_id)

@@ -1,0 +1,713 @@
+"""Training on several devices or machines: one `Cluster` per process, set up once, before anything computes.
+
+`setup(kind)` prepares the process for one of three forms of training and
+returns its `Cluster`:
+
+- `None`: one device, one process (the default);
+- `"mirrored"`: all devices of this machine, one process
+  (`tf.distribute.MirroredStrategy` on TensorFlow, `keras.distribution.DataParallel`
+  over the local devices on JAX);
+- `"multi_worker"`: several processes, usually one per machine, each with its
+  devices. TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy`, configured
+  from the standard `TF_CONFIG` environment variable. JAX: the multi-process
+  runtime (`jax.distributed.initialize`) with `keras.distribution.DataParallel`
+  over the global device mesh; the processes are described by Keras'
+  `KERAS_DISTRIBUTION_JOB_ADDRESSES` (the coordinator, process 0, first),
+  `KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`, or
+  detected by JAX on SLURM and Open MPI.
+
+Every form trains the same model on the same global batch: with the same seed,
+one process and several give the same losses and weights up to float
+rounding. The `Cluster` says which process this is (`is_chief`,
+`process_index`, `num_processes`), gives the scope to build models in
+(`scope`), this process's part of each global batch (`shard`), a context that
+computes on this process alone (`local`, for the chief's evaluation and
+export), and broadcasts the chief's decisions and arrays to the others.
+Module-level `is_chief()`, `process_count()` and `process_index()` read the
+cluster set up in this process (one process, the chief, before `setup`).
+
+Timeouts bound every wait: a process that dies is noticed by the others
+through the runtime's heartbeats (`heartbeat_timeout`), and a process waits
+at most `timeout` for the others to join at start and to finish at exit.
+
+Example:
+
+```python
+from keras_calikd.training import distribution
+
+cluster = distribution.setup("multi_worker")          # first: before TensorFlow or JAX computes anything
+with cluster.scope():
+    distiller = ck.Distiller(teacher, student, distillation="kd", augmentation="mixup")
+    distiller.compile(optimizer=ck.training.SGD(0.05, momentum=0.9), metrics=["accuracy"])
+train = cluster.shard(epoch_batches(split, 128, seed=0, first_epoch=0, num_epochs=240))   # global batch 128
+distiller.fit(train, epochs=240, steps_per_epoch=split.num_examples // 128)
+if cluster.is_chief:
+    distiller.student.save("student.keras")
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+KINDS = ("mirrored", "multi_worker")
+OWNER = "distribution"
+#: The environment variables that describe a JAX job (Keras' own, read by `keras.distribution.initialize`).
+JAX_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                   "KERAS_DISTRIBUTION_PROCESS_ID")
+# Words of what a process sees in an error when another process of its job is gone (JAX reports lost peers
+# through the collectives' transport and the coordination service, as text).
+_LOST_PEER_WORDS = ("gloo", "connection reset", "connection closed", "socket closed", "heartbeat",
+                    "coordination service", "unavailable", "deadline_exceeded", "failed to connect", "nccl")
+
+_CURRENT = None
+
+
+class WorkerLostError(RuntimeError):
+    """Another process of a multi-process job stopped or cannot be reached; this one stopped too."""
+
+
+def _check_kind(kind):
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"{OWNER}: the kind must be None, {', '.join(repr(k) for k in KINDS)}; got {kind!r}.")
+    return kind
+
+
+def check_kind(kind) -> Optional[str]:
+    """`kind` itself if it names a form of training (`None`, `"mirrored"`, `"multi_worker"`), else a ValueError.
+
+    Args:
+        kind: The value to check, e.g. `Experiment.distribution`.
+
+    Returns:
+        `kind`.
+
+    Example:
+
+    ```python
+    check_kind("multi_worker")   # "multi_worker"
+    check_kind("multiworker")    # ValueError naming the three kinds
+    ```
+    """
+    return _check_kind(kind)
+
+
+class Cluster:
+    """The processes and devices one training runs on, as this process sees them (made by `setup`).
+
+    Args:
+        kind: `None`, `"mirrored"` or `"multi_worker"`.
+        num_processes: How many processes train together.
+        process_index: This process's index, 0 being the chief.
+        num_replicas: How many model replicas share each global batch (devices over all processes).
+        strategy: The `tf.distribute` strategy (TensorFlow), else `None`.
+        distribution: The `keras.distribution.Distribution` (JAX), else `None`.
+        description: How this process is named in messages.
+        local_devices: Devices per process (JAX; the rows of a batch each process feeds split over them).
+
+    Example:
+
+    ```python
+    cluster = distribution.setup("mirrored")
+    cluster.num_replicas, cluster.is_chief            # e.g. (4, True) on a machine with 4 GPUs
+    ```
+    """
+
+    def __init__(self, kind=None, num_processes=1, process_index=0, num_replicas=1, strategy=None,
+                 distribution=None, description="one process", local_devices=1):
+        self.kind = _check_kind(kind)
+        self.num_processes, self.process_index = int(num_processes), int(process_index)
+        self.num_replicas = int(num_replicas)
+        self.strategy, self.distribution = strategy, distribution
+        self.description = description
+        self.local_devices = int(local_devices)
+
+    def __repr__(self):
+        return (f"Cluster(kind={self.kind!r}, process {self.process_index} of {self.num_processes}, "
+                f"{self.num_replicas} replica(s))")
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process is the chief (index 0): the one that writes checkpoints, logs and results."""
+        return self.process_index == 0
+
+    @property
+    def multi_process(self) -> bool:
+        return self.num_processes > 1
+
+    # ------------------------------------------------------------------ where models and computations live
+
+    def scope(self):
+        """The context to build and compile models in (the strategy's scope on TensorFlow).
+
+        Example:
+
+        ```python
+        with cluster.scope():
+            distiller = ck.Distiller(teacher, student)
+            distiller.compile(optimizer="sgd")
+        ```
+        """
+        if self.strategy is not None:
+            return self.strategy.scope()
+        if self.distribution is not None:
+            return self.distribution.scope()
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def local(self):
+        """A context in which models are built and run on this process alone, outside the cluster.
+
+        For work only the chief does after training (evaluation, export): a
+        model loaded here is not shared with the other processes, so nothing
+        in it waits for them. On TensorFlow, code outside `scope()` already
+        runs locally; on JAX the global distribution is lifted for the block.
+
+        Example:
+
+        ```python
+        if cluster.is_chief:
+            with cluster.local():
+                best = keras.models.load_model("best.keras")
+                logits = best.predict(test)
+        ```
+        """
+        if self.distribution is None:
+            yield
+            return
+        from keras.src.distribution import distribution_lib
+
+        previous = distribution_lib.distribution()
+        distribution_lib.set_distribution(None)
+        try:
+            yield
+        finally:
+            distribution_lib.set_distribution(previous)
+
+    # ------------------------------------------------------------------ input
+
+    def check_batch_size(self, batch_size: int, what: str = "batch_size") -> None:
+        """Fails unless `batch_size` splits evenly over the replicas (each gets the same number of rows).
+
+        Args:
+            batch_size: A global batch size.
+            what: How the value is named in the message.
+
+        Example:
+
+        ```python
+        cluster.check_batch_size(128)    # fine on 1, 2, 4 or 8 replicas; ValueError on 3
+        ```
+        """
+        if batch_size % self.num_replicas:
+            raise ValueError(
+                f"`{what}` ({batch_size}) must be a multiple of the number of replicas ({self.num_replicas}: "
+                f"{self.description}), so that every replica gets the same share of each global batch.")
+
+    def shard(self, dataset):
+        """This process's part of a dataset of global batches, as `fit`/`evaluate` must be given it.
+
+        Every process builds the same global batches (the same seed and
+        epoch give the same batches everywhere). On TensorFlow the dataset
+        is returned for `tf.distribute` to split by data: each replica gets
+        its consecutive rows of every batch (`auto_shard_policy = DATA`; the
+        default would shard by input file). On JAX with several processes,
+        each process keeps its rows of every batch
+        (`keras_calikd.training.input.shard_batches`), which Keras assembles
+        into global arrays over the device mesh. Elsewhere the dataset is
+        returned as it is. Every batch, the last included, must split evenly
+        over the replicas.
+
+        Args:
+            dataset: A `tf.data.Dataset` of global batches.
+
+        Returns:
+            The `tf.data.Dataset` to pass to `fit`, `evaluate` or as `validation_data`.
+
+        Example:
+
+        ```python
+        train = cluster.shard(epoch_batches(split, 128, seed=0, first_epoch=e, num_epochs=240 - e))
+        ```
+        """
+        if self.strategy is not None and self.num_replicas > 1:
+            import tensorflow as tf
+
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            return dataset.with_options(options)
+        if self.distribution is not None and self.multi_process:
+            from keras_calikd.training.input import shard_batches
+
+            return shard_batches(dataset, self.num_processes, self.process_index)
+        return dataset
+
+    # ------------------------------------------------------------------ the chief's decisions, for everyone
+
+    def broadcast_arrays(self, arrays: Sequence[np.ndarray]) -> list:
+        """The chief's arrays, on every process (the others pass arrays of the same shapes and dtypes).
+
+        A collective step: every process calls it at the same point. The
+        arrays travel bit for bit (as 32-bit words), whatever their dtype.
+
+        Args:
+            arrays: NumPy arrays; on processes other than the chief only their shapes and dtypes matter.
+
+        Returns:
+            The chief's arrays, as NumPy arrays.
+
+        Example:
+
+        ```python
+        weights = cluster.broadcast_arrays([np.load("w.npy") if cluster.is_chief else np.zeros((3, 3), "float32")])
+        ```
+        """
+        arrays = [np.asarray(a, order="C") for a in arrays]
+        if not self.multi_process or not arrays:
+            return [a.copy() for a in arrays]
+        words = [_to_words(a) for a in arrays]
+        shared = self._broadcast_words(words)
+        return [_from_words(w, a.shape, a.dtype) for w, a in zip(shared, arrays)]
+
+    def broadcast_json(self, value=None):
+        """The chief's JSON-serialisable `value`, on every process (the others pass anything, e.g. `None`).
+
+        Example:
+
+        ```python
+        plan = cluster.broadcast_json({"initial_epoch": 3} if cluster.is_chief else None)
+        ```
+        """
+        if not self.multi_process:
+            return json.loads(json.dumps(value))
+        text = json.dumps(value).encode() if self.is_chief else b""
+        (length,) = self.broadcast_arrays([np.array([len(text)], np.int64)])
+        data = np.frombuffer(text, np.uint8) if self.is_chief else np.zeros(int(length[0]), np.uint8)
+        (data,) = self.broadcast_arrays([data])
+        return json.loads(data.tobytes().decode())
+
+    def barrier(self) -> None:
+        """Returns when every process has reached it (a collective step)."""
+        self.broadcast_arrays([np.zeros(1, np.int32)])
+
+    def _broadcast_words(self, words):
+        if self.strategy is not None:
+            return _tensorflow_broadcast(self.strategy, words)
+        from jax.experimental import multihost_utils
+
+        return [np.asarray(w) for w in multihost_utils.broadcast_one_to_all(words)]
+
+    # ------------------------------------------------------------------ failures
+
+    def worker_lost(self, error: BaseException, resume: str = "") -> Optional[WorkerLostError]:
+        """The clear error for `error` if it means that another process of the job is gone, else `None`.
+
+        Args:
+            error: An exception raised while the processes computed together.
+            resume: What relaunching continues from, e.g. `"after epoch 3"`.
+
+        Example:
+
+        ```python
+        try:
+            model.fit(train, epochs=240)
+        except Exception as error:
+            lost = cluster.worker_lost(error, resume="after epoch 3")
+            if lost is None:
+                raise
+            raise lost from error
+        ```
+        """
+        if not self.multi_process:
+            return None
+        text = " ".join(str(error).split())
+        names = {type(c).__name__ for c in type(error).__mro__}
+        tensorflow_lost = names & {"UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError"}
+        if not tensorflow_lost and not any(word in text.lower() for word in _LOST_PEER_WORDS):
+            return None
+        return WorkerLostError(
+            f"{self.description}: another process of this {self.num_processes}-process job stopped or cannot be "
+            f"reached ({type(error).__name__}: {text[:240]}). This process stopped too. Run the same command on "
+            f"every process again to resume{' ' + resume if resume else ''}.")
+
+    def shutdown(self) -> None:
+        """Nothing to do on the way out: the runtimes end with the process (kept for symmetry in user code)."""
+
+
+# ---------------------------------------------------------------------------- setting up
+
+
+def current() -> Cluster:
+    """The cluster this process set up (a one-process cluster before `setup`)."""
+    return _CURRENT if _CURRENT is not None else Cluster()
+
+
+def is_chief() -> bool:
+    """Whether this process is the chief of its job (True for a one-process run)."""
+    return current().is_chief
+
+
+def process_count() -> int:
+    """How many processes train together (1 for a one-process run)."""
+    return current().num_processes
+
+
+def process_index() -> int:
+    """This process's index in its job, 0 being the chief."""
+    return current().process_index
+
+
+def setup(kind: Optional[str] = None, *, timeout: float = 600.0, heartbeat_timeout: float = 60.0) -> Cluster:
+    """Prepares this process for training on one device, this machine's devices or several processes.
+
+    Call it first, before TensorFlow or JAX computes anything: both runtimes
+    fix their devices and collectives when they start. A second call with the
+    same kind returns the same cluster; another kind fails.
+
+    Args:
+        kind: `None` (one device), `"mirrored"` (this machine's devices) or
+            `"multi_worker"` (several processes: `TF_CONFIG` on TensorFlow;
+            `KERAS_DISTRIBUTION_JOB_ADDRESSES`/`_NUM_PROCESSES`/`_PROCESS_ID`
+            or JAX's detection of SLURM and Open MPI on JAX).
+        timeout: Seconds a process waits for the others to join at start and
+            to finish at exit (JAX's initialisation and shutdown timeouts; on
+            TensorFlow the cluster's registration and shutdown barrier). It must
+            cover the chief's work alone at the end of a run (evaluation, export).
+        heartbeat_timeout: Seconds without a heartbeat after which a process
+            is declared dead and the others stop (the JAX and TensorFlow
+            coordination services).
+
+    Returns:
+        The `Cluster` of this process.
+
+    Raises:
+        ValueError: an unknown kind, a missing or malformed `TF_CONFIG` or JAX
+            job description, or a second setup of another kind.
+        RuntimeError: the runtime had started computing before `setup`.
+
+    Example:
+
+    ```python
+    # every process, e.g. with TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]},
+    #                                      "task": {"type": "worker", "index": 0}}'
+    cluster = setup("multi_worker")
+    cluster.num_processes, cluster.process_index, cluster.is_chief    # (2, 0, True) on a:2222
+    ```
+    """
+    global _CURRENT
+    kind = _check_kind(kind)
+    for name, value in (("timeout", timeout), ("heartbeat_timeout", heartbeat_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{OWNER}: `{name}` must be a positive number of seconds, got {value!r}.")
+    if _CURRENT is not None:
+        if _CURRENT.kind != kind:
+            raise ValueError(f"{OWNER}: this process was set up for {_CURRENT.kind!r} training; it cannot switch to "
+                             f"{kind!r} (the runtime is configured once per process). Start a new process.")
+        return _CURRENT
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise ValueError(f"{OWNER}: training on several devices needs the TensorFlow or the JAX backend, not "
+                         f"{backend!r}.")
+    if kind is None:
+        cluster = Cluster()
+    elif backend == "tensorflow":
+        cluster = _tensorflow_cluster(kind, timeout, heartbeat_timeout)
+    else:
+        cluster = _jax_cluster(kind, timeout, heartbeat_timeout)
+    _CURRENT = cluster
+    return cluster
+
+
+def tf_config_description(environ=None) -> dict:
+    """The cluster `TF_CONFIG` describes: workers, this task, its index among the processes, and the chief.
+
+    The chief is the `"chief"` task when the cluster has one, else worker 0;
+    process indices count the chief first, then the workers in order.
+
+    Args:
+        environ: The environment to read (default `os.environ`).
+
+    Returns:
+        `{"cluster": {...}, "task_type", "task_index", "num_processes", "process_index"}`.
+
+    Raises:
+        ValueError: `TF_CONFIG` is missing, not JSON, or does not name this task in its cluster.
+
+    Example:
+
+    ```python
+    tf_config_description({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", '
+                                         '"index": 1}}'})["process_index"]     # 1
+    ```
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG")
+    example = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}')
+    if not text:
+        raise ValueError(f"{OWNER}: 'multi_worker' training on TensorFlow reads the cluster from the TF_CONFIG "
+                         f"environment variable, which is not set. Set it on every process, e.g. TF_CONFIG='{example}' "
+                         "(index 1 on the second).")
+    try:
+        config = json.loads(text)
+        cluster, task = dict(config["cluster"]), dict(config["task"])
+        task_type, task_index = str(task["type"]), int(task["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{OWNER}: TF_CONFIG is not a cluster description ({error}); expected e.g. "
+                         f"'{example}'.") from None
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise ValueError(f"{OWNER}: TF_CONFIG names {unknown} jobs; MultiWorkerMirroredStrategy trains with "
+                         "'chief' and 'worker' tasks only.")
+    if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
+        raise ValueError(f"{OWNER}: TF_CONFIG's task ({task_type} {task_index}) is not in its cluster {cluster}.")
+    chiefs = len(cluster.get("chief", []))
+    process = task_index if task_type == "chief" else chiefs + task_index
+    return {"cluster": cluster, "task_type": task_type, "task_index": task_index,
+            "num_processes": chiefs + len(cluster.get("worker", [])), "process_index": process}
+
+
+def _tensorflow_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
+    import tensorflow as tf
+
+    if kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        replicas = strategy.num_replicas_in_sync
+        return Cluster(kind, 1, 0, replicas, strategy=strategy,
+                       description=f"one process with {replicas} replica(s) (TensorFlow MirroredStrategy)")
+    description = tf_config_description()
+    _configure_tensorflow_coordination(description, timeout, heartbeat_timeout)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        if "startup" in str(error):
+            raise RuntimeError(f"{OWNER}: setup('multi_worker') must run before TensorFlow computes anything "
+                               "(call it first in the program, before building models or reading data).") from None
+        raise
+    _patch_keras_for_multi_worker()
+    name = f"{description['task_type']} {description['task_index']}"
+    return Cluster(kind, description["num_processes"], description["process_index"], strategy.num_replicas_in_sync,
+                   strategy=strategy, description=f"process {description['process_index']} of "
+                   f"{description['num_processes']} ({name}, TensorFlow MultiWorkerMirroredStrategy)")
+
+
+def _configure_tensorflow_coordination(description, timeout, heartbeat_timeout) -> None:
+    """Sets the coordination service's heartbeat and barrier timeouts, as MultiWorkerMirroredStrategy would set it up.
+
+    TensorFlow offers no public setting for them; without this, its defaults apply (a dead worker is
+    noticed after about 10-30 s). The strategy keeps a configuration made before it.
+    """
+    try:
+        from tensorflow.core.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+    except ImportError:  # another TensorFlow layout: keep its defaults
+        return
+    cluster = description["cluster"]
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+            for job in ("chief", "worker") if job in cluster]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        heartbeat_timeout_in_ms=int(heartbeat_timeout * 1000), cluster_register_timeout_in_ms=int(timeout * 1000),
+        shutdown_barrier_timeout_in_ms=int(timeout * 1000), coordinated_jobs=jobs)
+
+
+def _jax_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
+    import jax
+
+    if kind == "mirrored":
+        devices = jax.local_devices()
+        distribution = keras.distribution.DataParallel(devices=devices)
+        keras.distribution.set_distribution(distribution)
+        return Cluster(kind, 1, 0, len(devices), distribution=distribution, local_devices=len(devices),
+                       description=f"one process with {len(devices)} device(s) (JAX DataParallel)")
+    addresses = os.environ.get(JAX_ENVIRONMENT[0])
+    count, index = os.environ.get(JAX_ENVIRONMENT[1]), os.environ.get(JAX_ENVIRONMENT[2])
+    try:
+        count = None if count is None else int(count)
+        index = None if index is None else int(index)
+    except ValueError:
+        raise ValueError(f"{OWNER}: {JAX_ENVIRONMENT[1]} and {JAX_ENVIRONMENT[2]} must be integers, got "
+                         f"{count!r} and {index!r}.") from None
+    coordinator = addresses.split(",")[0].strip() if addresses else None
+
+    def initialize():
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=count, process_id=index,
+                                   initialization_timeout=int(timeout),
+                                   heartbeat_timeout_seconds=int(heartbeat_timeout),
+                                   shutdown_timeout_seconds=int(timeout))
+
+    try:
+        try:
+            initialize()
+        except RuntimeError as error:
+            if "before any JAX calls" not in str(error):
+                raise
+            # `import keras_calikd` lists JAX's devices (to keep its start-up lines quiet), which starts the
+            # backend; nothing has computed yet, so it is started again, as part of the job.
+            from jax.extend.backend import clear_backends
+
+            clear_backends()
+            initialize()
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{OWNER}: 'multi_worker' training on JAX needs the job's coordinator and processes ({error}). Set "
+            f"{JAX_ENVIRONMENT[0]}=<host of process 0>:<port>, {JAX_ENVIRONMENT[1]}=<count> and "
+            f"{JAX_ENVIRONMENT[2]}=<this process> on every process, or launch with srun (SLURM) or mpirun.") from None
+    except RuntimeError as error:
+        if "before any JAX calls" in str(error):
+            raise RuntimeError(f"{OWNER}: setup('multi_worker') must run before JAX computes anything (call it "
+                               f"first in the program): {error}") from None
+        raise
+    try:  # the seed Keras draws when none is set, the same on every process (as keras.distribution.initialize does)
+        from keras.src.backend.jax.distribution_lib import initialize_rng
+    except ImportError:
+        initialize_rng = None
+    if initialize_rng is not None:
+        initialize_rng()
+    devices = jax.devices()
+    # The processes feed their own rows of each global batch (Cluster.shard), so Keras must not shard again.
+    distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    keras.distribution.set_distribution(distribution)
+    processes, process = jax.process_count(), jax.process_index()
+    return Cluster(kind, processes, process, len(devices), distribution=distribution,
+                   local_devices=jax.local_device_count(),
+                   description=f"process {process} of {processes} (JAX multi-process, {len(devices)} devices)")
+
+
+# ---------------------------------------------------------------------------- synchronised batch statistics
+
+
+def sync_batch_norm(model: keras.Model) -> int:
+    """Makes `model`'s batch normalisation compute its statistics over the global batch while training.
+
+    Without it, under `tf.distribute` each replica normalises with the
+    statistics of its own rows, so a model's training depends on how many
+    replicas share the batch; that matters when the per-replica batches are
+    small (a few dozen images or fewer). On TensorFlow this sets
+    `synchronized=True` on every `BatchNormalization` layer (one all-reduce of
+    the sums per layer and step). The layers' saved configuration keeps
+    `synchronized=False`, so the saved model still loads on every backend
+    (inference never synchronises). On JAX nothing needs to change: under
+    `keras.distribution.DataParallel` the step is one program over the global
+    batch, whose statistics are global already.
+
+    Args:
+        model: A Keras model (its nested layers are visited).
+
+    Returns:
+        The number of batch-normalisation layers in the model.
+
+    Example:
+
+    ```python
+    network = ck.models.get("resnet8", num_classes=10, input_shape=(28, 28, 1))
+    sync_batch_norm(network)      # before compiling
+    ```
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    if keras.backend.backend() == "tensorflow":
+        for layer in layers:
+            layer.synchronized = True
+            layer.get_config = _config_without_synchronization(layer.get_config)
+    return len(layers)
+
+
+def _config_without_synchronization(get_config):
+    def config():
+        return dict(get_config(), synchronized=False)
+
+    return config
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _to_words(array: np.ndarray) -> np.ndarray:
+    """`array`'s bytes as int32 words (zero-padded to a whole word)."""
+    data = array.tobytes()
+    data += b"\0" * (-len(data) % 4)
+    return np.frombuffer(data, np.int32).copy() if data else np.zeros(0, np.int32)
+
+
+def _from_words(words: np.ndarray, shape, dtype) -> np.ndarray:
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return np.frombuffer(np.asarray(words, np.int32).tobytes()[:size], dtype).reshape(shape).copy()
+
+
+def _tensorflow_broadcast(strategy, words):
+    """Replica 0's (the chief's) int32 arrays on every replica: a sum in which the others add zeros."""
+    import tensorflow as tf
+
+    sizes = [int(w.size) for w in words]
+    flat = np.concatenate([w.reshape(-1) for w in words]) if sum(sizes) else np.zeros(1, np.int32)
+
+    @tf.function
+    def share(values):
+        def replica(local):
+            context = tf.distribute.get_replica_context()
+            keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.int32)
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, local * keep)
+
+        return strategy.run(replica, args=(values,))
+
+    total = strategy.experimental_local_results(share(tf.constant(flat)))[0].numpy()
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(total[start:start + size])
+        start += size
+    return parts
+
+
+def _patch_keras_for_multi_worker() -> None:
+    """Two fixes to Keras' TensorFlow trainer, which cannot `fit` under MultiWorkerMirroredStrategy without them.
+
+    Keras 3.15 (i) reduces the first input batch as one tensor to build the
+    model symbolically, which fails for an `(x, y)` batch of per-replica
+    values, and (ii) averages each replica's scalar logs with
+    `strategy.reduce(..., axis=0)`, which fails for scalars. Here (i) takes
+    the first local replica's batch (only its shapes are used) and (ii)
+    averages over replicas with `axis=None`. Installed only by
+    `setup("multi_worker")` on TensorFlow; other strategies take Keras' paths.
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as trainer_module
+
+    if getattr(trainer_module, "_keras_calikd_multi_worker", False):
+        return
+    original_reduce = trainer_module.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer_module._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
+    original_build = trainer_module.TensorFlowTrainer._maybe_symbolic_build
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or strategy is None or not trainer_module._collective_all_reduce_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+        batch = tree.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues)
+            else v, batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=batch)
+
+    trainer_module.reduce_per_replica = reduce_per_replica
+    trainer_module.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer_module._keras_calikd_multi_worker = True
+
+
+__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind", "current", "is_chief", "process_count",
+           "process_index", "setup", "sync_batch_norm", "tf_config_description"]

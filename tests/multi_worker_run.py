@@ -1,0 +1,125 @@
+"""One process of a multi-worker job, as `tests/test_multi_worker.py` starts it (two per job, on the loopback).
+
+    python tests/multi_worker_run.py OUT_DIR [--cases] [--kill-after-epoch N] [-- <calikd-train arguments>]
+
+The process sets up `"multi_worker"` training from its environment (`TF_CONFIG`
+on TensorFlow, `KERAS_DISTRIBUTION_*` on JAX), then:
+
+- with `--cases`, trains the small Distillers of `train_cases` (KD + mixup,
+  KD + CutMix, CRD + CutMix, batch statistics synchronised) and writes what
+  they learnt to `OUT_DIR/process<index>.json`;
+- with calikd-train arguments, runs the experiment they describe, as
+  `calikd-train` does (same console, same exit status); with
+  `--kill-after-epoch N`, process 1 kills itself with SIGKILL right after the
+  end of epoch N (the chief has written that epoch's checkpoint or is writing it).
+
+`train_cases` also runs in the test process itself, on one device, as the reference.
+"""
+
+import json
+import os
+import signal
+import sys
+
+GLOBAL_BATCH, STEPS, EPOCHS = 16, 4, 2
+CASES = ("kd_mixup", "kd_cutmix", "crd_cutmix")
+
+
+def _build(case):
+    import keras
+
+    import keras_calikd as ck
+    from keras_calikd.training import distribution
+    from tiny import tiny_cnn
+
+    keras.utils.set_random_seed(0)
+    teacher, student = tiny_cnn(name="teacher", width=6), tiny_cnn(name="student", width=6)
+    distribution.sync_batch_norm(student)  # per-replica statistics would differ from one device's by design
+    if case.startswith("crd"):
+        distillation = ck.distillations.CRD(num_samples=64, embedding_dim=8, num_negatives=16, seed=2)
+    else:
+        distillation = ck.distillations.KD(temperature=4.0)
+    augmentation = ck.augmentations.MixUp(seed=1) if "mixup" in case else ck.augmentations.CutMix(probability=1.0,
+                                                                                                   seed=1)
+    distiller = ck.Distiller(teacher, student, distillation=distillation, augmentation=augmentation)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      metrics=["accuracy", ck.metrics.ExpectedCalibrationError(from_logits=True)])
+    return distiller
+
+
+def _datasets(cluster, with_index):
+    import numpy as np
+    import tensorflow as tf
+
+    from tiny import blobs
+
+    x, y = blobs(64)
+    val_x, val_y = blobs(40, seed=3)  # validation batches of 16, 16 and 8 rows: the last one smaller
+    images = {"image": x, "index": np.arange(64, dtype="int32")} if with_index else x
+    train = tf.data.Dataset.from_tensor_slices((images, y)).batch(GLOBAL_BATCH, drop_remainder=True).repeat()
+    validation = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(16)
+    return cluster.shard(train), cluster.shard(validation)
+
+
+def train_cases(cluster) -> dict:
+    """Trains each case on `cluster` (global batch 16, 2 epochs of 4 steps, validation); returns what it learnt.
+
+    Returns:
+        `{case: {"history", "weights", "memory" (CRD)}}` plus the cluster's `num_processes`, `process_index`.
+    """
+    import keras
+
+    results = {"num_processes": cluster.num_processes, "process_index": cluster.process_index}
+    for case in CASES:
+        with cluster.scope():
+            distiller = _build(case)
+        train, validation = _datasets(cluster, case.startswith("crd"))
+        history = distiller.fit(train, validation_data=validation, epochs=EPOCHS, steps_per_epoch=STEPS,
+                                verbose=0).history
+        entry = {"history": history,
+                 "weights": [keras.ops.convert_to_numpy(w).ravel().tolist() for w in distiller.student.weights]}
+        if case.startswith("crd"):
+            crd = distiller.distillations[0]
+            entry["memory"] = [keras.ops.convert_to_numpy(bank).ravel().tolist()
+                               for bank in (crd.student_memory, crd.teacher_memory)]
+        results[case] = entry
+    return results
+
+
+def _kill_after(epoch: int) -> None:
+    """Process 1 kills itself with SIGKILL at the end of `epoch` (1-based)."""
+    from keras_calikd.training import callbacks, distribution
+
+    original = callbacks.ExperimentCheckpoint.on_epoch_end
+
+    def on_epoch_end(self, index, logs=None):
+        original(self, index, logs)
+        if distribution.process_index() == 1 and index + 1 == epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    callbacks.ExperimentCheckpoint.on_epoch_end = on_epoch_end
+
+
+def main(argv) -> int:
+    out_dir, options = argv[0], argv[1:]
+    train_args = options[options.index("--") + 1:] if "--" in options else []
+    options = options[:options.index("--")] if "--" in options else options
+    from keras_calikd.training import distribution
+
+    cluster = distribution.setup("multi_worker", timeout=120, heartbeat_timeout=10)  # first, before any computation
+    if "--cases" in options:
+        results = train_cases(cluster)
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, f"process{cluster.process_index}.json"), "w") as f:
+            json.dump(results, f)
+    if "--kill-after-epoch" in options:
+        _kill_after(int(options[options.index("--kill-after-epoch") + 1]))
+    if not train_args:
+        return 0
+    from keras_calikd.cli import common, train
+
+    return common.run(train.main, train_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
