@@ -297,3 +297,12 @@ def test_anticipated_tool_failures_print_one_error_line(tmp_path, fashion_dir, c
     for main, argv, message in cases:
         line = tool_error(capsys, main, argv)
         assert re.search(message, line), (argv, line)
+
+
+def test_a_resumed_run_keeps_the_first_epoch_that_reached_the_best_value():
+    from keras_calikd.training.callbacks import ExperimentCheckpoint
+
+    history = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}, {"epoch": 3, "val_accuracy": 0.75}]
+    saver = ExperimentCheckpoint("state.npz", "best.keras", "last.keras", "metrics.csv", export_model=None,
+                                 history=history, best=0.75, write=False)
+    assert saver.best_epoch == 2  # as in the uninterrupted run, where epoch 3 did not improve on epoch 2

@@ -84,7 +84,8 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.history = list(history or [])
         self.best = best
-        self.best_epoch = max((row["epoch"] for row in self.history if row.get(monitor) == best), default=None)
+        # The first epoch that reached the best value: a later epoch that ties it does not replace it.
+        self.best_epoch = min((row["epoch"] for row in self.history if row.get(monitor) == best), default=None)
         self.extra_state = extra_state
 
     def rewrite_log(self) -> None:
