@@ -17,7 +17,6 @@ MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,16 +38,6 @@ WAIT = 600  # seconds: a safety net; the processes stop by themselves (heartbeat
 RUN = os.path.join("quickstart", "kd_cutmix")
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def worker_env(index, ports, cache_dir):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
     if JAX:
@@ -64,7 +53,7 @@ def worker_env(index, ports, cache_dir):
 
 def run_job(tmp_path, job, options, train_args_of):
     """Starts the two processes, waits for both (killing them after WAIT s); returns (status, stdout, stderr)."""
-    ports = free_ports(2)
+    ports = distribution.free_local_ports(2)
     logs = [(open(tmp_path / f"{job}_out{i}.txt", "w+"), open(tmp_path / f"{job}_err{i}.txt", "w+"))
             for i in range(2)]
     processes = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "multi_worker_run.py"),

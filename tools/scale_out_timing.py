@@ -12,7 +12,6 @@ mean of the others. The two-process job is started here, as a real job is: `TF_C
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -57,18 +56,10 @@ def _worker(args) -> None:
         print(json.dumps({"epoch_seconds": times}))
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _job(args, processes: int) -> list:
-    ports = _free_ports(processes)
+    from keras_calikd.training.distribution import free_local_ports
+
+    ports = free_local_ports(processes)
     commands, children = [sys.executable, __file__, "--worker", "--processes", str(processes), "--epochs",
                           str(args.epochs), "--images", str(args.images), "--batch_size", str(args.batch_size)], []
     for index in range(processes):

@@ -709,5 +709,22 @@ def _patch_keras_for_multi_worker() -> None:
     trainer_module._keras_calikd_multi_worker = True
 
 
-__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind", "current", "is_chief", "process_count",
-           "process_index", "setup", "sync_batch_norm", "tf_config_description"]
+def free_local_ports(count: int) -> list:
+    """`count` TCP ports free on the loopback interface now, for a job of several processes on one machine.
+
+    Example: `ports = free_local_ports(2)`, then the coordinator (or `TF_CONFIG`'s workers) at
+    `127.0.0.1:<port>`.
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind", "current", "free_local_ports", "is_chief",
+           "process_count", "process_index", "setup", "sync_batch_norm", "tf_config_description"]
