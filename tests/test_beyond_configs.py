@@ -59,7 +59,7 @@ def test_new_experiment_files_build_their_distiller(name):
     assert (run.dataset, run.teacher, run.model_name) == (
         ("fashion_mnist", "quickstart/teacher", "resnet8") if study else ("cifar100", "cifar100/teacher_resnet32x4",
                                                                       "ShuffleV1"))
-    assert run.learning_rate == (0.05 if study else 0.01) and (run.epochs == 20) == study
+    assert run.learning_rate == (0.05 if study else 0.01) and (run.epochs == 15) == study
     assert os.path.isfile(os.path.join(gin_dir(), run.teacher + ".gin"))
     shape = (28, 28, 1) if study else (32, 32, 3)
     distiller = run.distiller_factory(teacher=tiny_cnn(10, shape, name="t"), student=tiny_cnn(10, shape, name="s"))

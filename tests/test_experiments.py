@@ -47,7 +47,7 @@ def quick_bindings(runs_dir, data_dir, **extra):
                 "Experiment.jit_compile": keras.backend.backend() == "jax",
                 "Experiment.export": False, "Experiment.verbose": 0, "Experiment.model": "'resnet8'",
                 "Experiment.train_split": "'train'",
-                # The quickstart holds out train[58000:], beyond the fake data set's training images.
+                # The quickstart holds out train[59500:], beyond the fake data set's training images.
                 "Experiment.validation_split": "'test'"}
     bindings.update(extra)
     args = []

@@ -44,7 +44,7 @@ def bindings(runs_dir, data_dir, **extra):
               "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
               "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
               "Experiment.jit_compile": JAX,
-              # The quickstart holds out train[58000:], beyond the fake data set's training images.
+              # The quickstart holds out train[59500:], beyond the fake data set's training images.
               "Experiment.validation_split": "'test'"}
     values.update(extra)
     return [arg for key, value in values.items() for arg in ("--gin_param", f"{key} = {value}")]
