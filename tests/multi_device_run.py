@@ -1,17 +1,18 @@
-"""Trains a Distiller on one or on two logical CPU devices and prints its history as JSON.
+"""Trains the Distillers of both cases on one or on two logical CPU devices and prints what they learnt as JSON.
 
-    python tests/multi_device_run.py {kd_mixup,crd_cutmix} {1,2}
+    python tests/multi_device_run.py {1,2}
 
 Run in a fresh process: the devices must be configured before the backend starts.
 With 2 devices the TensorFlow backend trains under `tf.distribute.MirroredStrategy`
 and the JAX backend under `keras.distribution.DataParallel`.
 """
 
+import contextlib
 import json
 import os
 import sys
 
-CASE, DEVICES = sys.argv[1], int(sys.argv[2])
+CASES, DEVICES = ("kd_mixup", "crd_cutmix"), int(sys.argv[1])
 if os.environ["KERAS_BACKEND"] == "jax":
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
 
@@ -30,10 +31,10 @@ def model(name):
     return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name=name)
 
 
-def build():
+def build(case):
     keras.utils.set_random_seed(0)
     teacher, student = model("teacher"), model("student")
-    if CASE == "kd_mixup":
+    if case == "kd_mixup":
         distillation, augmentation = ck.distillations.KD(temperature=4.0), ck.augmentations.MixUp(seed=1)
     else:
         distillation = ck.distillations.CRD(num_samples=64, num_negatives=16, seed=2)
@@ -44,33 +45,34 @@ def build():
     return distiller
 
 
+def train(case, scope):
+    with scope():
+        distiller = build(case)
+    history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    evaluation = distiller.evaluate(inputs, y, batch_size=16, verbose=0, return_dict=True)
+    if keras.backend.backend() == "tensorflow":
+        replicas = distiller.distribute_strategy.num_replicas_in_sync
+    else:
+        import jax
+
+        replicas = jax.device_count()
+    memory = []
+    if case == "crd_cutmix":
+        memory = keras.ops.convert_to_numpy(distiller.distillations[0].student_memory)[:4, 0].tolist()
+    return {"history": history, "evaluation": evaluation, "memory": memory, "replicas": replicas}
+
+
 x, y = blobs(64)
 inputs = {"image": x, "index": np.arange(64, dtype="int32")}
-if DEVICES == 1:
-    distiller = build()
-elif keras.backend.backend() == "tensorflow":
+scope = contextlib.nullcontext
+if DEVICES > 1 and keras.backend.backend() == "tensorflow":
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES)
-    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)])
-    with strategy.scope():
-        distiller = build()
-else:
+    scope = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)]).scope
+elif DEVICES > 1:
     import jax
 
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-    distiller = build()
-
-history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
-evaluation = distiller.evaluate(inputs, y, batch_size=16, verbose=0, return_dict=True)
-if keras.backend.backend() == "tensorflow":
-    replicas = distiller.distribute_strategy.num_replicas_in_sync
-else:
-    import jax
-
-    replicas = jax.device_count()
-memory = []
-if CASE == "crd_cutmix":
-    memory = keras.ops.convert_to_numpy(distiller.distillations[0].student_memory)[:4, 0].tolist()
-print("RESULT " + json.dumps({"history": history, "evaluation": evaluation, "replicas": replicas, "memory": memory}))
+print("RESULT " + json.dumps({case: train(case, scope) for case in CASES}))

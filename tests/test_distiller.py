@@ -17,7 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def compiled(distiller, **kwargs):
-    kwargs.setdefault("jit_compile", True)
+    """Compiled as Keras' "auto" does: XLA on JAX, a plain graph on TensorFlow (whose XLA compiles slowly on
+    a CPU; `test_fit_lowers_the_loss_and_keeps_the_teacher` also trains under XLA on TensorFlow)."""
+    kwargs.setdefault("jit_compile", "auto")
     distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       metrics=["accuracy", ck.metrics.ExpectedCalibrationError(from_logits=True),
                                ck.metrics.OverconfidenceError(from_logits=True)], **kwargs)
@@ -208,7 +210,8 @@ def test_fit_lowers_the_loss_and_keeps_the_teacher(augmentation):
     student = tiny_cnn(name="s")
     bn_before = ops.convert_to_numpy(student.layers[2].moving_mean).copy()
     distiller = compiled(ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=4.0),
-                                      augmentation=augmentations_with_seed(augmentation), alpha=0.5))
+                                      augmentation=augmentations_with_seed(augmentation), alpha=0.5),
+                         jit_compile=augmentation in ("mixup", "cutmix") or "auto")  # the paper's two, XLA
     seed_before = ops.convert_to_numpy(distiller.augmentation.seed_generator.state).copy()
     history = distiller.fit(x, y, batch_size=64, epochs=4, verbose=0, validation_data=(x, y))
     losses = history.history["loss"]
@@ -315,6 +318,7 @@ def test_gin_binds_distiller_and_strategies():
         gin.clear_config()
 
 
+@pytest.mark.backend_neutral  # a JAX process in either pass: tools/run_tests.sh runs it once
 def test_training_core_does_not_import_tensorflow_on_jax():
     code = (
         "import sys, numpy as np, keras\n"
@@ -343,8 +347,7 @@ def test_one_trace_per_input_shape_across_epochs_and_fit_calls():
             return super().compute_step_losses(data, training)
 
     x, y = blobs(96)
-    distiller = compiled(CountingDistiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="cutmix"),
-                         jit_compile=True)
+    distiller = compiled(CountingDistiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation="cutmix"))
     distiller.fit(x, y, batch_size=32, epochs=3, verbose=0)
     distiller.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert CountingDistiller.traces == 1

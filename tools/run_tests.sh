@@ -10,6 +10,14 @@ ensure_env test
 
 # Tests marked backend_neutral (data pipelines, files, tools, reports, packaging: code no Keras backend reaches)
 # run once, in the TensorFlow pass.
+# One JAX compilation cache for the run (the test processes and the processes they start compile the same
+# small programs many times); emptied at the start and removed at the end.
+JAX_CACHE=$PWD/build/test-jax-cache
+rm -rf "$JAX_CACHE"
+trap 'rm -rf "$JAX_CACHE"' EXIT
+export JAX_COMPILATION_CACHE_DIR=$JAX_CACHE JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+
 status=0
 echo "=== tests on the tensorflow backend ==="
 KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 "$@" || status=1
