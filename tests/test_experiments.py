@@ -20,6 +20,10 @@ from keras_calikd.training import evaluation
 from tiny import tiny_cnn
 
 GIN_DIR = gin_dir()
+# Gin files, experiment folders, tools and NumPy evaluation: the same on every backend, so tools/run_tests.sh
+# runs these once (TensorFlow pass). The experiment's JAX path (training, in-process export) is tested by the
+# two tests left unmarked here and by the killed-run and multi-worker tests.
+NEUTRAL = pytest.mark.backend_neutral
 GIN_FILES = sorted(glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True))
 KERAS_CV_FILES = {"cifar100_kd_gridmask.gin", "cifar100_kd_fouriermix.gin"}
 FRAGMENTS = ("base/", "data/", "strategies/")
@@ -72,6 +76,7 @@ def distiller_of(run, num_classes=100, shape=(32, 32, 3)):
 
 # ---------------------------------------------------------------- the gin files
 
+@NEUTRAL
 @pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: os.path.relpath(p, GIN_DIR))
 def test_every_gin_file_parses_and_builds(path):
     name = os.path.relpath(path, GIN_DIR)
@@ -96,6 +101,7 @@ TABLE_1_PAIRS = ("wrn_40_2_shufflev1", "resnet32x4_shufflev2", "resnet50_mobilen
                  "resnet32x4_shufflev1", "vgg13_mobilenetv2")
 
 
+@NEUTRAL
 @pytest.mark.parametrize("pair", TABLE_1_PAIRS)
 def test_table_1_baselines_use_the_authors_weights(pair):
     rkd = distiller_of(experiment(f"cifar100/{pair}_rkd"))
@@ -110,6 +116,7 @@ def test_table_1_baselines_use_the_authors_weights(pair):
     assert kd.alpha == 0.5 and kd.distillations[0].temperature == 50.0
 
 
+@NEUTRAL
 @pytest.mark.parametrize("method", ["rkd", "crd"])
 @pytest.mark.parametrize("augmentation", ["balanced", "cutout", "mixup", "cutmix"])
 def test_table_5_combinations_balance_with_alpha_one_half(method, augmentation):
@@ -123,6 +130,7 @@ def test_table_5_combinations_balance_with_alpha_one_half(method, augmentation):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(GIN_DIR, "*", "teacher_*.gin"))),
                          ids=lambda p: os.path.relpath(p, GIN_DIR))
+@NEUTRAL
 def test_teachers_use_their_reference_recipe(path):
     run = experiment(path)
     if run.dataset == "tiny_imagenet":  # the paper's TinyImageNet recipe (Sec. 4.2)
@@ -132,6 +140,7 @@ def test_teachers_use_their_reference_recipe(path):
         240, 0.05, "multistep", (150, 180, 210), 0.1, 5e-4)
 
 
+@NEUTRAL
 def test_cinic10_cutmix_is_table_3_first_column():
     run = experiment("cinic10_cutmix.gin", 'Experiment.model = "MobileNetV2"')
     distiller = distiller_of(run, 10)
@@ -141,6 +150,7 @@ def test_cinic10_cutmix_is_table_3_first_column():
     assert distiller.distillations[0].temperature == 50.0
 
 
+@NEUTRAL
 def test_gin_files_resolve_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for spelling in ("cifar100/teacher_vgg13", "cifar100/teacher_vgg13.gin"):
@@ -152,6 +162,7 @@ def test_gin_files_resolve_from_any_folder(tmp_path, monkeypatch):
         experiment("cifar100/teacher_vgg14")
 
 
+@NEUTRAL
 def test_misspelled_bindings_fail_when_parsed_naming_them():
     for binding, name in (("KD.temprature = 4.0", "temprature"), ("Experment.epochs = 3", "Experment"),
                           ("MixUp.alhpa = 0.2", "alhpa"), ("Experiment.epoch = 3", "epoch")):
@@ -159,6 +170,7 @@ def test_misspelled_bindings_fail_when_parsed_naming_them():
             configure(["quickstart/kd_mixup.gin"], [binding])
 
 
+@NEUTRAL
 def test_the_tool_prints_one_error_line_and_exits_2(capsys):
     assert common.run(train_tool.main, ["--gin", "quickstart/kd_mixup.gin", "--gin_param", "KD.temprature = 4.0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -168,6 +180,7 @@ def test_the_tool_prints_one_error_line_and_exits_2(capsys):
     assert "`eval_bins` must be a positive integer, got 0" in capsys.readouterr().err
 
 
+@NEUTRAL
 def test_help_lists_the_experiments_and_the_parameters(capsys):
     with pytest.raises(SystemExit) as done:
         train_tool.main(["--help"])
@@ -179,6 +192,7 @@ def test_help_lists_the_experiments_and_the_parameters(capsys):
 
 # ---------------------------------------------------------------- calikd-train end to end
 
+@NEUTRAL
 def test_missing_or_unfinished_teacher_is_refused_naming_the_command(tmp_path, fashion_dir):
     bindings = quick_bindings(tmp_path, fashion_dir, **{"Experiment.temperature_scaling_split": "'train[64:]'"})
     with pytest.raises(ck.training.MissingTeacherError) as error:
@@ -192,6 +206,7 @@ def test_missing_or_unfinished_teacher_is_refused_naming_the_command(tmp_path, f
         train("quickstart/kd.gin", *bindings)
 
 
+@NEUTRAL
 def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, capsys):
     bindings = quick_bindings(tmp_path, fashion_dir)
     assert train("quickstart/teacher.gin", *bindings, "--gin_param", "Experiment.model = 'resnet14'") == 0
@@ -229,6 +244,7 @@ def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, caps
 
 # ---------------------------------------------------------------- evaluation
 
+@NEUTRAL
 def test_temperature_fit_matches_a_grid_search(rng):
     logits = rng.normal(scale=4.0, size=(500, 10))
     labels = np.where(rng.uniform(size=500) < 0.6, logits.argmax(1), rng.integers(0, 10, 500))
@@ -245,6 +261,7 @@ def test_temperature_fit_matches_a_grid_search(rng):
     assert scaled["temperature_scaled"]["nll"] <= scaled["uncalibrated"]["nll"] + 0.05
 
 
+@NEUTRAL
 def test_calibration_report_matches_reference(rng):
     logits = rng.normal(scale=3.0, size=(300, 5))
     labels = rng.integers(0, 5, 300)
@@ -256,6 +273,7 @@ def test_calibration_report_matches_reference(rng):
     assert result["brier"] == pytest.approx(((probs - np.eye(5)[labels]) ** 2).sum(1).mean())
 
 
+@NEUTRAL
 def test_evaluate_on_fake_cifar100_c(tmp_path):
     data_dir = tmp_path / "tfds"
     fake = data_fakes.write_cifar100_c(str(data_dir / "downloads" / "manual" / "CIFAR-100-C"),
@@ -308,6 +326,7 @@ def test_temperature_scaling_reports_both_rows_on_the_same_images(tmp_path, fash
                             "--output", str(tmp_path)])
 
 
+@NEUTRAL
 def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
     path = str(tmp_path / "hundred.keras")
     tiny_cnn(100, (28, 28, 1), name="m").save(path)
@@ -349,6 +368,7 @@ def test_keras_savedmodel_and_tflite_give_the_same_predictions(tmp_path, fashion
         export_tool.main(["--checkpoint", checkpoint, "--output", str(tmp_path / "run"), "--overwrite"])
 
 
+@NEUTRAL
 def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monkeypatch):
     from keras_calikd.training import export
 

@@ -121,6 +121,7 @@ def test_registered_names_are_the_reference_architectures():
         assert callable(getattr(models, name)), name
 
 
+@pytest.mark.backend_neutral  # layer shapes, not computation: tools/run_tests.sh runs it once
 def test_trainable_parameter_counts_match_reference_exactly():
     rows = _reference_rows()
     assert len(rows) == 46
