@@ -53,7 +53,11 @@ def worker_env(index, ports, cache_dir):
 
 
 def run_job(tmp_path, job, options, train_args_of):
-    """Starts the two processes, waits for both (killing them after WAIT s); returns (status, stdout, stderr)."""
+    """Starts the two processes and waits for both (killing them after WAIT s).
+
+    Returns:
+        `[(status, stdout, stderr)]` per process, and the time at which each ended.
+    """
     ports = distribution.free_local_ports(2)
     logs = [(open(tmp_path / f"{job}_out{i}.txt", "w+"), open(tmp_path / f"{job}_err{i}.txt", "w+"))
             for i in range(2)]
@@ -61,9 +65,14 @@ def run_job(tmp_path, job, options, train_args_of):
                                    str(tmp_path / "cases"), *options, "--", *train_args_of(i)],
                                   env=worker_env(i, ports, tmp_path / "jax_cache"), stdout=out, stderr=err)
                  for i, (out, err) in enumerate(logs)]
-    deadline = time.time() + WAIT
+    deadline, ended = time.time() + WAIT, [None, None]
     try:
-        statuses = [p.wait(timeout=max(1.0, deadline - time.time())) for p in processes]
+        while None in ended and time.time() < deadline:
+            for i, p in enumerate(processes):
+                if ended[i] is None and p.poll() is not None:
+                    ended[i] = time.time()
+            time.sleep(0.05)
+        statuses = [p.wait(timeout=1.0) for p in processes]
     finally:
         for p in processes:
             if p.poll() is None:
@@ -74,7 +83,7 @@ def run_job(tmp_path, job, options, train_args_of):
         out.seek(0), err.seek(0)
         texts.append((out.read(), err.read()))
         out.close(), err.close()
-    return [(status, out, err) for status, (out, err) in zip(statuses, texts)]
+    return [(status, out, err) for status, (out, err) in zip(statuses, texts)], ended
 
 
 def train_args(runs_dir, data_dir, **extra):
@@ -82,6 +91,7 @@ def train_args(runs_dir, data_dir, **extra):
               "Experiment.batch_size": 16, "Experiment.eval_batch_size": 16, "Experiment.train_split": "'train'",
               "Experiment.validation_split": "'test'",
               "Experiment.verbose": 0, "Experiment.sync_batch_norm": True, "Experiment.jit_compile": JAX,
+              "Experiment.diagram_formats": "('png',)",
               "Experiment.heartbeat_timeout": 10, "Experiment.worker_timeout": 120}
     values.update(extra)
     return ["--gin", "quickstart/kd_cutmix.gin"] + [a for k, v in values.items() for a in ("--gin_param", f"{k} = {v}")]
@@ -121,6 +131,7 @@ def check_same_training(reference, processes):
                 assert theirs == other, f"{case}: the two processes hold different memory banks"
 
 
+@pytest.mark.heavy
 def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_worker(tmp_path):
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
@@ -131,10 +142,12 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     job_args = lambda i: train_args(runs[i], data_dir, **{"Experiment.distribution": "'multi_worker'"})  # noqa: E731
 
     # 1 and 2: the cases, then the experiment, in which process 1 is killed at the end of epoch 1.
-    (chief, chief_out, chief_err), (worker, _, worker_err) = run_job(
+    ((chief, chief_out, chief_err), (worker, _, worker_err)), ended = run_job(
         tmp_path, "killed", ["--cases", "--kill-after-epoch", "1"], job_args)
     assert worker == -signal.SIGKILL, worker_err[-3000:]
-    assert chief != 0, chief_out[-2000:]
+    assert chief == 2, chief_out[-2000:]
+    # Noticed through the heartbeats (10 s), then ended at once: not after the shutdown barrier's 120 s.
+    assert ended[0] - ended[1] < 100, f"the chief ended {ended[0] - ended[1]:.0f} s after the lost process"
     assert "another process of this 2-process job stopped or cannot be reached" in chief_err, chief_err[-3000:]
     assert "Run the same command on every process again to resume after epoch 1" in chief_err, chief_err[-3000:]
     processes = [json.loads((tmp_path / "cases" / f"process{i}.json").read_text()) for i in range(2)]
@@ -145,7 +158,8 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     assert [row.split(",")[0] for row in rows] == ["epoch", "1"]
 
     # 3: the same command again resumes after epoch 1 and finishes; process 1 wrote nothing, ever.
-    (chief, chief_out, chief_err), (worker, worker_out, worker_err) = run_job(tmp_path, "relaunched", [], job_args)
+    ((chief, chief_out, chief_err), (worker, worker_out, worker_err)), _ = run_job(tmp_path, "relaunched", [],
+                                                                                   job_args)
     assert (chief, worker) == (0, 0), (chief_err[-3000:], worker_err[-3000:])
     assert f"Resuming {RUN} after epoch 1" in chief_out, chief_out
     assert "trained as process 1 of 2" in worker_out, worker_out

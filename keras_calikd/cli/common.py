@@ -76,4 +76,12 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
             traceback.print_exc()
         else:
             print(f"error: {_one_line(error)}", file=sys.stderr)
+        _end_if_job_lost(error)
         return EXIT_ERROR
+
+
+def _end_if_job_lost(error: BaseException) -> None:
+    """A process whose multi-process job lost a member ends at once (see `distribution.end_process`)."""
+    distribution = sys.modules.get("keras_calikd.training.distribution")  # loaded by any tool that could lose one
+    if distribution is not None and isinstance(error, distribution.WorkerLostError):
+        distribution.end_process(EXIT_ERROR)

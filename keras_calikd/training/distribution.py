@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from typing import Optional, Sequence
 
 import keras
@@ -71,6 +72,26 @@ _CURRENT = None
 
 class WorkerLostError(RuntimeError):
     """Another process of a multi-process job stopped or cannot be reached; this one stopped too."""
+
+
+def end_process(status: int) -> None:
+    """Ends this process now with `status`, without the runtimes' shutdown barrier.
+
+    For a process whose job lost a member (`WorkerLostError`): at exit, JAX's
+    distributed client and TensorFlow's coordination service wait for every
+    process of the job to reach a shutdown barrier, which the lost one never
+    reaches, so a normal exit would wait the full `timeout` of `setup` after
+    the error was reported. The run folder is already consistent (every file is
+    written atomically and the next start clears temporaries), so nothing is
+    lost by skipping the interpreter's exit handlers; the standard streams are
+    flushed first.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _check_kind(kind):
