@@ -50,7 +50,7 @@ def quick_bindings(runs_dir, data_dir, **extra):
                 # The faster choice on each backend's CPU: XLA for JAX, a plain graph for TensorFlow.
                 "Experiment.jit_compile": keras.backend.backend() == "jax",
                 "Experiment.export": False, "Experiment.verbose": 0, "Experiment.model": "'resnet8'",
-                "Experiment.train_split": "'train'",
+                "Experiment.train_split": "'train'", "Experiment.diagram_formats": "('png',)",
                 # The quickstart holds out train[59500:], beyond the fake data set's training images.
                 "Experiment.validation_split": "'test'"}
     bindings.update(extra)
@@ -179,6 +179,13 @@ def test_the_tool_prints_one_error_line_and_exits_2(capsys):
                                         "Experiment.eval_bins = [0]"]) == 2
     assert "`eval_bins` must be a positive integer, got 0" in capsys.readouterr().err
 
+    for formats, message in (("('png', 'jpg')", "`diagram_formats` must be one of 'png', 'pdf', 'svg', got 'jpg'"),
+                             ("()", "`diagram_formats` must name each of its formats once"),
+                             ("('pdf', 'pdf')", "`diagram_formats` must name each of its formats once")):
+        assert common.run(train_tool.main, ["--gin", "quickstart/teacher.gin", "--gin_param",
+                                            f"Experiment.diagram_formats = {formats}"]) == 2
+        assert message in capsys.readouterr().err
+
 
 @NEUTRAL
 def test_help_lists_the_experiments_and_the_parameters(capsys):
@@ -206,12 +213,17 @@ def test_missing_or_unfinished_teacher_is_refused_naming_the_command(tmp_path, f
         train("quickstart/kd.gin", *bindings)
 
 
+@pytest.mark.heavy
 @NEUTRAL
 def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, capsys):
     bindings = quick_bindings(tmp_path, fashion_dir)
-    assert train("quickstart/teacher.gin", *bindings, "--gin_param", "Experiment.model = 'resnet14'") == 0
+    assert train("quickstart/teacher.gin", *bindings, "--gin_param", "Experiment.model = 'resnet14'",
+                 "--gin_param", "Experiment.diagram_formats = ('png', 'pdf', 'svg')") == 0
     assert train("quickstart/kd_mixup.gin", *bindings) == 0
+    teacher_files = os.listdir(tmp_path / "quickstart" / "teacher")
+    assert {"reliability.png", "reliability.pdf", "reliability.svg"} <= set(teacher_files)
     run = tmp_path / "quickstart" / "kd_mixup"
+    assert [name for name in os.listdir(run) if name.startswith("reliability")] == ["reliability.png"]
     for name in ("run.json", "config.gin", "operative_config.gin", "results.json", "reliability.png",
                  "logs/metrics.csv", "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.npz"):
         assert (run / name).exists(), name
@@ -298,6 +310,7 @@ def test_evaluate_on_fake_cifar100_c(tmp_path):
     assert result["frost"]["accuracy"] == pytest.approx(np.mean(per_severity))
 
 
+@pytest.mark.heavy
 def test_temperature_scaling_reports_both_rows_on_the_same_images(tmp_path, fashion_dir, capsys):
     keras.utils.set_random_seed(0)
     model = ck.models.get("resnet8", 10, (28, 28, 1), normalization=((72.9,), (90.0,)))
@@ -336,6 +349,7 @@ def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
 
 # ---------------------------------------------------------------- export
 
+@pytest.mark.heavy
 def test_keras_savedmodel_and_tflite_give_the_same_predictions(tmp_path, fashion_dir, capsys):
     import tensorflow as tf
 

@@ -56,6 +56,7 @@ def run_installed(installed, *args, cwd):
     return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.heavy
 def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installed):
     work, site = installed
     assert glob.glob(str(site / "keras_calikd" / "configs" / "cifar100" / "*.gin"))
@@ -71,7 +72,7 @@ def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installe
     bindings = {"RUNS_DIR": repr(str(work / "runs")), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 1,
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
                 "Experiment.train_split": "'train'", "Experiment.verbose": 0,
-                "Experiment.validation_split": "'test'"}
+                "Experiment.validation_split": "'test'", "Experiment.diagram_formats": "('png',)"}
     args = [arg for key, value in bindings.items() for arg in ("--gin_param", f"{key} = {value}")]
     done = run_installed(installed, str(console), "--gin", "quickstart/teacher", *args, cwd=str(work))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -15,6 +15,7 @@ import numpy as np
 from keras_calikd import checks, models
 from keras_calikd.distillations.base import INDICES, TRAINING_SET
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError, plot_reliability_diagram
+from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
 from keras_calikd.training import distribution as distribution_lib
@@ -77,7 +78,7 @@ class Experiment:
     resume, `best.keras` by validation accuracy, `last.keras`),
     `logs/metrics.csv` and `logs/tensorboard/`, `results.json` (accuracy, ECE
     and OE at each of `eval_bins`, NLL, Brier of the best checkpoint on the
-    test split), `reliability.png` and `saved_model/`. Models are built with
+    test split), `reliability.png` (and `.pdf`, `.svg`) and `saved_model/`. Models are built with
     the data set's normalisation inside, so they take raw pixel images.
     Running the same experiment again resumes from the last completed epoch;
     a finished run is left as it is, and more `epochs` continue it.
@@ -118,6 +119,8 @@ class Experiment:
             `"train[55000:]"` when training on `"train[:5000]"`) on which a post-hoc temperature is fitted to
             the best checkpoint; `results.json` then also reports the scaled model on the test split
             (`temperature_scaled`). `None`: no temperature scaling.
+        diagram_formats: Files of the test split's reliability diagram, `reliability.<format>` for each of
+            `"png"`, `"pdf"` and `"svg"` named (a PDF or SVG takes a few seconds more to write than the PNG).
         export: Export the best model as a SavedModel at the end.
         verbose: Keras' verbosity: 0, 1 (a progress bar), 2 (one line per epoch), or `"auto"`: a progress
             bar on a terminal, one line per epoch otherwise (logs, CI).
@@ -165,6 +168,7 @@ class Experiment:
         jit_compile: Union[bool, str] = "auto",
         eval_bins: Sequence[int] = (100, 15),
         temperature_scaling_split: Optional[str] = None,
+        diagram_formats: Sequence[str] = ("png", "pdf", "svg"),
         export: bool = True,
         verbose: Union[int, str] = "auto",
         distribution: Optional[str] = None,
@@ -206,6 +210,11 @@ class Experiment:
             raise ValueError(f"{OWNER}: `eval_bins` must name at least one bin count, e.g. (100, 15).")
         self.temperature_scaling_split = checks.text(OWNER, "temperature_scaling_split", temperature_scaling_split,
                                                      optional=True)
+        formats = (diagram_formats,) if isinstance(diagram_formats, str) else tuple(diagram_formats)
+        if not formats or len(set(formats)) < len(formats):
+            raise ValueError(f"{OWNER}: `diagram_formats` must name each of its formats once, at least one of "
+                             f"{', '.join(DIAGRAM_FORMATS)}; got {diagram_formats!r}.")
+        self.diagram_formats = tuple(checks.one_of(OWNER, "diagram_formats", f, DIAGRAM_FORMATS) for f in formats)
         self.export = bool(export)
         self.verbose = checks.one_of(OWNER, "verbose", verbose, (0, 1, 2, "auto"))
         if distribution is not None and distribution not in distribution_lib.KINDS:
@@ -532,7 +541,8 @@ class Experiment:
                        test_split=self.test_split)
         statistics = bin_statistics(logits, labels, 15)
         results["reliability_15"] = {k: v.tolist() for k, v in statistics.items()}
-        plot_reliability_diagram(statistics, self.path("reliability.png"), title=run_title(results))
+        plot_reliability_diagram(statistics, self.path(f"reliability.{self.diagram_formats[0]}"),
+                                 title=run_title(results), formats=self.diagram_formats[1:])
         if self.temperature_scaling_split:
             held_out = data.load(self.dataset, self.temperature_scaling_split, self.eval_batch_size, training=False,
                                  data_dir=self.data_dir)
