@@ -14,6 +14,13 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "backend_neutral: tests of code that no Keras backend reaches (data pipelines, files, tools, "
                    "reports, packaging); tools/run_tests.sh runs them once, in its TensorFlow pass")
+    config.addinivalue_line(
+        "markers", "heavy: a test that takes tens of seconds (whole runs, other processes); heavy tests are "
+                   "collected first, so that the test processes of `pytest -n` start with them and end together")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: otherwise in file order
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,11 @@
-"""Trains the Distillers of both cases on one or on two logical CPU devices and prints what they learnt as JSON.
+"""Trains the Distillers of both cases on several logical CPU devices and prints what they learnt as JSON.
 
-    python tests/multi_device_run.py {1,2}
+    python tests/multi_device_run.py DEVICES
 
 Run in a fresh process: the devices must be configured before the backend starts.
-With 2 devices the TensorFlow backend trains under `tf.distribute.MirroredStrategy`
-and the JAX backend under `keras.distribution.DataParallel`.
+The TensorFlow backend trains under `tf.distribute.MirroredStrategy` and the JAX
+backend under `keras.distribution.DataParallel`. `train_cases()` trains the
+same cases on this process's one device (the test's reference).
 """
 
 import contextlib
@@ -12,19 +13,13 @@ import json
 import os
 import sys
 
-CASES, DEVICES = ("kd_mixup", "crd_cutmix"), int(sys.argv[1])
-if os.environ["KERAS_BACKEND"] == "jax":
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_calikd as ck  # noqa: E402
-from tiny import blobs  # noqa: E402
+CASES = ("kd_mixup", "crd_cutmix")
 
 
 def model(name):
     """A small CNN without batch norm (per-replica batch statistics would differ by design)."""
+    import keras
+
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)
@@ -32,6 +27,10 @@ def model(name):
 
 
 def build(case):
+    import keras
+
+    import keras_calikd as ck
+
     keras.utils.set_random_seed(0)
     teacher, student = model("teacher"), model("student")
     if case == "kd_mixup":
@@ -46,6 +45,13 @@ def build(case):
 
 
 def train(case, scope):
+    import keras
+    import numpy as np
+
+    from tiny import blobs
+
+    x, y = blobs(64)
+    inputs = {"image": x, "index": np.arange(64, dtype="int32")}
     with scope():
         distiller = build(case)
     history = distiller.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
@@ -62,17 +68,29 @@ def train(case, scope):
     return {"history": history, "evaluation": evaluation, "memory": memory, "replicas": replicas}
 
 
-x, y = blobs(64)
-inputs = {"image": x, "index": np.arange(64, dtype="int32")}
-scope = contextlib.nullcontext
-if DEVICES > 1 and keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
+def train_cases(scope=contextlib.nullcontext) -> dict:
+    """`{case: {"history", "evaluation", "memory" (CRD's first rows), "replicas"}}` for every case."""
+    return {case: train(case, scope) for case in CASES}
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES)
-    scope = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)]).scope
-elif DEVICES > 1:
-    import jax
 
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
-print("RESULT " + json.dumps({case: train(case, scope) for case in CASES}))
+def main(devices: int) -> None:
+    if os.environ["KERAS_BACKEND"] == "jax":  # before JAX starts
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+        scope = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)]).scope
+    else:
+        import jax
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+        scope = contextlib.nullcontext
+    print("RESULT " + json.dumps(train_cases(scope)))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

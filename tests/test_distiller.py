@@ -199,6 +199,7 @@ def test_wrong_inputs_fail_with_clear_messages():
 
 # ---------------------------------------------------------------- training
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("augmentation", ["none", "mixup", "cutmix", "cutout"])
 def test_fit_lowers_the_loss_and_keeps_the_teacher(augmentation):
     keras.utils.set_random_seed(0)

@@ -8,6 +8,7 @@ each file write and check that the next start resumes to the result of an uninte
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def bindings(runs_dir, data_dir, **extra):
     values = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 2,
               "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
               "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
+              "Experiment.diagram_formats": "('png',)",
               "Experiment.jit_compile": JAX,
               # The quickstart holds out train[59500:], beyond the fake data set's training images.
               "Experiment.validation_split": "'test'"}
@@ -110,23 +112,26 @@ KILL_POINTS = [
 ]
 
 
-def _train(runs_dir, data_dir, kill=("-", 0, "-"), **extra):
-    command = [sys.executable, os.path.join(ROOT, "tests", "kill_inside_write.py"), kill[0], str(kill[1]), kill[2],
+def _chain(runs_dir, data_dir, points, **extra):
+    """Runs the starts of `points` one after the other (tests/kill_inside_write.py); returns how each ended."""
+    command = [sys.executable, os.path.join(ROOT, "tests", "kill_inside_write.py"), json.dumps(points),
                "--", "--gin", "quickstart/teacher.gin", *bindings(runs_dir, data_dir, **extra)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    ended = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"point"')]
+    return [(tuple(end["point"]), end["status"]) for end in ended], done.stderr[-3000:]
 
 
+@pytest.mark.heavy
 def test_a_run_killed_inside_every_file_write_resumes_to_the_same_result(tmp_path, fashion_dir):
-    whole = _train(tmp_path / "whole", fashion_dir, **{"Experiment.export": True})
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert common.run(train_tool.main, ["--gin", "quickstart/teacher.gin",
+                                        *bindings(tmp_path / "whole", fashion_dir, **{"Experiment.export": True})]) == 0
     runs = tmp_path / "killed"
     run = runs / "quickstart" / "teacher"
-    for kill in KILL_POINTS:  # one chain: each start resumes what the previous kill left and dies at the next point
-        done = _train(runs, fashion_dir, kill, **{"Experiment.export": True})
-        assert done.returncode == -signal.SIGKILL, (kill, done.returncode, done.stderr[-2000:])
-    final = _train(runs, fashion_dir, **{"Experiment.export": True})
-    assert final.returncode == 0, final.stderr[-2000:]
+    # One chain: each start resumes what the previous kill left and dies at the next point; the last one finishes.
+    points = [list(kill) for kill in KILL_POINTS] + [["-", 0, "-"]]
+    ended, errors = _chain(runs, fashion_dir, points, **{"Experiment.export": True})
+    assert ended == [(tuple(p), -signal.SIGKILL) for p in KILL_POINTS] + [(("-", 0, "-"), 0)], errors
     expected = json.loads((tmp_path / "whole" / "quickstart" / "teacher" / "results.json").read_text())
     got = json.loads((run / "results.json").read_text())
     for key in ("accuracy", "ece_100", "oe_100", "ece_15", "nll", "brier", "best_epoch", "num_examples"):
@@ -167,6 +172,7 @@ def test_a_folder_moved_aside_when_killed_is_put_back(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["saved_model"] and (target / "old.txt").exists()
 
 
+@pytest.mark.heavy
 def test_two_processes_never_train_into_one_run(tmp_path, fashion_dir):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, "-m", "keras_calikd.cli.train", "--gin", "quickstart/teacher.gin",
@@ -187,10 +193,25 @@ def test_two_processes_never_train_into_one_run(tmp_path, fashion_dir):
 
 # ---------------------------------------------------------------- provenance
 
-def test_provenance_is_checked(tmp_path, fashion_dir, capsys):
-    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 1})]
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, fashion_dir):
+    """A finished one-epoch teacher run; tests copy it (`copy_of`) before changing it."""
+    runs = tmp_path_factory.mktemp("finished")
+    args = ["--gin", "quickstart/teacher.gin", *bindings(runs, fashion_dir, **{"Experiment.epochs": 1})]
     assert common.run(train_tool.main, args) == 0
-    run = tmp_path / "quickstart" / "teacher"
+    return runs
+
+
+def copy_of(runs, tmp_path):
+    shutil.copytree(runs, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "quickstart" / "teacher"
+
+
+@pytest.mark.heavy
+@pytest.mark.xdist_group("teacher_run")  # one worker trains the shared run
+def test_provenance_is_checked(tmp_path, fashion_dir, teacher_run, capsys):
+    run = copy_of(teacher_run, tmp_path)
+    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 1})]
     record = json.loads((run / "run.json").read_text())
     for key, value in (("backend", "tensorflow" if JAX else "jax"), ("keras", "3.0.0"),
                        ("precision", "mixed_bfloat16")):
@@ -205,16 +226,20 @@ def test_provenance_is_checked(tmp_path, fashion_dir, capsys):
     assert common.run(train_tool.main, kd + ["--gin_param", "Experiment.allow_unfinished_teacher = True"]) == 0
 
 
-def test_evaluation_settings_are_not_part_of_the_run(tmp_path, fashion_dir, capsys):
-    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir)]
+@pytest.mark.heavy
+@pytest.mark.xdist_group("teacher_run")  # one worker trains the shared run
+def test_evaluation_settings_are_not_part_of_the_run(tmp_path, fashion_dir, teacher_run, capsys):
+    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path / "new", fashion_dir)]
     assert "`eval_bins` must be a positive integer" in tool_error(
         capsys, train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [0]"])
-    assert not (tmp_path / "quickstart").exists()  # refused before anything was written
-    assert common.run(train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [15]"]) == 0
+    assert not (tmp_path / "new").exists()  # refused before anything was written
+    run = copy_of(teacher_run, tmp_path)  # finished with the quickstart's bins, (15, 100)
+    assert json.loads((run / "results.json").read_text())["epochs"] == 1
+    args = ["--gin", "quickstart/teacher.gin", *bindings(tmp_path, fashion_dir)]
     assert common.run(train_tool.main, args + ["--gin_param", "Experiment.eval_bins = [10]",
-                                               "--gin_param", "Experiment.epochs = 3"]) == 0
-    results = json.loads((tmp_path / "quickstart" / "teacher" / "results.json").read_text())
-    assert "ece_10" in results and results["epochs"] == 3
+                                               "--gin_param", "Experiment.epochs = 2"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert "ece_10" in results and "ece_15" not in results and results["epochs"] == 2
 
 
 # ---------------------------------------------------------------- inputs, on every path

@@ -200,6 +200,7 @@ def test_gradients_reach_student_and_heads_never_teacher():
     assert not {id(v) for v in crd.variables} & {id(v) for v in student.variables}  # heads are not exported
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("augmentation", ["none", "mixup", "cutmix", "cutout"])
 @pytest.mark.parametrize("strategy", ["rkd", "crd"])
 def test_feature_distillation_trains_with_every_augmentation(strategy, augmentation):

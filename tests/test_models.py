@@ -296,6 +296,7 @@ TRAINED = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", TRAINED)
 def test_one_jit_compiled_training_step_is_finite(name):
     keras.utils.set_random_seed(0)

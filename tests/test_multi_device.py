@@ -11,11 +11,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+import multi_device_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(devices):
+def run_on(devices):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "multi_device_run.py"), str(devices)],
                           env=env, capture_output=True, text=True, timeout=600)
@@ -24,8 +27,9 @@ def run(devices):
     return json.loads(lines[-1][len("RESULT "):])
 
 
+@pytest.mark.heavy
 def test_two_devices_match_one():
-    ones, twos = run(1), run(2)  # one process per device count trains both cases
+    ones, twos = multi_device_run.train_cases(), run_on(2)  # this process's one device; a process with two
     for case in ("kd_mixup", "crd_cutmix"):
         one, two = ones[case], twos[case]
         assert (one["replicas"], two["replicas"]) == (1, 2), case

@@ -22,6 +22,7 @@ def test_the_readme_has_its_snippets():
     assert len(snippets()) >= 2
 
 
+@pytest.mark.heavy
 def test_every_readme_snippet_runs_verbatim(tmp_path):
     script = tmp_path / "readme.py"
     script.write_text("\n".join(snippets()))

@@ -18,9 +18,15 @@ trap 'rm -rf "$JAX_CACHE"' EXIT
 export JAX_COMPILATION_CACHE_DIR=$JAX_CACHE JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 
+# The JAX pass compiles with XLA's optimisation passes off (`jax_disable_most_optimizations`): the tests'
+# programs are small and run a few steps, so compiling them is most of their time, and unoptimised they
+# compile in about half of it. The results do not depend on it: every test compares against references at
+# tolerances above float32 rounding, and the programs compared with each other are compiled alike.
+# `--dist loadgroup`: tests of one `xdist_group` share a worker (and the run their module fixture trains).
 status=0
 echo "=== tests on the tensorflow backend ==="
-KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 "$@" || status=1
+KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 --dist loadgroup "$@" || status=1
 echo "=== tests on the jax backend ==="
-KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 -m "not backend_neutral" "$@" || status=1
+KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 JAX_DISABLE_MOST_OPTIMIZATIONS=1 \
+  .venv/bin/python -m pytest -q -n 2 --dist loadgroup -m "not backend_neutral" "$@" || status=1
 exit $status
