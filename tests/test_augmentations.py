@@ -137,6 +137,24 @@ def test_mixed_cross_entropy_matches_reference(rng):
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
 
 
+def test_mixup_default_alpha_is_the_papers():
+    assert augmentations.MixUp().alpha == 0.4
+
+
+def test_mixup_lam_and_sources_are_float32_whatever_floatx(rng):
+    images, labels = batch(rng, n=4, size=4)
+    keras.config.set_floatx("float16")
+    out = augmentations.MixUp(seed=2).augment(images, labels)
+    assert keras.backend.standardize_dtype(out.lam.dtype) == "float32"
+    assert keras.backend.standardize_dtype(out.sources.dtype) == "float32" and float(out.sources) == 2.0
+
+
+def test_mixup_bad_alpha_message_names_the_class_and_the_argument():
+    with pytest.raises(ValueError) as error:
+        augmentations.MixUp(alpha=0)
+    assert str(error.value) == "MixUp: `alpha` must be > 0, got 0.0."
+
+
 @pytest.mark.parametrize("factory, message", [
     (lambda: augmentations.MixUp(alpha=0), "alpha"),
     (lambda: augmentations.CutMix(probability=1.5), "probability"),
