@@ -155,6 +155,22 @@ def test_mixup_bad_alpha_message_names_the_class_and_the_argument():
     assert str(error.value) == "MixUp: `alpha` must be > 0, got 0.0."
 
 
+def test_cutout_defaults_are_the_papers():
+    cutout = augmentations.Cutout()
+    assert (cutout.size, cutout.num_holes, cutout.fill_value) == (16, 1, "mean")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(size=0), "Cutout: `size` must be a positive integer, got 0."),
+    (dict(num_holes=1.5), "Cutout: `num_holes` must be an integer >= 1, got 1.5."),
+    (dict(fill_value="grey"), "Cutout: `fill_value` must be a finite number, got 'grey'."),
+])
+def test_cutout_bad_argument_messages_name_the_class_and_the_argument(arguments, message):
+    with pytest.raises(ValueError) as error:
+        augmentations.Cutout(**arguments)
+    assert str(error.value) == message
+
+
 @pytest.mark.parametrize("factory, message", [
     (lambda: augmentations.MixUp(alpha=0), "alpha"),
     (lambda: augmentations.CutMix(probability=1.5), "probability"),
