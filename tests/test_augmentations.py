@@ -155,6 +155,24 @@ def test_mixup_bad_alpha_message_names_the_class_and_the_argument():
     assert str(error.value) == "MixUp: `alpha` must be > 0, got 0.0."
 
 
+def test_built_cutout_fills_holes_with_the_mean_colour(rng):
+    """Built as the Distiller builds it, with the student's normalisation (mean, std): holes hold the mean."""
+    images, labels = batch(rng, n=8, size=8)
+    cutout = augmentations.Cutout(size=4, seed=3)
+    mean = np.array([0.25, 0.5, 0.75], "float32")
+    cutout.build((None, 8, 8, 3), 10, (mean, np.ones(3, "float32")))
+    out = to_np(cutout.augment(images, labels).images)
+    holes = (out != to_np(images)).any(axis=-1)
+    assert holes.any()
+    np.testing.assert_array_equal(out[holes], np.broadcast_to(mean, (holes.sum(), 3)))
+
+
+def test_cutout_same_seed_same_holes(rng):
+    images, labels = batch(rng, n=8, size=8)
+    first, second = (to_np(augmentations.Cutout(size=4, seed=9).augment(images, labels).images) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+
+
 def test_cutout_defaults_are_the_papers():
     cutout = augmentations.Cutout()
     assert (cutout.size, cutout.num_holes, cutout.fill_value) == (16, 1, "mean")
