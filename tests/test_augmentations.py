@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from scipy import stats
 
 from keras_calikd import augmentations
 from keras_calikd.augmentations import sampling
@@ -45,6 +46,13 @@ def test_mixup_lambda_mean_and_variance():
 def test_beta_one_one_is_uniform():
     draws = to_np(sampling.beta((40000,), 1.0, 1.0, keras.random.SeedGenerator(3)))
     np.testing.assert_allclose(np.quantile(draws, [0.1, 0.25, 0.5, 0.75, 0.9]), [0.1, 0.25, 0.5, 0.75, 0.9], atol=0.01)
+
+
+@pytest.mark.parametrize("a, b", [(0.4, 2.0), (3.0, 0.7), (2.0, 5.0)])
+def test_beta_sampler_follows_beta_with_unequal_parameters(a, b):
+    """Kolmogorov-Smirnov against Beta(a, b), below and above 1: with a == b a wrong gamma sampler cancels out."""
+    draws = to_np(sampling.beta((20000,), a, b, keras.random.SeedGenerator(11)))
+    assert stats.kstest(draws, stats.beta(a, b).cdf).pvalue > 1e-3
 
 
 def test_cutmix_pastes_one_box_whose_area_matches_lambda(rng):
