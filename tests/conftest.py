@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-    """Each test starts from a clean Keras session and a float32 policy.
+    """Each test starts from a clean Keras session and a float32 policy (floatx float32 again after it).
 
     Without Python's full garbage collection (`free_memory=False`): it costs about half a second per test and
     the suite does not need the memory back between tests.
@@ -34,6 +34,7 @@ def _fresh_keras_state():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+    keras.config.set_floatx("float32")
 
 
 @pytest.fixture

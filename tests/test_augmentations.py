@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from scipy import stats
 
 from keras_calikd import augmentations
 from keras_calikd.augmentations import sampling
@@ -45,6 +46,13 @@ def test_mixup_lambda_mean_and_variance():
 def test_beta_one_one_is_uniform():
     draws = to_np(sampling.beta((40000,), 1.0, 1.0, keras.random.SeedGenerator(3)))
     np.testing.assert_allclose(np.quantile(draws, [0.1, 0.25, 0.5, 0.75, 0.9]), [0.1, 0.25, 0.5, 0.75, 0.9], atol=0.01)
+
+
+@pytest.mark.parametrize("a, b", [(0.4, 2.0), (3.0, 0.7), (2.0, 5.0)])
+def test_beta_sampler_follows_beta_with_unequal_parameters(a, b):
+    """Kolmogorov-Smirnov against Beta(a, b), below and above 1: with a == b a wrong gamma sampler cancels out."""
+    draws = to_np(sampling.beta((20000,), a, b, keras.random.SeedGenerator(11)))
+    assert stats.kstest(draws, stats.beta(a, b).cdf).pvalue > 1e-3
 
 
 def test_cutmix_pastes_one_box_whose_area_matches_lambda(rng):
@@ -135,6 +143,58 @@ def test_mixed_cross_entropy_matches_reference(rng):
     got = augmentations.mixed_cross_entropy(ops.convert_to_tensor(logits), ops.convert_to_tensor(y, "int32"),
                                             ops.convert_to_tensor(y2, "int32"), lam)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+def test_mixup_default_alpha_is_the_papers():
+    assert augmentations.MixUp().alpha == 0.4
+
+
+def test_mixup_lam_and_sources_are_float32_whatever_floatx(rng):
+    images, labels = batch(rng, n=4, size=4)
+    keras.config.set_floatx("float16")
+    out = augmentations.MixUp(seed=2).augment(images, labels)
+    assert keras.backend.standardize_dtype(out.lam.dtype) == "float32"
+    assert keras.backend.standardize_dtype(out.sources.dtype) == "float32" and float(out.sources) == 2.0
+
+
+def test_mixup_bad_alpha_message_names_the_class_and_the_argument():
+    with pytest.raises(ValueError) as error:
+        augmentations.MixUp(alpha=0)
+    assert str(error.value) == "MixUp: `alpha` must be > 0, got 0.0."
+
+
+def test_built_cutout_fills_holes_with_the_mean_colour(rng):
+    """Built as the Distiller builds it, with the student's normalisation (mean, std): holes hold the mean."""
+    images, labels = batch(rng, n=8, size=8)
+    cutout = augmentations.Cutout(size=4, seed=3)
+    mean = np.array([0.25, 0.5, 0.75], "float32")
+    cutout.build((None, 8, 8, 3), 10, (mean, np.ones(3, "float32")))
+    out = to_np(cutout.augment(images, labels).images)
+    holes = (out != to_np(images)).any(axis=-1)
+    assert holes.any()
+    np.testing.assert_array_equal(out[holes], np.broadcast_to(mean, (holes.sum(), 3)))
+
+
+def test_cutout_same_seed_same_holes(rng):
+    images, labels = batch(rng, n=8, size=8)
+    first, second = (to_np(augmentations.Cutout(size=4, seed=9).augment(images, labels).images) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_cutout_defaults_are_the_papers():
+    cutout = augmentations.Cutout()
+    assert (cutout.size, cutout.num_holes, cutout.fill_value) == (16, 1, "mean")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(size=0), "Cutout: `size` must be a positive integer, got 0."),
+    (dict(num_holes=1.5), "Cutout: `num_holes` must be an integer >= 1, got 1.5."),
+    (dict(fill_value="grey"), "Cutout: `fill_value` must be a finite number, got 'grey'."),
+])
+def test_cutout_bad_argument_messages_name_the_class_and_the_argument(arguments, message):
+    with pytest.raises(ValueError) as error:
+        augmentations.Cutout(**arguments)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("factory, message", [

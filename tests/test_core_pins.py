@@ -10,6 +10,8 @@
 - CRD's memory update: row <- normalize(momentum * row + (1 - momentum) * embedding).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -205,6 +207,32 @@ def test_relative_box_sides_scale_with_each_image_side():
         ops.full((500,), 0.55), height, width, keras.random.SeedGenerator(5)))
     assert set(zip(y1, y2)) == intervals(int(0.55 * height) // 2, height)  # side floor(4.4) = 4
     assert set(zip(x1, x2)) == intervals(int(0.55 * width) // 2, width)  # side floor(3.3) = 3
+
+
+def sixty_four_bit_types():
+    """JAX with 64-bit types switched on, where an integer without a dtype is int64; TensorFlow as it is."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_random_boxes_are_int32_even_with_64_bit_defaults(absolute):
+    extent = ops.full((4,), 3.0 if absolute else 0.5)
+    with sixty_four_bit_types():
+        corners = boxes.random_box(extent, 8, 6, keras.random.SeedGenerator(3), absolute=absolute)
+        assert [keras.backend.standardize_dtype(v.dtype) for v in corners] == ["int32"] * 4
+
+
+@pytest.mark.parametrize("side", [0, 1])
+def test_boxes_of_side_below_two_are_empty_at_every_centre(side):
+    """Half side 0: rows max(c, 0) .. min(c, H) - 1, empty for every centre c, the first row's included."""
+    y1, y2, x1, x2 = (to_np(v).astype(int) for v in boxes.random_box(
+        ops.full((300,), float(side)), 8, 6, keras.random.SeedGenerator(4), absolute=True))
+    assert set(zip(y1, y2)) == intervals(0, 8) and set(zip(x1, x2)) == intervals(0, 6)
+    assert (y1 == y2).all() and (x1 == x2).all()
 
 
 def test_box_mask_is_the_half_open_rectangle(rng):

@@ -115,6 +115,73 @@ def test_defaults_and_dtype_argument():
         assert metric_class(dtype="float64").dtype == "float64"
 
 
+def test_base_class_defaults():
+    """A subclass that passes nothing on gets 15 bins on probabilities, as ECE and OE do."""
+    metric = ck.metrics.CalibrationMetric()
+    assert (metric.num_bins, metric.from_logits) == (15, False)
+
+
+def test_bin_variables_are_named_float32_sums():
+    """Named for checkpoints and summed across replicas under a distribution strategy."""
+    metric = ck.metrics.ExpectedCalibrationError(4)
+    assert [v.name for v in metric.variables] == ["bin_count", "bin_confidence", "bin_correct"]
+    for variable in metric.variables:
+        assert (tuple(variable.shape), variable.dtype, variable.aggregation) == ((4,), "float32", "sum")
+
+
+def test_metric_counts_in_float32_whatever_floatx(rng):
+    """With floatx float16 the bins still count 2049 predictions exactly, and weigh them with float32 weights."""
+    keras.config.set_floatx("float16")
+    c = 0.75 + 2 ** -12  # not a float16 number; 2049 of them add up exactly in float32
+    probs = np.tile(np.array([[c, 0.15 - 2 ** -12, 0.1]], "float32"), (2049, 1))
+    labels = rng.integers(0, 3, 2049)
+    ece = ck.metrics.ExpectedCalibrationError(10, dtype="float32")
+    assert all(v.dtype == "float32" for v in ece.variables)
+    ece.update_state(labels, probs)
+    stats = ece.bin_statistics()
+    assert stats["count"][7] == 2049 and stats["confidence"][7] == c
+    np.testing.assert_allclose(float(ece.result()), reference(probs, labels, 10)[0], rtol=1e-6)
+    oe = ck.metrics.OverconfidenceError(10, dtype="float32")
+    oe.update_state(labels[:8], probs[:8], sample_weight=np.full(8, 0.1))  # 0.1 in float16: 0.09998
+    np.testing.assert_allclose(oe.bin_statistics()["count"][7], 0.8, rtol=1e-6)
+
+
+def test_labels_and_bins_above_2048_are_exact_whatever_floatx():
+    """2050 classes and 4096 bins with floatx float16, which has neither 2049 nor an odd number above 2048.
+
+    Both predictions fall in bin floor(0.5003 * 4096) = 2049; the one of class 2049 is right, the one of class
+    2048 is wrong (label 2049 for both).
+    """
+    keras.config.set_floatx("float16")
+    probs = np.full((2, 2050), 0.4997 / 2049, "float32")
+    probs[0, 2049] = probs[1, 2048] = 0.5003
+    ece = ck.metrics.ExpectedCalibrationError(4096, dtype="float32")
+    ece.update_state(np.array([2049, 2049]), probs)
+    stats = ece.bin_statistics()
+    assert np.flatnonzero(stats["count"]).tolist() == [2049] and stats["accuracy"][2049] == 0.5
+
+
+def test_weights_summing_below_one(rng):
+    """Bin means divide by the bin's weight and the errors by the total weight, also when these are below 1."""
+    _, probs, labels = random_predictions(rng, n=40)
+    keep = away_from_bin_edges(probs, 5)
+    probs, labels = probs[keep], labels[keep]
+    weights = rng.uniform(0.001, 0.01, len(labels))
+    ece, oe = ck.metrics.ExpectedCalibrationError(5), ck.metrics.OverconfidenceError(5)
+    ece.update_state(labels, probs, sample_weight=weights)
+    oe.update_state(labels, probs, sample_weight=weights)
+    np.testing.assert_allclose((float(ece.result()), float(oe.result())), reference(probs, labels, 5, weights),
+                               rtol=1e-5)
+    conf = probs.max(axis=1)
+    bins = np.minimum(np.floor(conf * 5).astype(int), 4)
+    stats = ece.bin_statistics()
+    for b in np.unique(bins):
+        in_bin = bins == b
+        assert stats["count"][b] < 1
+        np.testing.assert_allclose(stats["confidence"][b], np.average(conf[in_bin], weights=weights[in_bin]),
+                                   rtol=1e-5)
+
+
 def test_result_does_not_depend_on_batch_split(rng):
     logits, _, labels = random_predictions(rng, n=400)
     whole, split = ck.metrics.ExpectedCalibrationError(20, True), ck.metrics.ExpectedCalibrationError(20, True)

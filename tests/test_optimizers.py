@@ -195,6 +195,33 @@ def test_float64_variables_are_updated_in_float64(rng):
         np.testing.assert_allclose(param, want, rtol=1e-13, atol=1e-15)
 
 
+def test_float16_variables_are_updated_in_float16():
+    """Each operation in float16 (PyTorch's half-precision SGD), with the constants converted to float16 as
+    Keras converts a Python float, not first to a float32 tensor.
+
+    `l2_weight_decay` and `momentum` lie just above the midpoint of two float16 numbers: rounded to float16
+    directly they go up; rounded to float32 first they fall on the midpoint and go to the even neighbour below.
+    The rate is Keras' float32 learning-rate variable cast to float16.
+    """
+    l2, momentum, lr = 0.0625 * (1 + 2 ** -11 + 2 ** -40), 0.5 + 2 ** -12 + 2 ** -40, 0.1
+    assert np.float16(l2) != np.float16(np.float32(l2)) and np.float16(momentum) != np.float16(np.float32(momentum))
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=64).astype("float16")
+    gradients = [rng.normal(size=64).astype("float16") for _ in range(3)]
+    param = keras.Variable(w, dtype="float16")
+    optimizer = SGD(lr, momentum=momentum, nesterov=True, l2_weight_decay=l2)
+    l2_16, mu_16 = (np.asarray(ops.convert_to_numpy(ops.convert_to_tensor(c, "float16"))) for c in (l2, momentum))
+    lr_16 = np.float16(np.float32(lr))
+    b = None
+    for g in gradients:
+        optimizer.apply([ops.convert_to_tensor(g, "float16")], [param])
+        d = g + l2_16 * w
+        b = d if b is None else mu_16 * b + d
+        w = w - lr_16 * (d + mu_16 * b)
+        assert w.dtype == np.float16
+        np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(param)), w)
+
+
 def test_sgd_defaults():
     config = SGD().get_config()
     assert (config["name"], config["learning_rate"], config["momentum"], config["nesterov"],
@@ -289,6 +316,20 @@ def test_schedule_defaults_are_the_papers():
     schedule = EpochSchedule(0.1, steps_per_epoch=2)
     assert (schedule.kind, schedule.t_max, schedule.milestones, schedule.gamma) == ("cosine", 240, (), 0.1)
     assert schedule.epoch_rate(120) == pytest.approx(0.05) and float(schedule(240)) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("kind, expected", [("cosine", 0.3 * (1 + math.cos(math.pi * 683 / 1000)) / 2),
+                                             ("multistep", 0.3 * 0.1), ("constant", 0.3)])
+def test_schedule_rate_is_float32_whatever_the_default_types(kind, expected):
+    """Step 2049 of 3 per epoch is epoch 683 (float16 has no 2049), with floatx float16 and with 64-bit types."""
+    schedule = EpochSchedule(0.3, steps_per_epoch=3, kind=kind, t_max=1000, milestones=(683,))
+    with float64_scope():
+        rates = [schedule(ops.convert_to_tensor(2049, "int32"))]
+    keras.config.set_floatx("float16")
+    rates.append(schedule(ops.convert_to_tensor(2049, "int32")))
+    for rate in rates:
+        assert keras.backend.standardize_dtype(rate.dtype) == "float32"
+        np.testing.assert_allclose(float(rate), expected, rtol=1e-5)
 
 
 def test_schedule_config_round_trip():
