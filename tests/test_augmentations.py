@@ -175,6 +175,21 @@ def test_built_cutout_fills_holes_with_the_mean_colour(rng):
     np.testing.assert_array_equal(out[holes], np.broadcast_to(mean, (holes.sum(), 3)))
 
 
+def test_built_cutout_fills_a_given_number_or_zero_and_takes_holes_as_large_as_the_images(rng):
+    """A number is written into every channel (normalisation or not); "mean" without one is zero."""
+    _, labels = batch(rng, n=8, size=8)
+    images = ops.convert_to_tensor(rng.uniform(1.0, 2.0, (8, 6, 10, 3)).astype("float32"))  # never 0 or -2
+    mean = (np.array([0.25, 0.5, 0.75], "float32"), np.ones(3, "float32"))
+    for fill_value, normalization, expected in ((-2.0, mean, -2.0), ("mean", None, 0.0)):
+        cutout = augmentations.Cutout(size=6, fill_value=fill_value, seed=3)  # the images' shorter side
+        cutout.build((None, 6, 10, 3), 10, normalization)
+        out = to_np(cutout.augment(images, labels).images)
+        holes = (out != to_np(images)).any(axis=-1)
+        assert holes.any() and (out[holes] == expected).all(), fill_value
+    with pytest.raises(ValueError, match=r"`size` \(7\) is larger than the 6x10 images"):
+        augmentations.Cutout(size=7).build((None, 6, 10, 3), 10, None)
+
+
 def test_cutout_same_seed_same_holes(rng):
     images, labels = batch(rng, n=8, size=8)
     first, second = (to_np(augmentations.Cutout(size=4, seed=9).augment(images, labels).images) for _ in range(2))

@@ -61,9 +61,12 @@ with open(target, "w") as f:
 PY
 
 cd "$WORK"
-# JAX programs compiled by one mutant's tests are reused by the next ones (unless the mutant changed them).
+# JAX programs compiled by one mutant's tests are reused by the next ones (unless the mutant changed them),
+# and compiled with XLA's optimisations off, as in the JAX pass of tools/run_tests.sh (compiling is most of
+# a mutant's test time).
 export KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
-  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 \
+  JAX_DISABLE_MOST_OPTIMIZATIONS=1
 status=0
 "$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" || status=$?
 echo "Surviving mutants:"
