@@ -78,7 +78,7 @@ class Experiment:
     resume, `best.keras` by validation accuracy, `last.keras`),
     `logs/metrics.csv` and `logs/tensorboard/`, `results.json` (accuracy, ECE
     and OE at each of `eval_bins`, NLL, Brier of the best checkpoint on the
-    test split), `reliability.png` (and `.pdf`, `.svg`) and `saved_model/`. Models are built with
+    test split), `reliability.png`, `.pdf` and `.svg` (`diagram_formats`) and `saved_model/`. Models are built with
     the data set's normalisation inside, so they take raw pixel images.
     Running the same experiment again resumes from the last completed epoch;
     a finished run is left as it is, and more `epochs` continue it.
