@@ -163,29 +163,27 @@ def test_mixup_bad_alpha_message_names_the_class_and_the_argument():
     assert str(error.value) == "MixUp: `alpha` must be > 0, got 0.0."
 
 
-def test_built_cutout_fills_holes_with_the_mean_colour(rng):
-    """Built as the Distiller builds it, with the student's normalisation (mean, std): holes hold the mean."""
-    images, labels = batch(rng, n=8, size=8)
-    cutout = augmentations.Cutout(size=4, seed=3)
-    mean = np.array([0.25, 0.5, 0.75], "float32")
-    cutout.build((None, 8, 8, 3), 10, (mean, np.ones(3, "float32")))
+MEAN_STD = (np.array([0.25, 0.5, 0.75], "float32"), np.ones(3, "float32"))
+
+
+@pytest.mark.parametrize("fill_value, normalization, expected", [
+    ("mean", MEAN_STD, MEAN_STD[0]),  # as the Distiller builds it, with the student's (mean, std): the mean colour
+    (-2.0, MEAN_STD, -2.0),           # a number goes into every channel, normalisation or not
+    ("mean", None, 0.0),              # no normalisation: zero
+])
+def test_built_cutout_fills_its_holes(rng, fill_value, normalization, expected):
+    """On 6x10 images, with holes as large as their shorter side."""
+    _, labels = batch(rng, n=8, size=8)
+    images = ops.convert_to_tensor(rng.uniform(1.0, 2.0, (8, 6, 10, 3)).astype("float32"))  # never a fill value
+    cutout = augmentations.Cutout(size=6, fill_value=fill_value, seed=3)
+    cutout.build((None, 6, 10, 3), 10, normalization)
     out = to_np(cutout.augment(images, labels).images)
     holes = (out != to_np(images)).any(axis=-1)
     assert holes.any()
-    np.testing.assert_array_equal(out[holes], np.broadcast_to(mean, (holes.sum(), 3)))
+    np.testing.assert_array_equal(out[holes], np.broadcast_to(expected, (holes.sum(), 3)))
 
 
-def test_built_cutout_fills_a_given_number_or_zero_and_takes_holes_as_large_as_the_images(rng):
-    """A number is written into every channel (normalisation or not); "mean" without one is zero."""
-    _, labels = batch(rng, n=8, size=8)
-    images = ops.convert_to_tensor(rng.uniform(1.0, 2.0, (8, 6, 10, 3)).astype("float32"))  # never 0 or -2
-    mean = (np.array([0.25, 0.5, 0.75], "float32"), np.ones(3, "float32"))
-    for fill_value, normalization, expected in ((-2.0, mean, -2.0), ("mean", None, 0.0)):
-        cutout = augmentations.Cutout(size=6, fill_value=fill_value, seed=3)  # the images' shorter side
-        cutout.build((None, 6, 10, 3), 10, normalization)
-        out = to_np(cutout.augment(images, labels).images)
-        holes = (out != to_np(images)).any(axis=-1)
-        assert holes.any() and (out[holes] == expected).all(), fill_value
+def test_cutout_holes_may_not_exceed_the_shorter_side():
     with pytest.raises(ValueError, match=r"`size` \(7\) is larger than the 6x10 images"):
         augmentations.Cutout(size=7).build((None, 6, 10, 3), 10, None)
 

@@ -112,17 +112,21 @@ def test_training_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(tmp_
 
 # ---------------------------------------------------------------- kill and resume
 
-def _train_command(runs_dir, data_dir):
+def _train_args(runs_dir, data_dir):
+    """`calikd-train` arguments of the killed-run test's teacher run (3 epochs of ResNet-8)."""
     bindings = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 3,
                 "Experiment.batch_size": 32, "Experiment.eval_batch_size": 64, "Experiment.model": "'resnet8'",
                 "Experiment.export": False, "Experiment.verbose": 0, "Experiment.train_split": "'train'",
                 "Experiment.diagram_formats": "('png',)",
                 "Experiment.validation_split": "'test'"}
-    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--gin",
-               os.path.join(ROOT, "gin", "quickstart", "teacher.gin")]
+    args = ["--gin", os.path.join(ROOT, "gin", "quickstart", "teacher.gin")]
     for key, value in bindings.items():
-        command += ["--gin_param", f"{key} = {value}"]
-    return command
+        args += ["--gin_param", f"{key} = {value}"]
+    return args
+
+
+def _train_command(runs_dir, data_dir):
+    return [sys.executable, os.path.join(ROOT, "tools", "train.py"), *_train_args(runs_dir, data_dir)]
 
 
 def _state_epoch(path):
@@ -138,7 +142,7 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=384, n_test=64)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    assert common.run(train_tool.main, _train_command(tmp_path / "whole", data_dir)[2:]) == 0  # uninterrupted
+    assert common.run(train_tool.main, _train_args(tmp_path / "whole", data_dir)) == 0  # uninterrupted
 
     runs = tmp_path / "killed"
     state = runs / "quickstart" / "teacher" / "checkpoints" / "state.npz"
