@@ -15,6 +15,9 @@ def pytest_configure(config):
         "markers", "backend_neutral: tests of code that no Keras backend reaches (data pipelines, files, tools, "
                    "reports, packaging); tools/run_tests.sh runs them once, in its TensorFlow pass")
     config.addinivalue_line(
+        "markers", "jax_pass: whole-run tests whose TensorFlow case another test already covers (each says which); "
+                   "tools/run_tests.sh runs them in its JAX pass only")
+    config.addinivalue_line(
         "markers", "heavy: a test that takes tens of seconds (whole runs, other processes); heavy tests are "
                    "collected first, so that the test processes of `pytest -n` start with them and end together")
 

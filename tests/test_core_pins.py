@@ -21,7 +21,7 @@ from scipy import stats
 import keras_calikd as ck
 from keras_calikd.augmentations import boxes
 from keras_calikd.distillations import CRD, Batch, ModelOutputs
-from tiny import dense_model
+from tiny import dense_model, repeated
 
 
 def to_np(x):
@@ -126,34 +126,6 @@ def test_student_regularisation_is_part_of_the_loss(rng):
 
 
 # ---------------------------------------------------------------- augmentations, called many times
-
-class Repeat(keras.layers.Layer):
-    """Calls an augmentation on its input batch (fixed labels 0..B-1); returns the images and lambda."""
-
-    def __init__(self, augmentation, **kwargs):
-        super().__init__(**kwargs)
-        self.augmentation = augmentation
-
-    def build(self, input_shape):
-        self.augmentation.build(input_shape)
-
-    def call(self, images):
-        out = self.augmentation.augment(images, ops.arange(images.shape[0], dtype="int32"))
-        return out.images, ops.broadcast_to(ops.cast(out.lam, "float32"), (images.shape[0],))
-
-
-def repeated(augmentation, images, calls):
-    """`augment` called `calls` times on `images` with one seed generator, in a compiled loop (`predict`).
-
-    Returns the augmented images `(calls, B, H, W, C)` and each call's lambda `(calls,)`.
-    """
-    batch = images.shape[0]
-    inputs = keras.Input(images.shape[1:], batch_size=batch)
-    model = keras.Model(inputs, Repeat(augmentation)(inputs))
-    model.compile(jit_compile=keras.backend.backend() == "jax")
-    out_images, lams = model.predict(np.tile(images, (calls, 1, 1, 1)), batch_size=batch, verbose=0)
-    return out_images.reshape((calls,) + images.shape), lams.reshape(calls, batch)[:, 0]
-
 
 @pytest.mark.parametrize("alpha", [0.4, 2.0])
 def test_mixup_lambda_follows_beta(alpha):
@@ -268,7 +240,7 @@ def test_cutmix_boxes_follow_the_definition():
     height, width, batch, calls = 16, 8, 4, 240
     images = np.broadcast_to(np.arange(1, batch + 1, dtype="float32")[:, None, None, None],
                              (batch, height, width, 1)).copy()
-    out, lams = repeated(ck.augmentations.CutMix(alpha=1.0, probability=1.0, seed=2), images, calls)
+    out, lams, _ = repeated(ck.augmentations.CutMix(alpha=1.0, probability=1.0, seed=2), images, calls)
     pasted = np.any(out != images[None], axis=(1, 4))  # (calls, H, W)
     seen = pasted.any(axis=(1, 2))
     assert seen.sum() > 0.8 * calls  # the rest drew an empty box or the identity permutation

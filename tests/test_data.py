@@ -69,7 +69,7 @@ def _prepare_fashion(raw, data_dir):
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cinic_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("cinic")
     counts = fakes.write_cinic10(_manual(data_dir, "cinic10"))
@@ -77,7 +77,7 @@ def cinic_dir(tmp_path_factory):
     return str(data_dir), counts
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tiny")
     meta = fakes.write_tiny_imagenet(_manual(data_dir, "tiny-imagenet-200"))
@@ -85,14 +85,14 @@ def tiny_dir(tmp_path_factory):
     return str(data_dir), meta
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def c100c_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("c100c")
     meta = fakes.write_cifar100_c(_manual(data_dir, "CIFAR-100-C"), corruptions=("frost", "snow"), per_severity=4)
     return str(data_dir), meta
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fashion_fake(tmp_path_factory):
     """Fake Fashion-MNIST with random images: (data_dir, raw_dir, {split: (images, labels)} as written)."""
     root = tmp_path_factory.mktemp("fashion_fake")
@@ -100,7 +100,7 @@ def fashion_fake(tmp_path_factory):
     return str(root / "data"), str(root / "raw"), written
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fashion_dir(tmp_path_factory):
     if not os.path.isfile(os.path.join(DEBIAN_FASHION, "train-images-idx3-ubyte.gz")):
         pytest.fail("Debian's dataset-fashion-mnist package is not installed: apt-get install dataset-fashion-mnist "

@@ -36,7 +36,7 @@ def _clean_gin():
         gin.clear_config()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fashion_dir(tmp_path_factory):
     """A TFDS data folder whose raw Fashion-MNIST files are fake (pixel value = 10 * label)."""
     data_dir = tmp_path_factory.mktemp("tfds")

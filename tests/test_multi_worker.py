@@ -16,6 +16,7 @@ MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runt
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,8 +137,9 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
     runs = [tmp_path / "chief_runs", tmp_path / "worker_runs", tmp_path / "one_process_runs"]
-    for runs_dir in runs:
-        fake_teacher(runs_dir, data_dir)
+    fake_teacher(runs[0], data_dir)
+    for runs_dir in runs[1:]:
+        shutil.copytree(runs[0], runs_dir)
     teacher_files = files_under(runs[1])
     job_args = lambda i: train_args(runs[i], data_dir, **{"Experiment.distribution": "'multi_worker'"})  # noqa: E731
 

@@ -138,6 +138,7 @@ def _state_epoch(path):
 
 
 @pytest.mark.heavy
+@pytest.mark.jax_pass  # on TensorFlow: test_faults.py's chain kills a run inside every file write, then resumes it
 def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=384, n_test=64)

@@ -31,7 +31,7 @@ BEFORE_THE_MOVE = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def train(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("cifar10"))
     fakes.write_catalog_copy("cifar10", data_dir, {"train": 20, "test": 5}, random_images=True, seed=0)

@@ -1,7 +1,8 @@
-"""Tiny models and data for fast tests."""
+"""Tiny models and data for fast tests, and a compiled loop of augmentation calls."""
 
 import keras
 import numpy as np
+from keras import ops
 
 
 def tiny_cnn(num_classes=10, input_shape=(8, 8, 1), name=None, width=8, batch_norm=True):
@@ -29,3 +30,36 @@ def blobs(n=256, num_classes=10, shape=(8, 8, 1), seed=0):
     labels = rng.integers(0, num_classes, n).astype("int32")
     images = means[labels] + 0.5 * rng.normal(size=(n,) + shape).astype("float32")
     return images.astype("float32"), labels
+
+
+class Repeat(keras.layers.Layer):
+    """Calls an augmentation on its input batch (labels 0..B-1); returns the images, lambda and sources."""
+
+    def __init__(self, augmentation, **kwargs):
+        super().__init__(**kwargs)
+        self.augmentation = augmentation
+
+    def build(self, input_shape):
+        self.augmentation.build(input_shape)
+
+    def call(self, images):
+        out = self.augmentation.augment(images, ops.arange(images.shape[0], dtype="int32"))
+        per_row = [ops.broadcast_to(ops.cast(value, "float32"), (images.shape[0],)) for value in (out.lam, out.sources)]
+        return (out.images, *per_row)
+
+
+def repeated(augmentation, images, calls):
+    """`augment` called `calls` times on `images` with one seed generator, in a compiled loop (`predict`).
+
+    Eager calls cost a dispatch per operation (on JAX, a compilation per new shape); this costs one compilation.
+
+    Returns:
+        The augmented images `(calls, B, H, W, C)`, and each call's lambda and number of sources, `(calls,)` each.
+    """
+    batch = images.shape[0]
+    inputs = keras.Input(images.shape[1:], batch_size=batch)
+    model = keras.Model(inputs, Repeat(augmentation)(inputs))
+    model.compile(jit_compile=keras.backend.backend() == "jax")
+    out_images, lams, sources = model.predict(np.tile(images, (calls, 1, 1, 1)), batch_size=batch, verbose=0)
+    return (out_images.reshape((calls,) + images.shape), lams.reshape(calls, batch)[:, 0],
+            sources.reshape(calls, batch)[:, 0])

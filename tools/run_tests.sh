@@ -9,7 +9,8 @@ ensure_fashion_mnist
 ensure_env test
 
 # Tests marked backend_neutral (data pipelines, files, tools, reports, packaging: code no Keras backend reaches)
-# run once, in the TensorFlow pass.
+# run once, in the TensorFlow pass. Tests marked jax_pass (whole runs whose TensorFlow case another test covers)
+# run in the JAX pass only.
 # One JAX compilation cache for the run (the test processes and the processes they start compile the same
 # small programs many times); emptied at the start and removed at the end.
 JAX_CACHE=$PWD/build/test-jax-cache
@@ -25,7 +26,8 @@ export JAX_COMPILATION_CACHE_DIR=$JAX_CACHE JAX_PERSISTENT_CACHE_MIN_COMPILE_TIM
 # `--dist loadgroup`: tests of one `xdist_group` share a worker (and the run their module fixture trains).
 status=0
 echo "=== tests on the tensorflow backend ==="
-KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 --dist loadgroup "$@" || status=1
+KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 --dist loadgroup -m "not jax_pass" "$@" \
+  || status=1
 echo "=== tests on the jax backend ==="
 KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 JAX_DISABLE_MOST_OPTIMIZATIONS=1 \
   .venv/bin/python -m pytest -q -n 2 --dist loadgroup -m "not backend_neutral" "$@" || status=1

@@ -53,6 +53,9 @@ class Cutout(Augmentation):
         self.size = checks.integer("Cutout", "size", size)
         self.num_holes = checks.integer("Cutout", "num_holes", num_holes)
         self.fill_value = fill_value if fill_value == "mean" else checks.number("Cutout", "fill_value", fill_value)
+        # used on its own, without the Distiller's build, "mean" has no normalisation to read the mean from: 0
+        self._unbuilt_fill = 0.0 if self.fill_value == "mean" else self.fill_value
+        self._fill = self._unbuilt_fill
 
     def build(self, input_shape=None, num_classes=None, input_normalization=None):
         super().build(input_shape, num_classes, input_normalization)
@@ -63,12 +66,11 @@ class Cutout(Augmentation):
                 f"erase most of the image. Scale it to the image: the paper's 16 on 32x32 images is "
                 f"{max(1, round(16 * min(height, width) / 32))} on these."
             )
-        if self.fill_value != "mean":
-            self._fill = np.full((channels,), self.fill_value, np.float32)
-        elif input_normalization is None:
-            self._fill = np.zeros((channels,), np.float32)
+        if self.fill_value == "mean" and input_normalization is not None:
+            # (channels,): a mean of another length fails here instead of broadcasting into the channel axis
+            self._fill = np.broadcast_to(np.asarray(input_normalization[0]), (channels,))
         else:
-            self._fill = np.broadcast_to(np.asarray(input_normalization[0], np.float32), (channels,)).copy()
+            self._fill = self._unbuilt_fill
 
     def augment(self, images, labels):
         batch_size, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
@@ -80,10 +82,7 @@ class Cutout(Augmentation):
         boxes = per_sample(draw, batch_size)  # (B, 4, num_holes)
         y1, y2, x1, x2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
         holes = ops.any(box_mask(y1, y2, x1, x2, height, width), axis=1)  # (B, H, W)
-        fill = getattr(self, "_fill", None)
-        if fill is None:  # used on its own, without the Distiller's build: fill with 0 (or the number given)
-            fill = 0.0 if self.fill_value == "mean" else self.fill_value
-        filled = ops.where(holes[..., None], ops.cast(fill, images.dtype), images)
+        filled = ops.where(holes[..., None], ops.cast(self._fill, images.dtype), images)  # cast once
         return single_source(filled, labels)
 
     def get_config(self):
