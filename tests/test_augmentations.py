@@ -200,12 +200,10 @@ def test_cutout_bad_argument_messages_name_the_class_and_the_argument(arguments,
     assert str(error.value) == message
 
 
+# MixUp's alpha and Cutout's arguments: their whole messages are checked above.
 @pytest.mark.parametrize("factory, message", [
-    (lambda: augmentations.MixUp(alpha=0), "alpha"),
     (lambda: augmentations.CutMix(probability=1.5), "probability"),
     (lambda: augmentations.CutMix(alpha=-1), "alpha"),
-    (lambda: augmentations.Cutout(size=0), "size"),
-    (lambda: augmentations.Cutout(num_holes=1.5), "num_holes"),
     (lambda: augmentations.MixUp(label_source="teachers"), "label_source"),
 ])
 def test_bad_arguments_fail_at_construction(factory, message):
