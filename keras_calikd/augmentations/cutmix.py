@@ -62,7 +62,7 @@ class CutMix(Augmentation):
             labels=labels,
             partner_labels=partner_labels,
             lam=1.0 - pasted / float(height * width),
-            sources=ops.where(applied, 2.0, 1.0),
+            sources=ops.cast(ops.where(applied, 2.0, 1.0), "float32"),  # Python floats would follow floatx on TF
         )
 
     def get_config(self):
