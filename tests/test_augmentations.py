@@ -101,9 +101,10 @@ def test_cutout_options(rng):
 
 @pytest.mark.parametrize("strategy", [augmentations.MixUp(seed=1), augmentations.CutMix(probability=1.0, seed=1),
                                       augmentations.Cutout(size=4, seed=1)])
-def test_augmented_images_keep_the_dtype_and_the_rest_is_float32(rng, strategy):
+@pytest.mark.parametrize("floatx", ["float32", "float16"])
+def test_augmented_images_keep_the_dtype_and_the_rest_is_float32(rng, strategy, floatx):
     images, labels = batch(rng, n=4, size=8)
-    keras.config.set_floatx("float16")  # lam and sources stay float32 whatever floatx
+    keras.config.set_floatx(floatx)  # the images keep theirs, lam and sources stay float32, whatever floatx
     out = strategy.augment(ops.cast(images, "float16"), labels)
     assert keras.backend.standardize_dtype(out.images.dtype) == "float16"
     for value in (out.lam, out.sources):
@@ -285,10 +286,13 @@ def test_mixed_cross_entropy_is_float32_from_float16_logits(rng):
     np.testing.assert_allclose(float(got), expected, rtol=1e-6)
 
 
-def test_the_loss_of_soft_targets_is_their_cross_entropy(rng):
-    logits = rng.normal(size=(5, 3)).astype("float32")
+@pytest.mark.parametrize("floatx", ["float32", "float16"])  # float16: logits of floatx, computed in float32
+def test_the_loss_of_soft_targets_is_their_cross_entropy(rng, floatx):
+    keras.config.set_floatx(floatx)
+    logits = rng.normal(size=(5, 3)).astype(floatx)
     targets = rng.dirichlet(np.ones(3), size=5).astype("float32")
-    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    z = logits.astype("float64")
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     augmented = augmentations.AugmentedBatch(images=None, labels=None, partner_labels=None, lam=None, sources=None,
                                              targets=ops.convert_to_tensor(targets))
     got = augmentations.Identity().loss(augmented, ops.convert_to_tensor(logits))

@@ -39,8 +39,9 @@ def reference_rkd(s, t, wd=25.0, wa=50.0):
     return wd * huber(psi_d(s), psi_d(t)) + wa * huber(psi_a(s), psi_a(t))
 
 
-def test_rkd_matches_reference(rng):
-    s, t = rng.normal(size=(6, 5)), rng.normal(scale=3.0, size=(6, 4))  # feature sizes may differ
+@pytest.mark.parametrize("student_scale", [1.0, 0.05])  # 0.05: mean distances below 1
+def test_rkd_matches_reference(rng, student_scale):
+    s, t = rng.normal(scale=student_scale, size=(6, 5)), rng.normal(scale=3.0, size=(6, 4))  # sizes may differ
     loss = RKD().compute_loss(ModelOutputs(None, tensor(t)), ModelOutputs(None, tensor(s)), Batch(None))
     np.testing.assert_allclose(float(loss), reference_rkd(s, t), rtol=1e-4)
     only_distance = RKD(angle_weight=0.0, weight=2.0).compute_loss(ModelOutputs(None, tensor(t)),
@@ -280,7 +281,14 @@ def test_gin_binds_every_option():
 
 
 def test_config_round_trips():
-    for strategy in (RKD(distance_weight=1.0, angle_weight=2.0), CRD(num_samples=500, num_negatives=100, negatives="other_classes")):
-        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
+    rkd = RKD(distance_weight=7.0, angle_weight=3.0, weight=2.0)
+    crd = CRD(num_samples=500, embedding_dim=16, num_negatives=100, temperature=0.2, momentum=0.3,
+              negatives="other_classes", weight=0.6, seed=5)
+    clones = [keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s)) for s in (rkd, crd)]
+    for strategy, clone in zip((rkd, crd), clones):
         assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
         assert clone.requires == strategy.requires
+    assert (clones[0].distance_weight, clones[0].angle_weight, clones[0].weight) == (7.0, 3.0, 2.0)
+    assert (clones[1].num_samples, clones[1].embedding_dim, clones[1].num_negatives, clones[1].temperature,
+            clones[1].momentum, clones[1].negatives, clones[1].weight, clones[1].seed) == (
+                500, 16, 100, 0.2, 0.3, "other_classes", 0.6, 5)
