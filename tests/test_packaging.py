@@ -50,14 +50,13 @@ def installed(tmp_path_factory):
     return work, site
 
 
-def run_installed(installed, *args, cwd):
+def run_installed(installed, *args, cwd, backend="tensorflow"):
     work, site = installed
-    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=backend)
     return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.heavy
-def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installed):
+def test_the_installed_wheel_has_its_experiments_and_console_scripts(installed):
     work, site = installed
     assert glob.glob(str(site / "keras_calikd" / "configs" / "cifar100" / "*.gin"))
     console = site / "bin" / "calikd-train"
@@ -68,16 +67,23 @@ def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installe
     shown = run_installed(installed, str(console), "--help", cwd=str(work))
     assert shown.returncode == 0 and "cifar100/vgg13_mobilenetv2_kd_mixup" in shown.stdout, shown.stderr[-2000:]
 
-    data_dir = work / "tfds"
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_an_installed_wheel_trains_and_exports_a_run_by_experiment_name(installed, backend):
+    work, site = installed
+    data_dir = work / f"tfds_{backend}"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
-    bindings = {"RUNS_DIR": repr(str(work / "runs")), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 1,
-                "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32, "Experiment.model": "'resnet8'",
-                "Experiment.train_split": "'train'", "Experiment.verbose": 0,
+    bindings = {"RUNS_DIR": repr(str(work / f"runs_{backend}")), "DATA_DIR": repr(str(data_dir)),
+                "Experiment.epochs": 1, "Experiment.batch_size": 32, "Experiment.eval_batch_size": 32,
+                "Experiment.model": "'resnet8'", "Experiment.train_split": "'train'", "Experiment.verbose": 0,
                 "Experiment.validation_split": "'test'", "Experiment.diagram_formats": "('png',)"}
     args = [arg for key, value in bindings.items() for arg in ("--gin_param", f"{key} = {value}")]
-    done = run_installed(installed, str(console), "--gin", "quickstart/teacher", *args, cwd=str(work))
+    done = run_installed(installed, str(site / "bin" / "calikd-train"), "--gin", "quickstart/teacher", *args,
+                         cwd=str(work), backend=backend)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = work / "runs" / "quickstart" / "teacher"
+    run = work / f"runs_{backend}" / "quickstart" / "teacher"
+    record = json.loads((run / "run.json").read_text())
+    assert record["finished"] and record["provenance"]["backend"] == backend
     report = json.loads((run / "saved_model" / "export.json").read_text())
     assert report["max_logit_difference"]["saved_model"] < 1e-4
-    assert json.loads((run / "run.json").read_text())["finished"]
