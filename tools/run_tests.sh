@@ -23,7 +23,7 @@ export JAX_COMPILATION_CACHE_DIR=$JAX_CACHE JAX_PERSISTENT_CACHE_MIN_COMPILE_TIM
 # programs are small and run a few steps, so compiling them is most of their time, and unoptimised they
 # compile in about half of it. The results do not depend on it: every test compares against references at
 # tolerances above float32 rounding, and the programs compared with each other are compiled alike.
-# `--dist loadgroup`: tests of one `xdist_group` share a worker (and the run their module fixture trains).
+# `--dist loadgroup`: tests of one `xdist_group` share a worker (and the run their shared fixture trains).
 status=0
 echo "=== tests on the tensorflow backend ==="
 KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q -n 2 --dist loadgroup -m "not jax_pass" "$@" \
