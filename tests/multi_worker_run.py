@@ -9,7 +9,8 @@ on TensorFlow, `KERAS_DISTRIBUTION_*` on JAX), then:
   KD + CutMix, CRD + CutMix, batch statistics synchronised) and writes what
   they learnt to `OUT_DIR/process<index>.json`;
 - with calikd-train arguments, runs the experiment they describe, as
-  `calikd-train` does (same console, same exit status); with
+  `calikd-train` does (same console, same exit status), with `tiny.zoo_tiny`
+  registered as the model `"zoo_tiny"` (the test's runs name it); with
   `--kill-after-epoch N`, process 1 kills itself with SIGKILL right after the
   end of epoch N (the chief has written that epoch's checkpoint or is writing it).
 
@@ -23,6 +24,7 @@ import sys
 
 GLOBAL_BATCH, STEPS, EPOCHS = 16, 4, 2
 CASES = ("kd_mixup", "kd_cutmix", "crd_cutmix")
+TINY_MODEL = "zoo_tiny"  # the experiment's teacher and student: `tiny.zoo_tiny`, registered under this name
 
 
 def _build(case):
@@ -117,7 +119,10 @@ def main(argv) -> int:
     if not train_args:
         return 0
     from keras_calikd.cli import common, train
+    from keras_calikd.models import MODELS
+    from tiny import zoo_tiny
 
+    MODELS.register(TINY_MODEL)(zoo_tiny)
     return common.run(train.main, train_args)
 
 

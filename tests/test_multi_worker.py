@@ -7,7 +7,9 @@ MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runt
 1. trains KD + mixup, KD + CutMix and CRD + CutMix Distillers (batch statistics synchronised) on a global
    batch of 16: the histories, final weights and CRD memory banks must match one process on one device,
    and the two processes must hold the same weights and banks;
-2. runs a distillation experiment (`calikd-train`, KD + CutMix on fake Fashion-MNIST), in which process 1
+2. runs a distillation experiment (`calikd-train`, KD + CutMix on fake Fashion-MNIST; teacher and student
+   a one-convolution network with the zoo's conventions, whose programs compile in a fraction of a
+   ResNet's time), in which process 1
    kills itself with SIGKILL at the end of epoch 1: the chief must stop with a message naming the lost
    process and where the run resumes, within the timeouts;
 3. is launched again with the same command: it resumes after epoch 1 and must end with the results of an
@@ -28,6 +30,7 @@ import pytest
 
 import data_fakes
 import multi_worker_run
+from tiny import zoo_tiny
 from keras_calikd.cli import common
 from keras_calikd.cli import train as train_tool
 from keras_calikd.training import distribution
@@ -91,7 +94,8 @@ def train_args(runs_dir, data_dir, **extra):
     values = {"RUNS_DIR": repr(str(runs_dir)), "DATA_DIR": repr(str(data_dir)), "Experiment.epochs": 2,
               "Experiment.batch_size": 16, "Experiment.eval_batch_size": 16, "Experiment.train_split": "'train'",
               "Experiment.validation_split": "'test'",
-              "Experiment.verbose": 0, "Experiment.sync_batch_norm": True, "Experiment.jit_compile": JAX,
+              "Experiment.model": repr(multi_worker_run.TINY_MODEL), "Experiment.verbose": 0,
+              "Experiment.sync_batch_norm": True, "Experiment.jit_compile": JAX,
               "Experiment.diagram_formats": "('png',)",
               "Experiment.heartbeat_timeout": 10, "Experiment.worker_timeout": 120}
     values.update(extra)
@@ -99,16 +103,14 @@ def train_args(runs_dir, data_dir, **extra):
 
 
 def fake_teacher(runs_dir, data_dir):
-    """A finished teacher run (untrained ResNet-8 weights are teacher enough) in `runs_dir`."""
-    import keras_calikd as ck
+    """A finished teacher run (an untrained `zoo_tiny` is teacher enough) in `runs_dir`."""
     import keras_calikd.data as data
 
     info = data.info("fashion_mnist", data_dir)
     folder = runs_dir / "quickstart" / "teacher"
     (folder / "checkpoints").mkdir(parents=True)
     keras.utils.set_random_seed(7)
-    ck.models.get("resnet8", num_classes=info.num_classes, input_shape=info.image_shape,
-                  normalization=info.normalization).save(str(folder / "checkpoints" / "best.keras"))
+    zoo_tiny(info.num_classes, input_shape=info.image_shape, normalization=info.normalization).save(str(folder / "checkpoints" / "best.keras"))
     (folder / "run.json").write_text(json.dumps({"finished": True, "epochs": 1}))
 
 
@@ -132,7 +134,18 @@ def check_same_training(reference, processes):
                 assert theirs == other, f"{case}: the two processes hold different memory banks"
 
 
+@pytest.fixture
+def tiny_model_registered(monkeypatch):
+    """`zoo_tiny` registered in this process (as the worker processes do) for the test's one-process run only."""
+    from keras_calikd import gin_support
+    from keras_calikd.models import MODELS
+
+    gin_support.register_configurables()  # first: it replaces the registry's entries (with their gin wrappers)
+    monkeypatch.setitem(MODELS._entries, multi_worker_run.TINY_MODEL, zoo_tiny)
+
+
 @pytest.mark.heavy
+@pytest.mark.usefixtures("tiny_model_registered")
 def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_worker(tmp_path):
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)

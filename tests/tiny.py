@@ -16,6 +16,25 @@ def tiny_cnn(num_classes=10, input_shape=(8, 8, 1), name=None, width=8, batch_no
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=name)
 
 
+def zoo_tiny(num_classes, input_shape=(32, 32, 3), name=None, normalization=None):
+    """A one-convolution network that keeps the zoo's conventions (`keras_calikd.models`), for whole runs.
+
+    Input `"image"`, `InputNormalization` with `normalization=(mean, std)`, a
+    `"features"` layer and float32 `"logits"`: what `Experiment` and the export
+    expect of a zoo model, at a fraction of ResNet-8's compilation time.
+    Register it (`ck.models.MODELS.register(...)`) to name it in a run's config.
+    """
+    from keras_calikd.models import InputNormalization
+
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs if normalization is None else InputNormalization(*normalization)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, dtype="float32", name="logits")(x),
+                       name=name or "zoo_tiny")
+
+
 def dense_model(num_classes=4, input_shape=(3, 3, 1), name=None):
     """A linear model on flattened pixels (no batch norm, no randomness), with a "features" layer."""
     inputs = keras.Input(input_shape)
