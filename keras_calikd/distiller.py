@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple, Sequence
 
 import keras
@@ -25,6 +26,26 @@ class StepLosses(NamedTuple):
     distillation: Any
     augmentation: Any
     student_logits: Any
+
+
+def _as_keywords(method, args, kwargs) -> dict:
+    """`kwargs` with the positional `args` given after `(x, y)` named as `method`'s signature names them.
+
+    `fit` and `evaluate` check and complete some of Keras' arguments
+    (callbacks, validation data, sample weights) by name; positional ones
+    (`fit(x, y, 64, 10)`) are named first, so that they get the same treatment.
+    """
+    names = [name for name, parameter in inspect.signature(method).parameters.items()
+             if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][2:]  # after x and y
+    if len(args) > len(names):
+        raise TypeError(f"{method.__name__}() takes at most {len(names) + 2} positional arguments after self "
+                        f"(x, y, {', '.join(names)}); got {len(args) + 2}.")
+    keywords = dict(kwargs)
+    for name, value in zip(names, args):
+        if name in keywords:
+            raise TypeError(f"{method.__name__}() got multiple values for argument {name!r}.")
+        keywords[name] = value
+    return keywords
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -223,6 +244,7 @@ class Distiller(DistillationStep, keras.Model):
         message saying what is wrong instead of training on it. Strategies
         that draw on the training set are adapted from NumPy data here.
         """
+        kwargs = _as_keywords(super().fit, args, kwargs)
         x, y = checks.fit_data(self, x, y, kwargs)
         kwargs["validation_data"] = checks.validation_data(self, kwargs.get("validation_data"))
         checks.ready_to_train(self, x)
@@ -230,12 +252,12 @@ class Distiller(DistillationStep, keras.Model):
             with creation_scope(self):
                 self.prepare_to_fit()
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_EpochCounter()]
-        return super().fit(x, y, *args, **kwargs)
+        return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate` of the student on clean data, after checking the data like `fit` does."""
         x, y = checks.evaluation_data(self, x, y)
-        return super().evaluate(x, y, *args, **kwargs)
+        return super().evaluate(x, y, **_as_keywords(super().evaluate, args, kwargs))
 
     # ------------------------------------------------------------------ forward passes
 

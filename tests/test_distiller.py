@@ -284,6 +284,7 @@ def test_config_round_trip():
     assert isinstance(clone.augmentation, ck.augmentations.Cutout) and clone.augmentation.size == 4
     assert clone.teacher.count_params() == distiller.teacher.count_params() and not clone.teacher.trainable
     assert clone.get_config() == distiller.get_config()
+    assert distiller.get_config()["input_shape"] == (8, 8, 1)  # the models' own, none was requested
 
 
 def test_trained_student_saves_and_reloads(tmp_path):

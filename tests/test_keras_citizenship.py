@@ -105,6 +105,39 @@ def test_evaluation_logs_only_what_evaluation_measures():
     assert result["loss"] == pytest.approx(cross_entropy, rel=1e-4)
 
 
+def test_fit_and_evaluate_take_keras_positional_arguments():
+    x, y = blobs(64)
+    distiller, batches = build(), []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append("train")
+
+        def on_test_batch_end(self, batch, logs=None):
+            batches.append("test")
+
+    # Keras' order: fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, ...)
+    history = distiller.fit(x, y, 16, 2, 0, [Count()], 0.0, (x[:32], y[:32])).history
+    assert batches == (["train"] * 4 + ["test"] * 2) * 2 and len(history["val_loss"]) == 2  # batches of 16
+    with pytest.raises(ValueError, match="does not weight training samples"):
+        distiller.fit(x, y, 16, 1, 0, None, 0.0, None, True, None, np.ones(64))
+    with pytest.raises(ValueError, match="labels"):  # positional validation data is checked like training data
+        distiller.fit(x, y, 16, 1, 0, None, 0.0, (x, y + 10))
+    with pytest.raises(TypeError, match="multiple values for argument 'callbacks'"):
+        distiller.fit(x, y, 16, 1, 0, [Count()], callbacks=[Count()])
+
+    # evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict): a weighted mean
+    weight = np.random.default_rng(0).uniform(0.0, 2.0, 64).astype("float32")
+    batches.clear()
+    result = distiller.evaluate(x, y, 64, 0, weight, None, [Count()], True)
+    logits = ops.convert_to_numpy(distiller.student(x)).astype("float64")
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    cross_entropy = -log_p[np.arange(64), y]
+    assert batches == ["test"] and set(result) == {"loss", "accuracy", "ece"}
+    assert result["loss"] == pytest.approx((cross_entropy * weight).sum() / weight.sum(), rel=1e-4)
+
+
 def test_strategies_see_the_epoch_of_fit():
     seen = []
 
