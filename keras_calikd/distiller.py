@@ -229,9 +229,7 @@ class Distiller(DistillationStep, keras.Model):
 
     def compile_from_config(self, config):
         """Restores `compile()` from a saved model's compile config (`keras.models.load_model`)."""
-        config = keras.saving.deserialize_keras_object(config)
-        config.pop("loss", None)
-        self.compile(**config)
+        self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
 

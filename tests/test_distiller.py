@@ -255,6 +255,29 @@ def test_fit_on_tf_data_with_indices_evaluate_predict_and_callbacks():
     assert distiller.predict(x, verbose=0).shape == (128, 10)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_in_float32(policy):
+    x, y = blobs(64)
+    weight = np.random.default_rng(1).uniform(0.0, 2.0, 64).astype("float32")
+    keras.config.set_dtype_policy(policy)
+    try:
+        inputs = keras.Input((8, 8, 1))
+        conv = keras.layers.Conv2D(4, 3, kernel_regularizer=keras.regularizers.L2(0.01))
+        features = keras.layers.GlobalAveragePooling2D(name="features")(conv(inputs))
+        student = keras.Model(inputs, keras.layers.Dense(10, name="logits")(features))  # float16 logits if mixed
+        distiller = compiled(ck.Distiller(tiny_cnn(name="t"), student))
+        unweighted = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["loss"]
+        weighted = distiller.evaluate(x, y, batch_size=64, sample_weight=weight, verbose=0, return_dict=True)["loss"]
+        logits = ops.convert_to_numpy(student(x)).astype("float64")
+        kernel = ops.convert_to_numpy(conv.kernel).astype("float64")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    cross_entropy = -np_log_softmax(logits)[np.arange(64), y]
+    regularisation = 0.01 * np.sum(kernel ** 2)
+    assert unweighted == pytest.approx(cross_entropy.mean() + regularisation, rel=1e-5)
+    assert weighted == pytest.approx((cross_entropy * weight).sum() / weight.sum() + regularisation, rel=1e-5)
+
+
 def test_same_seed_same_training():
     def run():
         keras.utils.set_random_seed(5)

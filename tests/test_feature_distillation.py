@@ -1,5 +1,7 @@
 """RKD and CRD against NumPy references written from their papers, and their training through the Distiller."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -151,6 +153,49 @@ def test_crd_negatives_from_other_classes():
     assert counts[eligible].std() / counts[eligible].mean() < 0.35
 
 
+def other_classes_crd(num_classes=3, **kwargs):
+    crd = CRD(num_negatives=4, negatives="other_classes", seed=0, **kwargs)
+    crd.build(num_classes=num_classes, teacher_feature_dim=2, student_feature_dim=2)
+    return crd
+
+
+def test_crd_adapt_sizes_the_banks_and_sorts_the_indices_by_class():
+    labels = np.random.default_rng(0).integers(0, 3, 200)
+    crd = other_classes_crd()
+    crd.adapt(labels[:, None])  # (N, 1) labels are read as (N,)
+    assert crd.num_samples == 200 and crd.adapted and tuple(crd.student_memory.shape) == (200, 128)
+    size = np.bincount(labels, minlength=3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(crd.memory.class_size), size)
+    np.testing.assert_array_equal(ops.convert_to_numpy(crd.memory.class_start), [0, size[0], size[0] + size[1]])
+    # each class's block lists its samples in index order (a stable sort: the same table on every platform)
+    expected = np.concatenate([np.flatnonzero(labels == c) for c in range(3)])
+    np.testing.assert_array_equal(ops.convert_to_numpy(crd.memory.indices_by_class), expected)
+    other_classes_crd(num_classes=2).adapt([0, 0, 1])  # one sample of another class is enough
+
+
+@pytest.mark.parametrize("labels, message, kwargs", [
+    ([0, 1, 2, 0, 1, 2], "CRD: got 6 training labels for num_samples=5.", {"num_samples": 5}),
+    ([0, 1, -1], "CRD: training labels must be in [0, 2].", {}),
+    ([0, 1, 3], "CRD: training labels must be in [0, 2].", {}),
+    ([2, 2, 2], "CRD: every class needs samples of other classes to draw negatives from.", {}),
+    ([0], "CRD: every class needs samples of other classes to draw negatives from.", {}),
+])
+def test_crd_adapt_rejects_labels_it_cannot_draw_negatives_from(labels, message, kwargs):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        other_classes_crd(**kwargs).adapt(np.array(labels))
+
+
+def test_distiller_adapt_checks_the_labels_against_the_models():
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=CRD(negatives="other_classes"))
+    with pytest.raises(ValueError, match=re.escape(
+            "Training labels must be class ids in [0, 9] for models with 10 classes; got labels from 0 to 10.")):
+        distiller.adapt(np.arange(11))
+    with pytest.raises(ValueError, match=re.escape("Training labels of shape (4, 3) are neither class ids")):
+        distiller.adapt(np.eye(3)[[0, 1, 2, 0]])
+    distiller.adapt(np.eye(10)[np.arange(20) % 10])  # one-hot rows are class ids
+    assert distiller.distillations[0].num_samples == 20 and distiller.distillations[0].adapted
+
+
 def test_crd_uniform_negatives_cover_the_set():
     crd = CRD(num_samples=30, num_negatives=20, seed=1)
     crd.build(num_classes=2, teacher_feature_dim=2, student_feature_dim=2)
@@ -158,21 +203,36 @@ def test_crd_uniform_negatives_cover_the_set():
     assert negatives.shape == (64, 20) and set(np.unique(negatives)) == set(range(30))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_samples": 0}, "num_samples"),
-    ({"num_samples": 100, "temperature": 0.0}, "temperature"),
-    ({"num_samples": 100, "momentum": 1.0}, "momentum"),
-    ({"num_samples": 100, "num_negatives": 8, "negatives": "hard"}, "negatives"),
+def test_defaults_are_the_papers():
+    crd, rkd = CRD(), RKD()
+    assert (crd.num_samples, crd.embedding_dim, crd.num_negatives, crd.temperature, crd.momentum, crd.negatives,
+            crd.weight, crd.seed) == (None, 128, 16384, 0.07, 0.5, "uniform", 0.8, None)
+    assert (rkd.distance_weight, rkd.angle_weight, rkd.weight) == (25.0, 50.0, 1.0)
+
+
+@pytest.mark.parametrize("strategy, kwargs, message", [
+    (CRD, {"num_samples": 0}, "CRD: `num_samples` must be a positive integer, got 0."),
+    (CRD, {"num_samples": 2.5}, "CRD: `num_samples` must be an integer >= 1, got 2.5."),
+    (CRD, {"embedding_dim": 0}, "CRD: `embedding_dim` must be a positive integer, got 0."),
+    (CRD, {"num_negatives": 0}, "CRD: `num_negatives` must be a positive integer, got 0."),
+    (CRD, {"temperature": 0.0}, "CRD: `temperature` must be > 0, got 0.0."),
+    (CRD, {"momentum": 1.0}, "CRD: `momentum` must be in [0, 1), got 1.0."),
+    (CRD, {"momentum": -0.1}, "CRD: `momentum` must be in [0, 1), got -0.1."),
+    (CRD, {"negatives": "hard"}, "CRD: `negatives` must be one of 'uniform', 'other_classes', got 'hard'."),
+    (RKD, {"distance_weight": -1.0}, "RKD: `distance_weight` must be >= 0, got -1.0."),
+    (RKD, {"angle_weight": -1.0}, "RKD: `angle_weight` must be >= 0, got -1.0."),
 ])
-def test_crd_rejects_bad_arguments(kwargs, message):
-    kwargs.setdefault("num_negatives", 8)
-    with pytest.raises(ValueError, match=message):
-        CRD(**kwargs)
+def test_bad_arguments_fail_with_the_whole_message(strategy, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        strategy(**kwargs)
 
 
-def test_rkd_rejects_bad_weights():
-    with pytest.raises(ValueError, match="distance_weight"):
-        RKD(distance_weight=-1.0)
+def test_arguments_at_their_bounds_are_accepted():
+    crd = CRD(num_samples=1, embedding_dim=1, num_negatives=1, temperature=1e-6, momentum=0.0)
+    assert (crd.num_samples, crd.embedding_dim, crd.num_negatives, crd.temperature, crd.momentum) == (
+        1, 1, 1, 1e-6, 0.0)
+    assert (RKD(distance_weight=0.0, angle_weight=0.0).distance_weight, RKD(distance_weight=0.5).distance_weight,
+            RKD(angle_weight=0.5).angle_weight) == (0.0, 0.5, 0.5)
 
 
 # ---------------------------------------------------------------- through the Distiller

@@ -89,6 +89,11 @@ def test_labels_as_keras_takes_them_train_like_class_ids(form):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert set(other.evaluate(x, given, verbose=0, return_dict=True)) == {"loss", "accuracy", "ece"}
     assert "val_accuracy" in history.history
+    import tensorflow as tf  # a pipeline's labels reach the evaluation step as they are given
+
+    by_ids = other.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    as_given = other.evaluate(tf.data.Dataset.from_tensor_slices((x, given)).batch(32), verbose=0, return_dict=True)
+    assert as_given == pytest.approx(by_ids, rel=1e-6)
 
 
 def test_evaluation_logs_only_what_evaluation_measures():

@@ -3,10 +3,11 @@
 #
 #   tools/mutation.sh                                  # every core module listed in tools/mutmut.cfg
 #   tools/mutation.sh training/optimizers.py augmentations/mixup.py    # some of them, with their own tests
+#   MUTATION_BACKEND=tensorflow tools/mutation.sh      # the TensorFlow-only core ([tensorflow] in mutmut.cfg)
 #
-# Runs on the JAX backend in build/mutation/: a fresh copy of keras_calikd/, tests/ and pyproject.toml, with
-# tools/mutmut.cfg as setup.cfg and tools/mutation_conftest.py as conftest.py. Installs mutmut into the
-# project's .venv when it is missing (or into the interpreter named by PYTHON). Prints the surviving mutants
+# Runs on the JAX backend (or TensorFlow, see above) in build/mutation/: a fresh copy of keras_calikd/, tests/
+# and pyproject.toml, with tools/mutmut.cfg as setup.cfg and tools/mutation_conftest.py as conftest.py.
+# Installs mutmut into the project's .venv when it is missing (or into the interpreter named by PYTHON). Prints the surviving mutants
 # and the score per module (tools/mutation_score.py).
 # See a mutant with `cd build/mutation && ../../.venv/bin/python -m mutmut show NAME`.
 # MUTATION_JOBS sets how many mutants run at once (default: the number of cores).
@@ -24,31 +25,42 @@ if ! "$PYTHON" -c "import mutmut, sys; sys.exit(mutmut.__version__ != '$MUTMUT_V
   "$PYTHON" -m pip install -q "mutmut==$MUTMUT_VERSION"
 fi
 
+BACKEND=${MUTATION_BACKEND:-jax}
+case "$BACKEND" in
+  jax) PRELOAD=jax ;;
+  tensorflow) PRELOAD=tensorflow ;;
+  *) echo "error: MUTATION_BACKEND must be jax or tensorflow, not '$BACKEND'" >&2; exit 2 ;;
+esac
+
 WORK=$ROOT/build/mutation
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cp -r keras_calikd tests pyproject.toml "$WORK"/
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 cp tools/mutation_conftest.py "$WORK/conftest.py"
-printf '%s\n' pytest numpy scipy.stats jax keras keras_calikd > "$WORK/preload_modules.txt"
-"$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$@" <<'PY'
+printf '%s\n' pytest numpy scipy.stats "$PRELOAD" keras keras_calikd > "$WORK/preload_modules.txt"
+"$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$BACKEND" "$@" <<'PY'
 """Copies the configuration; for a narrowed run, only the named modules and their tests."""
 import configparser
 import fnmatch
 import sys
 
-source, target, modules = sys.argv[1], sys.argv[2], sys.argv[3:]
+source, target, backend, modules = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 config = configparser.ConfigParser(interpolation=None)
 config.optionxform = str
 config.read(source)
+if backend == "tensorflow":  # the TensorFlow-only core, with its own tests and deselection
+    for key, value in config["tensorflow"].items():
+        config["mutmut"][key] = value
+config.remove_section("tensorflow")
 if modules:
     known = config["mutmut"]["only_mutate"].split()
     chosen = ["keras_calikd/" + m.removeprefix("keras_calikd/") for m in modules]
     unknown = [m for m in chosen if not any(fnmatch.fnmatch(m, k) for k in known)]
     if unknown:
         sys.exit(f"Not a core module of tools/mutmut.cfg: {', '.join(unknown)}")
-    tests = []
-    for module in chosen:
+    tests = [] if backend == "jax" else config["mutmut"]["pytest_add_cli_args_test_selection"].split()
+    for module in chosen if backend == "jax" else ():
         for pattern, files in config["mutation-tests"].items():
             if fnmatch.fnmatch(module, "keras_calikd/" + pattern):
                 tests += [t for t in files.split() if t not in tests]
@@ -64,7 +76,7 @@ cd "$WORK"
 # JAX programs compiled by one mutant's tests are reused by the next ones (unless the mutant changed them),
 # and compiled with XLA's optimisations off, as in the JAX pass of tools/run_tests.sh (compiling is most of
 # a mutant's test time).
-export KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
+export KERAS_BACKEND=$BACKEND TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 \
   JAX_DISABLE_MOST_OPTIMIZATIONS=1
 status=0
