@@ -105,7 +105,10 @@ def test_crd_loss_and_memory_update_match_reference(rng):
     memory = np.asarray(ops.convert_to_numpy(crd.student_memory))
     assert memory.shape == (n, 6) and np.abs(memory).max() <= bound and np.abs(memory).max() > 0.5 * bound
     normalizers = None
-    for step in range(2):  # the normalisation constant comes from the first batch, then stays
+    for step in range(3):  # the normalisation constant comes from the first batch, then stays
+        if step == 2:  # a stored constant is used whatever its size (large scores make it >> 1 in practice)
+            normalizers = (0.5, 0.25)
+            crd.memory.normalizers.assign(np.array(normalizers, "float32"))
         fs, ft = rng.normal(size=(b, 5)), rng.normal(size=(b, 4))
         indices = rng.choice(n, b, replace=False)
         crd.fixed_negatives = rng.integers(0, n, (b, k))
