@@ -156,8 +156,8 @@ def test_crd_negatives_from_other_classes():
     assert counts[eligible].std() / counts[eligible].mean() < 0.35
 
 
-def other_classes_crd(num_classes=3, **kwargs):
-    crd = CRD(num_negatives=4, negatives="other_classes", seed=0, **kwargs)
+def other_classes_crd(num_classes=3, num_negatives=4, **kwargs):
+    crd = CRD(num_negatives=num_negatives, negatives="other_classes", seed=0, **kwargs)
     crd.build(num_classes=num_classes, teacher_feature_dim=2, student_feature_dim=2)
     return crd
 
@@ -197,6 +197,17 @@ def test_distiller_adapt_checks_the_labels_against_the_models():
         distiller.adapt(np.eye(3)[[0, 1, 2, 0]])
     distiller.adapt(np.eye(10)[np.arange(20) % 10])  # one-hot rows are class ids
     assert distiller.distillations[0].num_samples == 20 and distiller.distillations[0].adapted
+
+
+def test_crd_negatives_drawn_with_replacement_cover_exactly_the_other_classes():
+    labels = np.array([1, 0, 2] * 4)  # every class leaves 8 negatives, fewer than K = 10: all rows draw with replacement
+    crd = other_classes_crd(num_negatives=10)
+    crd.adapt(labels)
+    batch_labels = np.array([0, 1, 2])
+    drawn = np.concatenate([ops.convert_to_numpy(crd._draw_negatives(tensor(batch_labels, "int32"), 3))
+                            for _ in range(40)]).reshape(40, 3, 10)
+    for row, label in enumerate(batch_labels):  # 400 draws from 8 candidates: each one is drawn
+        assert set(drawn[:, row].ravel()) == set(np.flatnonzero(labels != label)), label
 
 
 def test_crd_uniform_negatives_cover_the_set():
