@@ -97,8 +97,9 @@ def reference_crd(fs, ft, indices, negatives, state, normalizers, n, k, temperat
     return loss, normalizers, new_s, new_t
 
 
-def test_crd_loss_and_memory_update_match_reference(rng):
-    n, k, b = 40, 7, 5
+@pytest.mark.parametrize("n, k", [(40, 7), (100000, 1)])  # K / N = 1e-5: the 1e-7 guard shows in the sums
+def test_crd_loss_and_memory_update_match_reference(rng, n, k):
+    b = 5
     crd = FixedNegativesCRD(num_samples=n, num_negatives=k, embedding_dim=6, seed=3)
     crd.build(num_classes=3, teacher_feature_dim=4, student_feature_dim=5)
     bound = 1 / np.sqrt(6 / 3)
