@@ -200,15 +200,48 @@ def test_distiller_adapt_checks_the_labels_against_the_models():
     assert distiller.distillations[0].num_samples == 20 and distiller.distillations[0].adapted
 
 
-def test_crd_negatives_drawn_with_replacement_cover_exactly_the_other_classes():
-    labels = np.array([1, 0, 2] * 4)  # every class leaves 8 negatives, fewer than K = 10: all rows draw with replacement
-    crd = other_classes_crd(num_negatives=10)
+@pytest.mark.parametrize("k", [10, 20])  # K > 8 eligible (K <= N = 12: rows fall back; K > N: drawn so throughout)
+def test_crd_negatives_drawn_with_replacement_cover_exactly_the_other_classes(k):
+    labels = np.array([1, 0, 2] * 4)  # every class leaves 8 negatives
+    crd = other_classes_crd(num_negatives=k)
     crd.adapt(labels)
     batch_labels = np.array([0, 1, 2])
     drawn = np.concatenate([ops.convert_to_numpy(crd._draw_negatives(tensor(batch_labels, "int32"), 3))
-                            for _ in range(40)]).reshape(40, 3, 10)
-    for row, label in enumerate(batch_labels):  # 400 draws from 8 candidates: each one is drawn
+                            for _ in range(40)]).reshape(40, 3, k)
+    for row, label in enumerate(batch_labels):  # 400 or 800 draws from 8 candidates: each one is drawn
         assert set(drawn[:, row].ravel()) == set(np.flatnonzero(labels != label)), label
+
+
+def test_crd_negatives_are_all_the_other_classes_when_they_leave_exactly_k():
+    labels = np.array([1, 0, 2] * 4)
+    crd = other_classes_crd(num_negatives=8)  # K = the 8 eligible: drawn without replacement, so each once
+    crd.adapt(labels)
+    drawn = ops.convert_to_numpy(crd._draw_negatives(tensor([0, 1, 2], "int32"), 3))
+    for row, label in enumerate([0, 1, 2]):
+        assert sorted(drawn[row]) == list(np.flatnonzero(labels != label)), label
+
+
+def test_crd_memory_banks_are_seeded_uniform_non_trainable_state_with_stable_names():
+    def banks(seed, negatives="other_classes"):
+        crd = CRD(num_samples=2000, embedding_dim=12, num_negatives=4, negatives=negatives, seed=seed)
+        crd.build(num_classes=3, teacher_feature_dim=2, student_feature_dim=2)
+        return crd
+
+    crd, same, other = banks(4), banks(4), banks(5)
+    student, teacher = (ops.convert_to_numpy(v) for v in (crd.student_memory, crd.teacher_memory))
+    bound = 1.0 / np.sqrt(12 / 3.0)  # uniform over [-1/sqrt(D/3), 1/sqrt(D/3)]: unit expected squared norm
+    for bank in (student, teacher):
+        assert -bound <= bank.min() < -0.99 * bound and 0.99 * bound < bank.max() <= bound
+        assert abs(bank.mean()) < 0.01 and bank.var() == pytest.approx(bound ** 2 / 3, rel=0.02)
+    assert not np.allclose(student, teacher)  # each side its own draw
+    np.testing.assert_array_equal(student, ops.convert_to_numpy(same.student_memory))  # the seed decides
+    np.testing.assert_array_equal(teacher, ops.convert_to_numpy(same.teacher_memory))
+    assert not np.allclose(student, ops.convert_to_numpy(other.student_memory))
+    expected = {"student_memory": "float32", "teacher_memory": "float32", "normalizers": "float32",
+                "indices_by_class": "int32", "class_start": "int32", "class_size": "int32"}
+    assert {v.name: v.dtype for v in crd.memory.weights} == expected and crd.memory.trainable_weights == []
+    assert {v.aggregation for v in crd.memory.weights} == {"only_first_replica"}
+    assert {v.name for v in banks(4, "uniform").memory.weights} == {"student_memory", "teacher_memory", "normalizers"}
 
 
 def test_crd_uniform_negatives_cover_the_set():
