@@ -175,6 +175,10 @@ def test_crd_adapt_sizes_the_banks_and_sorts_the_indices_by_class():
     expected = np.concatenate([np.flatnonzero(labels == c) for c in range(3)])
     np.testing.assert_array_equal(ops.convert_to_numpy(crd.memory.indices_by_class), expected)
     other_classes_crd(num_classes=2).adapt([0, 0, 1])  # one sample of another class is enough
+    absent = other_classes_crd()
+    absent.adapt([1, 0, 1, 0])  # a class without samples has an empty block
+    np.testing.assert_array_equal(ops.convert_to_numpy(absent.memory.class_size), [2, 2, 0])
+    np.testing.assert_array_equal(ops.convert_to_numpy(absent.memory.class_start), [0, 2, 4])
 
 
 @pytest.mark.parametrize("labels, message, kwargs", [
