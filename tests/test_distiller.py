@@ -268,6 +268,8 @@ def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_i
         distiller = compiled(ck.Distiller(tiny_cnn(name="t"), student))
         unweighted = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["loss"]
         weighted = distiller.evaluate(x, y, batch_size=64, sample_weight=weight, verbose=0, return_dict=True)["loss"]
+        small = distiller.evaluate(x, y, batch_size=64, sample_weight=weight / 1000, verbose=0,  # summing below 1
+                                   return_dict=True)["loss"]
         logits = ops.convert_to_numpy(student(x)).astype("float64")
         kernel = ops.convert_to_numpy(conv.kernel).astype("float64")
     finally:
@@ -276,6 +278,7 @@ def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_i
     regularisation = 0.01 * np.sum(kernel ** 2)
     assert unweighted == pytest.approx(cross_entropy.mean() + regularisation, rel=1e-5)
     assert weighted == pytest.approx((cross_entropy * weight).sum() / weight.sum() + regularisation, rel=1e-5)
+    assert small == pytest.approx(weighted, rel=1e-5)
 
 
 def test_same_seed_same_training():

@@ -10,7 +10,8 @@
 # Installs mutmut into the project's .venv when it is missing (or into the interpreter named by PYTHON). Prints the surviving mutants
 # and the score per module (tools/mutation_score.py).
 # See a mutant with `cd build/mutation && ../../.venv/bin/python -m mutmut show NAME`.
-# MUTATION_JOBS sets how many mutants run at once (default: the number of cores).
+# MUTATION_JOBS sets how many mutants run at once (default: the number of cores). MUTATION_NAMES, a list of
+# mutant names (or patterns), runs only those: e.g. the survivors of an earlier run, after new tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -80,7 +81,8 @@ export KERAS_BACKEND=$BACKEND TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 \
   JAX_DISABLE_MOST_OPTIMIZATIONS=1
 status=0
-"$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" || status=$?
+# shellcheck disable=SC2086  # MUTATION_NAMES is a list
+"$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" ${MUTATION_NAMES:-} || status=$?
 echo "Surviving mutants:"
 "$PYTHON" -m mutmut results || true
 "$PYTHON" "$ROOT/tools/mutation_score.py" mutants || status=$?
