@@ -248,6 +248,32 @@ def test_crd_memory_banks_are_seeded_uniform_non_trainable_state_with_stable_nam
     assert {v.name for v in banks(4, "uniform").memory.weights} == {"student_memory", "teacher_memory", "normalizers"}
 
 
+def test_crd_declares_what_it_needs_and_keeps_float32_named_heads_under_mixed_precision():
+    from keras_calikd.distillations.base import FEATURES, INDICES, TRAINING_SET
+
+    assert CRD(num_samples=10).requires == {FEATURES, INDICES}  # banks sized, uniform negatives: no labels needed
+    assert CRD().requires == CRD(num_samples=10, negatives="other_classes").requires == {FEATURES, INDICES,
+                                                                                        TRAINING_SET}
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        crd = CRD(num_samples=10)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    heads = (crd.student_embedding, crd.teacher_embedding)
+    assert [(h.name, h.dtype_policy.name) for h in heads] == [("student_embedding", "float32"),
+                                                               ("teacher_embedding", "float32")]
+
+
+def test_crd_negatives_follow_the_seed():
+    def drawn(seed):
+        crd = CRD(num_samples=1000, num_negatives=50, seed=seed)
+        crd.build(num_classes=2, teacher_feature_dim=2, student_feature_dim=2)
+        return ops.convert_to_numpy(crd._draw_negatives(tensor([0] * 8, "int32"), 8))
+
+    np.testing.assert_array_equal(drawn(7), drawn(7))
+    assert not np.array_equal(drawn(7), drawn(8))
+
+
 def test_crd_uniform_negatives_cover_the_set():
     crd = CRD(num_samples=30, num_negatives=20, seed=1)
     crd.build(num_classes=2, teacher_feature_dim=2, student_feature_dim=2)
