@@ -130,6 +130,9 @@ def test_fit_and_evaluate_take_keras_positional_arguments():
         distiller.fit(x, y, 16, 1, 0, None, 0.0, (x, y + 10))
     with pytest.raises(TypeError, match="multiple values for argument 'callbacks'"):
         distiller.fit(x, y, 16, 1, 0, [Count()], callbacks=[Count()])
+    with pytest.raises(TypeError, match=r"evaluate\(\) takes at most 8 positional arguments after self "
+                                        r"\(x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict\)"):
+        distiller.evaluate(x, y, 64, 0, None, None, None, True, "extra")
 
     # evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict): a weighted mean
     weight = np.random.default_rng(0).uniform(0.0, 2.0, 64).astype("float32")
