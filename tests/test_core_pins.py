@@ -104,7 +104,8 @@ def test_student_regularisation_is_part_of_the_loss(rng):
     inputs = keras.Input((3, 3, 1))
     features = keras.layers.Flatten(name="features")(inputs)
     logits = keras.layers.Dense(4, name="logits", kernel_regularizer=keras.regularizers.L2(0.3),
-                                bias_regularizer=keras.regularizers.L1(0.2))(features)
+                                bias_regularizer=keras.regularizers.L1(0.2),
+                                activity_regularizer=keras.regularizers.L2(0.01))(features)
     student = keras.Model(inputs, logits, name="student")
     student.get_layer("logits").kernel.assign(rng.normal(size=(9, 4)).astype("float32"))
     student.get_layer("logits").bias.assign(rng.normal(size=4).astype("float32"))
@@ -116,8 +117,9 @@ def test_student_regularisation_is_part_of_the_loss(rng):
     y = np.array([0, 1, 2, 3, 0, 1], "int32")
     for _ in range(2):
         kernel, bias = (to_np(w) for w in student.get_layer("logits").weights)
-        regularisation = 0.3 * np.sum(kernel ** 2) + 0.2 * np.sum(np.abs(bias))
         zs = linear_logits(student, x)
+        # weights' penalties, and the logits' activity penalty (Keras divides it by the batch size)
+        regularisation = 0.3 * np.sum(kernel ** 2) + 0.2 * np.sum(np.abs(bias)) + 0.01 * np.sum(zs ** 2) / len(x)
         kd, ce = scaled_kd(linear_logits(teacher, x), zs, 3.0), cross_entropy(zs, y)
         logs = logged_step(distiller, x, y)
         np.testing.assert_allclose([logs["distillation_loss"], logs["augmentation_loss"]], [kd, ce], rtol=1e-4)
