@@ -100,7 +100,8 @@ class Registry:
         Used to make all entries configurable through gin in one place
         (`keras_calikd.gin_support`); the set of names does not change.
         """
-        self._entries = {name: decorator(name, obj) for name, obj in self._entries.items()}
+        decorated = {name: decorator(name, obj) for name, obj in self._entries.items()}  # all or nothing
+        self._entries.update(decorated)  # in place: the registry keeps one dict all its life
 
     def names(self) -> list:
         """The registered names, sorted."""

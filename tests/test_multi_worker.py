@@ -110,7 +110,8 @@ def fake_teacher(runs_dir, data_dir):
     folder = runs_dir / "quickstart" / "teacher"
     (folder / "checkpoints").mkdir(parents=True)
     keras.utils.set_random_seed(7)
-    zoo_tiny(info.num_classes, input_shape=info.image_shape, normalization=info.normalization).save(str(folder / "checkpoints" / "best.keras"))
+    teacher = zoo_tiny(info.num_classes, input_shape=info.image_shape, normalization=info.normalization)
+    teacher.save(str(folder / "checkpoints" / "best.keras"))
     (folder / "run.json").write_text(json.dumps({"finished": True, "epochs": 1}))
 
 
@@ -140,7 +141,7 @@ def tiny_model_registered(monkeypatch):
     from keras_calikd import gin_support
     from keras_calikd.models import MODELS
 
-    gin_support.register_configurables()  # first: it replaces the registry's entries (with their gin wrappers)
+    gin_support.register_configurables()  # first, so that zoo_tiny does not become a gin configurable that stays
     monkeypatch.setitem(MODELS._entries, multi_worker_run.TINY_MODEL, zoo_tiny)
 
 
