@@ -1,6 +1,7 @@
 """One process of a multi-worker job, as `tests/test_multi_worker.py` starts it (two per job, on the loopback).
 
     python tests/multi_worker_run.py OUT_DIR [--cases] [--kill-after-epoch N] [-- <calikd-train arguments>]
+    python tests/multi_worker_run.py --launcher      # forks such processes for the jobs it reads on stdin
 
 The process sets up `"multi_worker"` training from its environment (`TF_CONFIG`
 on TensorFlow, `KERAS_DISTRIBUTION_*` on JAX), then:
@@ -15,6 +16,13 @@ on TensorFlow, `KERAS_DISTRIBUTION_*` on JAX), then:
   end of epoch N (the chief has written that epoch's checkpoint or is writing it).
 
 `train_cases` also runs in the test process itself, on one device, as the reference.
+
+`--launcher` is how the test starts its worker processes: one process imports
+what a worker imports (TensorFlow, Keras, keras_calikd: about 8 CPU-s, a
+third of the test's CPU time when each of its four workers paid it), then, for
+each job it reads on stdin, forks one new process per worker, which runs
+`main` with that worker's arguments, environment and output files, as a fresh
+`python tests/multi_worker_run.py ...` would (see `launcher`).
 """
 
 import json
@@ -102,6 +110,54 @@ def _kill_after(epoch: int) -> None:
     callbacks.ExperimentCheckpoint.on_epoch_end = on_epoch_end
 
 
+def launcher():
+    """Serves jobs read on stdin, one JSON line each; in a forked worker process, returns its `argv`.
+
+    A job is `{"processes": [{"argv", "env", "stdout", "stderr"}, ...]}`: one
+    process is forked per entry, with `env` added to the environment and its
+    output written to the two files. When all of them have ended, the launcher
+    writes `{"statuses", "ended"}` on stdout: each exit status (as
+    `subprocess` gives it: minus the signal for a killed process) and the time
+    it ended. It returns `None` when stdin closes.
+
+    Forking is safe here because the imports start no computation: the
+    TensorFlow and JAX runtimes start in the worker processes, which also read
+    their job description (`TF_CONFIG`, `KERAS_DISTRIBUTION_*`) only then.
+    Settings read at import (`KERAS_BACKEND`, `JAX_COMPILATION_CACHE_DIR`) must
+    be in the launcher's own environment.
+    """
+    import time
+
+    import tensorflow  # noqa: F401  (the imports of a worker process, once)
+
+    import tiny  # noqa: F401
+    from keras_calikd.cli import common, train  # noqa: F401
+    from keras_calikd.training import callbacks, distribution  # noqa: F401
+
+    for line in sys.stdin:
+        pids = []
+        for spec in json.loads(line)["processes"]:
+            sys.stdout.flush(), sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # a worker process: its own stdin, output and environment, then main(argv) and exit
+                for fd, (path, mode) in enumerate([(os.devnull, os.O_RDONLY), (spec["stdout"], os.O_WRONLY),
+                                                   (spec["stderr"], os.O_WRONLY)]):
+                    target = os.open(path, mode | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o644)
+                    os.dup2(target, fd)
+                    os.close(target)
+                os.environ.update(spec["env"])
+                return spec["argv"]
+            pids.append(pid)
+        statuses, ended = [None] * len(pids), [None] * len(pids)
+        while None in statuses:
+            pid, status = os.wait()
+            if pid in pids:
+                statuses[pids.index(pid)] = os.waitstatus_to_exitcode(status)
+                ended[pids.index(pid)] = time.time()
+        print(json.dumps({"statuses": statuses, "ended": ended}), flush=True)
+    return None
+
+
 def main(argv) -> int:
     out_dir, options = argv[0], argv[1:]
     train_args = options[options.index("--") + 1:] if "--" in options else []
@@ -127,4 +183,10 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if sys.argv[1:] == ["--launcher"]:
+        argv = launcher()  # returns in each forked worker process (and None when the launcher is done)
+        if argv is None:
+            sys.exit(0)
+    else:
+        argv = sys.argv[1:]
+    sys.exit(main(argv))

@@ -70,6 +70,11 @@ def test_teacher_is_frozen_and_call_runs_the_student(rng):
     np.testing.assert_allclose(ops.convert_to_numpy(distiller(x)), ops.convert_to_numpy(student(x)), rtol=1e-6)
     np.testing.assert_allclose(ops.convert_to_numpy(distiller({"image": x})), ops.convert_to_numpy(student(x)),
                                rtol=1e-6)
+    # the training flag reaches the student (batch statistics), also when `call` is called as a function
+    in_training = ops.convert_to_numpy(student(x, training=True))
+    assert not np.allclose(in_training, ops.convert_to_numpy(student(x)), rtol=1e-3)
+    np.testing.assert_allclose(ops.convert_to_numpy(distiller(x, training=True)), in_training, rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(distiller.call(x, training=True)), in_training, rtol=1e-6)
 
 
 # ---------------------------------------------------------------- the step's loss
@@ -265,9 +270,11 @@ def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_i
         conv = keras.layers.Conv2D(4, 3, kernel_regularizer=keras.regularizers.L2(0.01))
         features = keras.layers.GlobalAveragePooling2D(name="features")(conv(inputs))
         student = keras.Model(inputs, keras.layers.Dense(10, name="logits")(features))  # float16 logits if mixed
-        distiller = compiled(ck.Distiller(tiny_cnn(name="t"), student))
+        distiller = compiled(ck.Distiller(tiny_cnn(name="t"), student),
+                             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_accuracy")])
         unweighted = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["loss"]
-        weighted = distiller.evaluate(x, y, batch_size=64, sample_weight=weight, verbose=0, return_dict=True)["loss"]
+        weighted_logs = distiller.evaluate(x, y, batch_size=64, sample_weight=weight, verbose=0, return_dict=True)
+        weighted = weighted_logs["loss"]
         small = distiller.evaluate(x, y, batch_size=64, sample_weight=weight / 1000, verbose=0,  # summing below 1
                                    return_dict=True)["loss"]
         logits = ops.convert_to_numpy(student(x)).astype("float64")
@@ -279,6 +286,11 @@ def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_i
     assert unweighted == pytest.approx(cross_entropy.mean() + regularisation, rel=1e-5)
     assert weighted == pytest.approx((cross_entropy * weight).sum() / weight.sum() + regularisation, rel=1e-5)
     assert small == pytest.approx(weighted, rel=1e-5)
+    # as in Keras, `weighted_metrics` are weighted by the sample weights and `metrics` are not
+    correct = np.argmax(logits, axis=1) == y
+    assert weighted_logs["weighted_accuracy"] == pytest.approx((correct * weight).sum() / weight.sum(), rel=1e-5)
+    assert weighted_logs["accuracy"] == pytest.approx(correct.mean(), rel=1e-5)
+    assert weighted_logs["weighted_accuracy"] != pytest.approx(correct.mean(), rel=1e-3)
 
 
 def test_same_seed_same_training():

@@ -2,7 +2,10 @@
 
 The test starts two worker processes on the loopback interface (`tests/multi_worker_run.py`), each with one
 CPU device, described the standard way for the backend: `TF_CONFIG` (TensorFlow's
-MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runtime). The job
+MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runtime). Each job's processes
+are new ones, forked by a launcher process that has imported what a worker imports (TensorFlow, Keras,
+keras_calikd) once: those imports were a third of the test's CPU time when each of the four workers paid
+for them. Nothing is shared between the processes but the files they write. The job
 
 1. trains KD + mixup, KD + CutMix and CRD + CutMix Distillers (batch statistics synchronised) on a global
    batch of 16: the histories, final weights and CRD memory banks must match one process on one device,
@@ -16,13 +19,14 @@ MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runt
    uninterrupted one-process run, while process 1, which has its own runs folder, writes nothing.
 """
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -42,52 +46,62 @@ WAIT = 600  # seconds: a safety net; the processes stop by themselves (heartbeat
 RUN = os.path.join("quickstart", "kd_cutmix")
 
 
-def worker_env(index, ports, cache_dir):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
+def worker_env(index, ports):
+    """What tells worker `index` of a two-process job about the job: the standard way for the backend."""
     if JAX:
-        env.update(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{ports[0]}", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                   KERAS_DISTRIBUTION_PROCESS_ID=str(index),
-                   # the relaunch reuses the first job's compiled steps (XLA compilation is most of a short job)
-                   JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache_dir)),
+        return dict(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{ports[0]}", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                    KERAS_DISTRIBUTION_PROCESS_ID=str(index))
+    return {"TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                     "task": {"type": "worker", "index": index}})}
+
+
+@contextlib.contextmanager
+def worker_launcher(tmp_path):
+    """`multi_worker_run.py --launcher`, which forks the worker processes of each job (see `run_job`)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), TF_CPP_MIN_LOG_LEVEL="3")
+    if JAX:  # the relaunch reuses the first job's compiled steps (XLA compilation is most of a short job)
+        env.update(JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache")),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    else:
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                       "task": {"type": "worker", "index": index}})
-    return env
+    with open(tmp_path / "launcher_err.txt", "w") as err:
+        launcher = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "multi_worker_run.py"), "--launcher"],
+                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                    start_new_session=True)  # its own process group, with the workers it forks
+    try:
+        yield launcher
+    finally:
+        launcher.stdin.close()
+        try:
+            launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever is left of the group: the launcher, workers of a job that ran past WAIT
+            os.killpg(launcher.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        launcher.wait()
 
 
-def run_job(tmp_path, job, options, train_args_of):
-    """Starts the two processes and waits for both (killing them after WAIT s).
+def run_job(launcher, tmp_path, job, options, train_args_of):
+    """Runs a job of two worker processes (new ones, forked by `launcher`) and waits for both, WAIT s at most.
 
     Returns:
         `[(status, stdout, stderr)]` per process, and the time at which each ended.
     """
     ports = distribution.free_local_ports(2)
-    logs = [(open(tmp_path / f"{job}_out{i}.txt", "w+"), open(tmp_path / f"{job}_err{i}.txt", "w+"))
-            for i in range(2)]
-    processes = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "multi_worker_run.py"),
-                                   str(tmp_path / "cases"), *options, "--", *train_args_of(i)],
-                                  env=worker_env(i, ports, tmp_path / "jax_cache"), stdout=out, stderr=err)
-                 for i, (out, err) in enumerate(logs)]
-    deadline, ended = time.time() + WAIT, [None, None]
-    try:
-        while None in ended and time.time() < deadline:
-            for i, p in enumerate(processes):
-                if ended[i] is None and p.poll() is not None:
-                    ended[i] = time.time()
-            time.sleep(0.05)
-        statuses = [p.wait(timeout=1.0) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    texts = []
-    for out, err in logs:
-        out.seek(0), err.seek(0)
-        texts.append((out.read(), err.read()))
-        out.close(), err.close()
-    return [(status, out, err) for status, (out, err) in zip(statuses, texts)], ended
+    files = [(tmp_path / f"{job}_out{i}.txt", tmp_path / f"{job}_err{i}.txt") for i in range(2)]
+    processes = [{"argv": [str(tmp_path / "cases"), *options, "--", *train_args_of(i)], "env": worker_env(i, ports),
+                  "stdout": str(out), "stderr": str(err)} for i, (out, err) in enumerate(files)]
+    launcher.stdin.write(json.dumps({"processes": processes}) + "\n")
+    launcher.stdin.flush()
+    ready, _, _ = select.select([launcher.stdout], [], [], WAIT)
+    reply = launcher.stdout.readline() if ready else ""
+    if not reply:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        texts = [(out.read_text()[-2000:], err.read_text()[-2000:]) for out, err in files]
+        pytest.fail(f"the {job} job did not end within {WAIT} s (or its launcher stopped): {texts}")
+    reply = json.loads(reply)
+    return [(status, out.read_text(), err.read_text())
+            for status, (out, err) in zip(reply["statuses"], files)], reply["ended"]
 
 
 def train_args(runs_dir, data_dir, **extra):
@@ -148,6 +162,11 @@ def tiny_model_registered(monkeypatch):
 @pytest.mark.heavy
 @pytest.mark.usefixtures("tiny_model_registered")
 def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_worker(tmp_path):
+    with worker_launcher(tmp_path) as launcher:
+        check_two_worker_jobs(launcher, tmp_path)
+
+
+def check_two_worker_jobs(launcher, tmp_path):
     data_dir = tmp_path / "tfds"
     data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
     runs = [tmp_path / "chief_runs", tmp_path / "worker_runs", tmp_path / "one_process_runs"]
@@ -159,7 +178,7 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
 
     # 1 and 2: the cases, then the experiment, in which process 1 is killed at the end of epoch 1.
     ((chief, chief_out, chief_err), (worker, _, worker_err)), ended = run_job(
-        tmp_path, "killed", ["--cases", "--kill-after-epoch", "1"], job_args)
+        launcher, tmp_path, "killed", ["--cases", "--kill-after-epoch", "1"], job_args)
     assert worker == -signal.SIGKILL, worker_err[-3000:]
     assert chief == 2, chief_out[-2000:]
     # Noticed through the heartbeats (10 s), then ended at once: not after the shutdown barrier's 120 s.
@@ -174,8 +193,8 @@ def test_two_workers_train_like_one_write_from_the_chief_and_survive_a_killed_wo
     assert [row.split(",")[0] for row in rows] == ["epoch", "1"]
 
     # 3: the same command again resumes after epoch 1 and finishes; process 1 wrote nothing, ever.
-    ((chief, chief_out, chief_err), (worker, worker_out, worker_err)), _ = run_job(tmp_path, "relaunched", [],
-                                                                                   job_args)
+    ((chief, chief_out, chief_err), (worker, worker_out, worker_err)), _ = run_job(launcher, tmp_path,
+                                                                                   "relaunched", [], job_args)
     assert (chief, worker) == (0, 0), (chief_err[-3000:], worker_err[-3000:])
     assert f"Resuming {RUN} after epoch 1" in chief_out, chief_out
     assert "trained as process 1 of 2" in worker_out, worker_out
