@@ -126,13 +126,12 @@ def launcher():
     Settings read at import (`KERAS_BACKEND`, `JAX_COMPILATION_CACHE_DIR`) must
     be in the launcher's own environment.
     """
+    import importlib
     import time
 
-    import tensorflow  # noqa: F401  (the imports of a worker process, once)
-
-    import tiny  # noqa: F401
-    from keras_calikd.cli import common, train  # noqa: F401
-    from keras_calikd.training import callbacks, distribution  # noqa: F401
+    for module in ("tensorflow", "tiny", "keras_calikd.cli.common", "keras_calikd.cli.train",
+                   "keras_calikd.training.callbacks", "keras_calikd.training.distribution"):
+        importlib.import_module(module)  # what a worker process imports, once
 
     for line in sys.stdin:
         pids = []

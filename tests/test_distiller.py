@@ -293,6 +293,25 @@ def test_evaluation_loss_is_the_weighted_cross_entropy_plus_the_regularisation_i
     assert weighted_logs["weighted_accuracy"] != pytest.approx(correct.mean(), rel=1e-3)
 
 
+def test_a_loss_scale_that_changes_during_fit_scales_each_step_by_its_current_value():
+    """A dynamic loss scale that doubles after every step: the step must scale the loss by the scale of the
+    moment (not the one of the first trace) for the gradients it unscales to be the true ones."""
+    x, y = blobs(64)
+
+    def train(optimizer):
+        keras.utils.set_random_seed(3)
+        distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation=ck.augmentations.MixUp(seed=1))
+        distiller.compile(optimizer=optimizer)  # compiled as Keras' "auto" does: XLA on JAX
+        distiller.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        return [ops.convert_to_numpy(v) for v in distiller.student.trainable_variables]
+
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=4.0, dynamic_growth_steps=1)
+    got, expected = train(scaled), train(keras.optimizers.SGD(0.1))
+    assert float(ops.convert_to_numpy(scaled.dynamic_scale)) == 4.0 * 2 ** 4  # doubled after each of the 4 steps
+    for mine, reference in zip(got, expected):  # scaling by powers of 2 is exact
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-7)
+
+
 def test_same_seed_same_training():
     def run():
         keras.utils.set_random_seed(5)
