@@ -113,6 +113,34 @@ def test_step_loss_matches_reference(rng, alpha):
     np.testing.assert_allclose(float(step.loss), expected, rtol=1e-4)
 
 
+def test_epoch_losses_are_per_sample_means_over_uneven_batches(rng):
+    """The logged losses of an epoch weigh each step's loss by its batch size (batches of 16, 16 and 8 here)."""
+    teacher, student = dense_model(name="t"), dense_model(name="s")
+    distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=3.0),
+                             augmentation=ShiftAugmentation(), alpha=0.4)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))  # the models stay as they are: known step losses
+    x = rng.normal(size=(40, 3, 3, 1)).astype("float32")
+    x[32:] *= 4.0  # the last, smaller batch has larger losses, so that weighing it like the others shows
+    y = (np.arange(40) % 4).astype("int32")
+    history = distiller.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+
+    zt, zs, za = (np.asarray(m.predict(v, verbose=0), np.float64) for m, v in
+                  ((teacher, x), (student, x), (student, x + 1.0)))
+    steps = []
+    for rows in (slice(0, 16), slice(16, 32), slice(32, 40)):
+        log_pt, log_ps = np_log_softmax(zt[rows] / 3.0), np_log_softmax(zs[rows] / 3.0)
+        kd = 2 * (np.exp(log_pt) * (log_pt - log_ps)).mean() * 9.0  # two sources, times T^2
+        log_pa, labels = np_log_softmax(za[rows]), y[rows]
+        ce = np.mean(-0.7 * log_pa[np.arange(len(labels)), labels] - 0.3 * log_pa[np.arange(len(labels)),
+                                                                                     labels[::-1]])
+        steps.append((kd, ce, 0.4 * kd + 0.6 * ce))
+    steps, sizes = np.array(steps), np.array([16, 16, 8])
+    per_sample = (steps * sizes[:, None]).sum(0) / 40
+    assert not np.allclose(per_sample, steps.mean(0), rtol=1e-2)  # the two means differ here
+    for key, expected in zip(("distillation_loss", "augmentation_loss", "loss"), per_sample):
+        assert history[key][0] == pytest.approx(expected, rel=1e-4), key
+
+
 def test_several_weighted_distillations_add_up(rng):
     teacher, student = dense_model(name="t"), dense_model(name="s")
     x = ops.convert_to_tensor(rng.normal(size=(5, 3, 3, 1)).astype("float32"))
