@@ -2,11 +2,13 @@
 
 Usage: python tools/mutation_score.py [MUTANTS_DIR]   (default: build/mutation/mutants)
 
-Reads mutmut's per-module result files (`<module>.py.meta`) and the list of
-equivalent mutants in docs/testing.md (lines "- `<mutant name>`: why"), and
+Reads mutmut's per-module result files (`<module>.py.meta`) and the lists of
+mutants in docs/testing.md (lines "- `<mutant name>`: why"): the equivalent ones, and those
+under "Killed outside the harness" (survivors only because of how the harness
+runs, each killed by a named test when applied to the code by hand), and
 prints per module: mutants; killed (a test failed); broken (the tests could
 not run: a timeout, or an error such as a test module that no longer imports;
-mutmut files both as "timeout"); survived; equivalent (survivors listed in
+mutmut files both as "timeout"); survived; equivalent (survivors listed as such in
 docs/testing.md); not run (no test reaches the mutant, or mutmut did not get to
 it); and the score = (killed + broken) / (mutants - equivalent). Equivalent
 mutants that were killed after all are reported, so that the list stays true.
@@ -22,20 +24,31 @@ from collections import Counter
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EQUIVALENT = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`")
+OUTSIDE_HARNESS = "killed outside the harness"  # the heading of the mutants that only the harness cannot see
 # mutmut's exit codes of a mutant's test run.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
           255: "broken", -9: "broken", -11: "broken"}
 
 
+def listed_mutants(doc=ROOT / "docs" / "testing.md"):
+    """The mutants listed in `doc`: `(equivalent, killed outside the harness)`, by the heading they are under."""
+    equivalent, killed, section = set(), set(), ""
+    lines = doc.read_text(encoding="utf-8").splitlines() if doc.exists() else []
+    for line in lines:
+        if line.startswith("#"):
+            section = line.lstrip("#").strip().lower()
+        elif m := EQUIVALENT.match(line):
+            (killed if section == OUTSIDE_HARNESS else equivalent).add(m.group(1))
+    return equivalent, killed
+
+
 def equivalent_mutants(doc=ROOT / "docs" / "testing.md"):
-    if not doc.exists():
-        return set()
-    return {m.group(1) for line in doc.read_text(encoding="utf-8").splitlines() if (m := EQUIVALENT.match(line))}
+    return listed_mutants(doc)[0]
 
 
-def main(argv):
+def main(argv, doc=ROOT / "docs" / "testing.md"):
     mutants = pathlib.Path(argv[1] if len(argv) > 1 else ROOT / "build" / "mutation" / "mutants")
-    equivalent = equivalent_mutants()
+    equivalent, killed_outside = listed_mutants(doc)
     rows, wrongly_equivalent = [], []
     for meta in sorted(mutants.rglob("*.py.meta")):
         module = meta.relative_to(mutants).as_posix()[:-len(".meta")]
@@ -45,6 +58,8 @@ def main(argv):
         counts = Counter()
         for name, code in results.items():
             status = STATUS.get(code, "not run")
+            if name in killed_outside and status == "survived":
+                status = "killed"
             if name in equivalent:
                 if status in ("killed", "broken"):
                     wrongly_equivalent.append(name)
