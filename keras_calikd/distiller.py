@@ -288,7 +288,7 @@ class Distiller(DistillationStep, keras.Model):
         """
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         images, indices = self._split_inputs(x)
-        if not self.built:  # models that declare no input shape, fed by a generator
+        if not self.built:  # a step called directly on a Distiller that nothing has built yet
             self.build(images.shape)
         checks.step_inputs(self, images, indices, y)
         images = ops.cast(images, "float32")

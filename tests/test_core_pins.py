@@ -1,7 +1,8 @@
 """Pins on the numerical core: each test states one behaviour from its definition, so that changing it fails.
 
 - The teacher runs in inference mode in every training step (Dropout off,
-  BatchNormalization on its moving statistics).
+  BatchNormalization on its moving statistics), whatever its `call` defaults to;
+  the student runs in training mode (batch statistics, moving averages updated).
 - The student's regularisation losses are part of the training loss.
 - Mixup's lambda follows Beta(alpha, alpha).
 - Boxes (CutMix, cutout) have uniform centres and are clipped to the image as
@@ -83,10 +84,22 @@ def inference_logits(teacher, x):
     return h @ w2 + b2
 
 
-def test_teacher_gives_inference_mode_logits_in_every_step(rng):
+class TrainingByDefault(keras.Model):
+    """A subclassed teacher whose `call` runs its model in training mode unless told otherwise."""
+
+    def __init__(self, model):
+        super().__init__(name="training_by_default")
+        self.model = model
+
+    def call(self, x, training=True):
+        return self.model(x, training=training)
+
+
+@pytest.mark.parametrize("subclassed", [False, True])
+def test_teacher_gives_inference_mode_logits_in_every_step(rng, subclassed):
     teacher, student = dropout_teacher(rng), dense_model(name="student")
-    distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=2.0),
-                             augmentation="none", alpha=0.5)
+    distiller = ck.Distiller(TrainingByDefault(teacher) if subclassed else teacher, student,
+                             distillation=ck.distillations.KD(temperature=2.0), augmentation="none", alpha=0.5)
     distiller.compile(optimizer=keras.optimizers.SGD(0.5))
     x = rng.normal(size=(8, 3, 3, 1)).astype("float32")
     y = np.arange(8, dtype="int32") % 4
@@ -98,6 +111,38 @@ def test_teacher_gives_inference_mode_logits_in_every_step(rng):
         np.testing.assert_allclose(logs["distillation_loss"], kd, rtol=1e-4)
         np.testing.assert_allclose(logs["loss"], 0.5 * kd + 0.5 * ce, rtol=1e-4)
     np.testing.assert_allclose(inference_logits(teacher, x), zt, rtol=1e-6)  # and the teacher stays as it was
+
+
+def batch_norm_student():
+    """Flatten, dense, BatchNormalization, dense logits (no randomness: its training mode is computable)."""
+    inputs = keras.Input((3, 3, 1))
+    hidden = keras.layers.Dense(6, name="hidden")(keras.layers.Flatten()(inputs))
+    hidden = keras.layers.BatchNormalization(name="bn")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(hidden), name="student")
+
+
+def test_student_runs_in_training_mode_in_every_step(rng):
+    teacher, student = dense_model(name="teacher"), batch_norm_student()
+    distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=2.0),
+                             augmentation="none", alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.5))
+    x = rng.normal(size=(8, 3, 3, 1)).astype("float32")
+    y = np.arange(8, dtype="int32") % 4
+    zt, bn = linear_logits(teacher, x), student.get_layer("bn")
+    for step in range(3):
+        w1, b1 = (to_np(w) for w in student.get_layer("hidden").weights)  # the weights before the step
+        w2, b2 = (to_np(w) for w in student.get_layer("logits").weights)
+        h = x.reshape(len(x), -1) @ w1 + b1
+        mean, variance = h.mean(0), h.var(0)  # batch statistics (the biased variance normalises)
+        zs = ((h - mean) / np.sqrt(variance + bn.epsilon) * to_np(bn.gamma) + to_np(bn.beta)) @ w2 + b2
+        kd, ce = scaled_kd(zt, zs, 2.0), cross_entropy(zs, y)
+        if step == 0:  # the step's losses are the training-mode ones by default
+            np.testing.assert_allclose(float(distiller.compute_step_losses((x, y)).distillation), kd, rtol=1e-4)
+        moving_mean = to_np(bn.moving_mean)
+        logs = logged_step(distiller, x, y)
+        np.testing.assert_allclose(logs["distillation_loss"], kd, rtol=1e-4)
+        np.testing.assert_allclose(logs["loss"], 0.5 * kd + 0.5 * ce, rtol=1e-4)
+        np.testing.assert_allclose(to_np(bn.moving_mean), 0.99 * moving_mean + 0.01 * mean, rtol=1e-4, atol=1e-6)
 
 
 def test_student_regularisation_is_part_of_the_loss(rng):

@@ -141,6 +141,52 @@ def test_epoch_losses_are_per_sample_means_over_uneven_batches(rng):
         assert history[key][0] == pytest.approx(expected, rel=1e-4), key
 
 
+@pytest.mark.parametrize("floatx", ["float32", "float16"])
+@pytest.mark.parametrize("distillation", ["kd", "rkd", "kd+features"])
+def test_float16_logits_and_features_enter_the_losses_as_float32(rng, distillation, floatx):
+    """Under mixed precision the models' float16 outputs are cast to float32 before any loss is computed (also
+    when Keras' floatx, its default float type, is float16)."""
+    keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_floatx(floatx)
+    try:
+        teacher, student = tiny_cnn(name="t"), tiny_cnn(name="s")  # float16 logits and features
+        strategy = {"kd": ck.distillations.KD(temperature=4.0), "rkd": "rkd",  # logits alone; features alone
+                    # KD's logits beside features, which RKD (weight 0) asks for
+                    "kd+features": [ck.distillations.KD(temperature=4.0), ck.distillations.RKD(weight=0.0)]}[distillation]
+        distiller = ck.Distiller(teacher, student, distillation=strategy, augmentation=ShiftAugmentation())
+        x = rng.normal(size=(6, 8, 8, 1)).astype("float32")
+        y = np.arange(6, dtype="int32")
+        step = distiller.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y)), training=True)
+        zt, zs = teacher(x, training=False), student(x, training=True)
+    finally:
+        keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("float32")
+    assert ops.convert_to_numpy(zs).dtype == np.float16
+    for name in ("distillation", "augmentation", "loss"):
+        assert ops.convert_to_numpy(getattr(step, name)).dtype == np.float32, name
+    if distillation != "rkd":  # KD's reference, in float64 from the float16 logits
+        log_pt, log_ps = (np_log_softmax(np.asarray(ops.convert_to_numpy(z), np.float64) / 4.0) for z in (zt, zs))
+        kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0
+        np.testing.assert_allclose(float(step.distillation), 2 * kd, rtol=1e-4)  # two sources
+
+
+def test_images_enter_the_step_as_float32_whatever_floatx(rng):
+    """The step casts the images to float32, not to Keras' default float type (float16 here would round them)."""
+    teacher, student = dense_model(name="t"), dense_model(name="s")  # float32 models
+    distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=4.0), augmentation="none")
+    x = rng.normal(size=(6, 3, 3, 1)).astype("float32")  # values that float16 cannot hold
+    y = np.arange(6, dtype="int32") % 4
+    keras.config.set_floatx("float16")
+    try:
+        step = distiller.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y)), training=True)
+    finally:
+        keras.config.set_floatx("float32")
+    zt, zs = (np.asarray(ops.convert_to_numpy(m(x)), np.float64) for m in (teacher, student))
+    log_pt, log_ps = np_log_softmax(zt / 4.0), np_log_softmax(zs / 4.0)
+    np.testing.assert_allclose(float(step.distillation), (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0,
+                               rtol=1e-5)
+
+
 def test_several_weighted_distillations_add_up(rng):
     teacher, student = dense_model(name="t"), dense_model(name="s")
     x = ops.convert_to_tensor(rng.normal(size=(5, 3, 3, 1)).astype("float32"))
@@ -196,6 +242,9 @@ def test_subclassed_models_need_an_input_shape():
     x, y = blobs(32)
     lazy.fit(x, y, batch_size=16, verbose=0)
     assert lazy.image_shape == (8, 8, 1)
+    stepped = ck.Distiller(Teacher(), CountingStudent())  # built by a step called before anything else
+    assert np.isfinite(float(stepped.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y))).loss))
+    assert stepped.image_shape == (8, 8, 1) and stepped.num_classes == 10
 
 
 def test_features_are_required_from_functional_models():

@@ -101,6 +101,10 @@ def test_labels_as_keras_takes_them_train_like_class_ids(form):
     by_ids = other.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     as_given = other.evaluate(tf.data.Dataset.from_tensor_slices((x, given)).batch(32), verbose=0, return_dict=True)
     assert as_given == pytest.approx(by_ids, rel=1e-6)
+    piped = build()  # and the training step (arrays' labels are converted by fit before)
+    piped.fit(tf.data.Dataset.from_tensor_slices((x, given)).batch(32), epochs=1, shuffle=False, verbose=0)
+    for expected, got in zip(weights(reference.student), weights(piped.student)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_evaluation_logs_only_what_evaluation_measures():
