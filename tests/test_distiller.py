@@ -150,9 +150,9 @@ def test_float16_logits_and_features_enter_the_losses_as_float32(rng, distillati
     keras.config.set_floatx(floatx)
     try:
         teacher, student = tiny_cnn(name="t"), tiny_cnn(name="s")  # float16 logits and features
-        strategy = {"kd": ck.distillations.KD(temperature=4.0), "rkd": "rkd",  # logits alone; features alone
-                    # KD's logits beside features, which RKD (weight 0) asks for
-                    "kd+features": [ck.distillations.KD(temperature=4.0), ck.distillations.RKD(weight=0.0)]}[distillation]
+        kd = ck.distillations.KD(temperature=4.0)
+        strategy = {"kd": kd, "rkd": "rkd",  # logits alone; features alone
+                    "kd+features": [kd, ck.distillations.RKD(weight=0.0)]}[distillation]  # logits and features
         distiller = ck.Distiller(teacher, student, distillation=strategy, augmentation=ShiftAugmentation())
         x = rng.normal(size=(6, 8, 8, 1)).astype("float32")
         y = np.arange(6, dtype="int32")
