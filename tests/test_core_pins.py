@@ -121,28 +121,46 @@ def batch_norm_student():
     return keras.Model(inputs, keras.layers.Dense(4, name="logits")(hidden), name="student")
 
 
-def test_student_runs_in_training_mode_in_every_step(rng):
+class Shift(ck.augmentations.Augmentation):
+    """Adds 1 to every pixel; the labels stay (lam 1): the student's second pass sees other images."""
+
+    def augment(self, images, labels):
+        return ck.augmentations.AugmentedBatch(images=images + 1.0, labels=labels, partner_labels=labels,
+                                               lam=ops.convert_to_tensor(1.0), sources=ops.convert_to_tensor(1.0))
+
+
+def training_mode_logits(student, x):
+    """A `batch_norm_student`'s logits in training mode (batch statistics), and the batch mean of its BN input."""
+    w1, b1 = (to_np(w) for w in student.get_layer("hidden").weights)
+    w2, b2 = (to_np(w) for w in student.get_layer("logits").weights)
+    bn = student.get_layer("bn")
+    h = x.reshape(len(x), -1) @ w1 + b1
+    mean, variance = h.mean(0), h.var(0)  # the biased variance normalises
+    return ((h - mean) / np.sqrt(variance + bn.epsilon) * to_np(bn.gamma) + to_np(bn.beta)) @ w2 + b2, mean
+
+
+@pytest.mark.parametrize("augmentation", ["none", "shift"])
+def test_student_runs_in_training_mode_in_every_step(rng, augmentation):
     teacher, student = dense_model(name="teacher"), batch_norm_student()
     distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=2.0),
-                             augmentation="none", alpha=0.5)
+                             augmentation=Shift() if augmentation == "shift" else "none", alpha=0.5)
     distiller.compile(optimizer=keras.optimizers.SGD(0.5))
     x = rng.normal(size=(8, 3, 3, 1)).astype("float32")
     y = np.arange(8, dtype="int32") % 4
     zt, bn = linear_logits(teacher, x), student.get_layer("bn")
     for step in range(3):
-        w1, b1 = (to_np(w) for w in student.get_layer("hidden").weights)  # the weights before the step
-        w2, b2 = (to_np(w) for w in student.get_layer("logits").weights)
-        h = x.reshape(len(x), -1) @ w1 + b1
-        mean, variance = h.mean(0), h.var(0)  # batch statistics (the biased variance normalises)
-        zs = ((h - mean) / np.sqrt(variance + bn.epsilon) * to_np(bn.gamma) + to_np(bn.beta)) @ w2 + b2
-        kd, ce = scaled_kd(zt, zs, 2.0), cross_entropy(zs, y)
+        zs, mean = training_mode_logits(student, x)  # from the weights before the step
+        augmented, augmented_mean = training_mode_logits(student, x + 1.0) if augmentation == "shift" else (zs, None)
+        kd, ce = scaled_kd(zt, zs, 2.0), cross_entropy(augmented, y)
         if step == 0:  # the step's losses are the training-mode ones by default
             np.testing.assert_allclose(float(distiller.compute_step_losses((x, y)).distillation), kd, rtol=1e-4)
         moving_mean = to_np(bn.moving_mean)
         logs = logged_step(distiller, x, y)
         np.testing.assert_allclose(logs["distillation_loss"], kd, rtol=1e-4)
         np.testing.assert_allclose(logs["loss"], 0.5 * kd + 0.5 * ce, rtol=1e-4)
-        np.testing.assert_allclose(to_np(bn.moving_mean), 0.99 * moving_mean + 0.01 * mean, rtol=1e-4, atol=1e-6)
+        expected = 0.99 * moving_mean + 0.01 * mean  # the clean pass, then the augmented one
+        expected = expected if augmented_mean is None else 0.99 * expected + 0.01 * augmented_mean
+        np.testing.assert_allclose(to_np(bn.moving_mean), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_student_regularisation_is_part_of_the_loss(rng):

@@ -53,6 +53,16 @@ def test_models_and_strategies_are_checked():
         ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=["kd", "kdd"])
 
 
+def test_compile_defaults_to_sgd_and_passes_jit_compile_on_as_keras_resolves_it():
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))
+    distiller.compile()
+    assert isinstance(distiller.optimizer, keras.optimizers.SGD)
+    assert distiller.jit_compile is (keras.backend.backend() == "jax")  # "auto": XLA on JAX, not on a CPU TF
+    for given in (True, False):
+        distiller.compile(optimizer="sgd", jit_compile=given)
+        assert distiller.jit_compile is given
+
+
 def test_compile_rejects_a_loss():
     distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))
     with pytest.raises(ValueError, match="takes no `loss`"):
@@ -85,6 +95,13 @@ class ShiftAugmentation(Augmentation):
     def augment(self, images, labels):
         return AugmentedBatch(images=images + 1.0, labels=labels, partner_labels=ops.flip(labels, 0),
                               lam=ops.convert_to_tensor(0.7), sources=ops.convert_to_tensor(2.0))
+
+
+class ShiftWithPlainLoss(ShiftAugmentation):
+    """ShiftAugmentation whose loss (the mean logit) is computed in the type of the logits it is given."""
+
+    def loss(self, augmented, logits):
+        return ops.mean(logits)
 
 
 def np_log_softmax(z):
@@ -153,7 +170,7 @@ def test_float16_logits_and_features_enter_the_losses_as_float32(rng, distillati
         kd = ck.distillations.KD(temperature=4.0)
         strategy = {"kd": kd, "rkd": "rkd",  # logits alone; features alone
                     "kd+features": [kd, ck.distillations.RKD(weight=0.0)]}[distillation]  # logits and features
-        distiller = ck.Distiller(teacher, student, distillation=strategy, augmentation=ShiftAugmentation())
+        distiller = ck.Distiller(teacher, student, distillation=strategy, augmentation=ShiftWithPlainLoss())
         x = rng.normal(size=(6, 8, 8, 1)).astype("float32")
         y = np.arange(6, dtype="int32")
         step = distiller.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y)), training=True)

@@ -134,6 +134,18 @@ def test_crd_evaluation_leaves_state_alone(rng):
     assert float(ops.sum(crd.memory.normalizers)) == 0.0
 
 
+def test_a_distiller_step_out_of_training_leaves_crd_state_alone(rng):
+    crd = CRD(num_samples=20, num_negatives=4, embedding_dim=3, seed=0)
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=crd)
+    images = {"image": tensor(rng.normal(size=(4, 8, 8, 1))), "index": tensor([1, 2, 3, 4], "int32")}
+    before = [ops.convert_to_numpy(bank).copy() for bank in (crd.student_memory, crd.teacher_memory)]
+    distiller.compute_step_losses((images, tensor([0, 1, 2, 3], "int32")), training=False)
+    for bank, previous in zip((crd.student_memory, crd.teacher_memory), before):
+        np.testing.assert_array_equal(ops.convert_to_numpy(bank), previous)
+    distiller.compute_step_losses((images, tensor([0, 1, 2, 3], "int32")), training=True)  # which a training step does
+    assert not np.array_equal(ops.convert_to_numpy(crd.student_memory), before[0])
+
+
 def test_crd_negatives_from_other_classes():
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2] * 5)
     crd = CRD(num_samples=50, num_negatives=20, negatives="other_classes", seed=0)

@@ -116,6 +116,10 @@ def test_evaluation_logs_only_what_evaluation_measures():
     cross_entropy = cross_entropies(ops.convert_to_numpy(distiller.student(x)), y).mean()
     result = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(cross_entropy, rel=1e-4)
+    # get_metrics_result() reads the logs of the last steps run: evaluation ones here, training ones after fit
+    assert set(distiller.get_metrics_result()) == {"loss", "accuracy", "ece"}
+    distiller.fit(x[:1], y[:1], batch_size=1, epochs=1, verbose=0)  # one step of one sample
+    assert set(distiller.get_metrics_result()) == {"loss", "distillation_loss", "augmentation_loss", "accuracy", "ece"}
 
 
 def test_fit_and_evaluate_take_keras_positional_arguments():
