@@ -11,7 +11,7 @@ from keras import ops
 
 import keras_calikd as ck
 from keras_calikd.augmentations import Augmentation, AugmentedBatch
-from tiny import blobs, dense_model, tiny_cnn
+from tiny import blobs, dense_model, tiny_cnn, zoo_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,6 +61,16 @@ def test_compile_defaults_to_sgd_and_passes_jit_compile_on_as_keras_resolves_it(
     for given in (True, False):
         distiller.compile(optimizer="sgd", jit_compile=given)
         assert distiller.jit_compile is given
+
+
+def test_the_augmentation_is_built_with_the_class_count_and_the_students_input_normalisation():
+    mean, std = np.array([0.5, 0.4, 0.3], "float32"), np.array([0.2, 0.25, 0.3], "float32")
+    teacher = zoo_tiny(7, input_shape=(8, 8, 3), name="t")
+    student = zoo_tiny(7, input_shape=(8, 8, 3), name="s", normalization=(mean, std))
+    distiller = ck.Distiller(teacher, student, augmentation=ck.augmentations.Cutout(size=2))
+    assert distiller.name == "distiller" and distiller.augmentation.num_classes == 7
+    np.testing.assert_array_equal(distiller.augmentation.input_normalization[0], mean)
+    np.testing.assert_array_equal(distiller.augmentation.input_normalization[1], std)
 
 
 def test_compile_rejects_a_loss():
@@ -188,8 +198,11 @@ def test_float16_logits_and_features_enter_the_losses_as_float32(rng, distillati
 
 
 def test_images_enter_the_step_as_float32_whatever_floatx(rng):
-    """The step casts the images to float32, not to Keras' default float type (float16 here would round them)."""
-    teacher, student = dense_model(name="t"), dense_model(name="s")  # float32 models
+    """The step casts the images and the regularisation to float32, not to Keras' default float type (float16 here
+    would round them)."""
+    inputs = keras.Input((3, 3, 1))
+    logits = keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.01), name="logits")
+    teacher, student = dense_model(name="t"), keras.Model(inputs, logits(keras.layers.Flatten()(inputs)))  # float32
     distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=4.0), augmentation="none")
     x = rng.normal(size=(6, 3, 3, 1)).astype("float32")  # values that float16 cannot hold
     y = np.arange(6, dtype="int32") % 4
@@ -200,8 +213,11 @@ def test_images_enter_the_step_as_float32_whatever_floatx(rng):
         keras.config.set_floatx("float32")
     zt, zs = (np.asarray(ops.convert_to_numpy(m(x)), np.float64) for m in (teacher, student))
     log_pt, log_ps = np_log_softmax(zt / 4.0), np_log_softmax(zs / 4.0)
-    np.testing.assert_allclose(float(step.distillation), (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0,
-                               rtol=1e-5)
+    kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0
+    cross_entropy = -np_log_softmax(zs)[np.arange(6), y].mean()
+    regularisation = 0.01 * np.sum(np.asarray(ops.convert_to_numpy(logits.kernel), np.float64) ** 2)
+    np.testing.assert_allclose(float(step.distillation), kd, rtol=1e-5)
+    np.testing.assert_allclose(float(step.loss), 0.5 * kd + 0.5 * cross_entropy + regularisation, rtol=1e-5)
 
 
 def test_several_weighted_distillations_add_up(rng):
@@ -259,6 +275,9 @@ def test_subclassed_models_need_an_input_shape():
     x, y = blobs(32)
     lazy.fit(x, y, batch_size=16, verbose=0)
     assert lazy.image_shape == (8, 8, 1)
+    from_dict = ck.Distiller(Teacher(), CountingStudent())  # as Keras builds it from dict inputs
+    from_dict.build({"image": (None, 8, 8, 1), "index": (None,)})
+    assert from_dict.image_shape == (8, 8, 1) and from_dict.num_classes == 10
     stepped = ck.Distiller(Teacher(), CountingStudent())  # built by a step called before anything else
     assert np.isfinite(float(stepped.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y))).loss))
     assert stepped.image_shape == (8, 8, 1) and stepped.num_classes == 10
