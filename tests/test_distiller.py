@@ -30,7 +30,7 @@ def compiled(distiller, **kwargs):
 
 def test_alpha_must_be_in_unit_interval():
     for alpha in (-0.1, 1.5):
-        with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\]"):
+        with pytest.raises(ValueError, match=rf"^Distiller: `alpha` must be in \[0, 1\], got {alpha}\.$"):
             ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), alpha=alpha)
 
 
@@ -294,8 +294,18 @@ def test_features_are_required_from_functional_models():
         def compute_loss(self, teacher, student, batch, training=True):
             return ops.mean(teacher.features) * 0.0
 
-    with pytest.raises(ValueError, match="no layer named 'pooled'"):
-        ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=NeedsFeatures(), feature_layer="pooled")
+    for teacher_layer, role, name in (("features", "teacher", "t"), ("pooled", "student", "s")):  # whose layer is missing
+        inputs = keras.Input((8, 8, 1))
+        pooled = keras.layers.GlobalAveragePooling2D(name=teacher_layer)(inputs)
+        teacher = keras.Model(inputs, keras.layers.Dense(10)(pooled), name="t")
+        with pytest.raises(ValueError, match=rf"^The distillation strategy needs the {role}'s penultimate features, "
+                                             rf"but the {role} '{name}' has no layer named 'pooled'\."):
+            ck.Distiller(teacher, tiny_cnn(name="s"), distillation=NeedsFeatures(), feature_layer="pooled")
+    with pytest.raises(ValueError, match="^The distillation strategy needs the student's penultimate features, but "
+                                         "the student is not a functional keras.Model with one input"):
+        ck.Distiller(tiny_cnn(name="t"), CountingStudent(), distillation=NeedsFeatures(), input_shape=(8, 8, 1))
+    named = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=NeedsFeatures(), trainable=False)
+    assert named.get_config()["feature_layer"] == "features" and named.trainable is False  # Keras' kwargs pass on
     distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(width=6, name="s"), distillation=NeedsFeatures())
     assert (distiller.distillations[0].built, distiller.num_classes) == (True, 10)
 
