@@ -165,6 +165,12 @@ def test_strategies_see_the_epoch_of_fit():
 
     x, y = blobs(32)
     distiller = build(distillation=EpochProbe(), augmentation="none")
+    epoch = distiller.training_epoch  # state: an int32 count from 0, set once per epoch for every replica
+    assert (int(ops.convert_to_numpy(epoch)), epoch.dtype, epoch.trainable, epoch.aggregation, epoch.name) == (
+        0, "int32", False, "only_first_replica", "training_epoch")
+    assert distiller.compute_step_losses((ops.convert_to_tensor(x), ops.convert_to_tensor(y))) is not None
+    assert seen == [0]  # a step before fit sees epoch 0
+    seen.clear()
     distiller.compile(optimizer="sgd", jit_compile=False, run_eagerly=True)
     history = distiller.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0).history
     assert seen == [0, 1, 2]
