@@ -201,8 +201,9 @@ def test_images_enter_the_step_as_float32_whatever_floatx(rng):
     """The step casts the images and the regularisation to float32, not to Keras' default float type (float16 here
     would round them)."""
     inputs = keras.Input((3, 3, 1))
-    logits = keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.01), name="logits")
+    logits = keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(10.0), name="logits")
     teacher, student = dense_model(name="t"), keras.Model(inputs, logits(keras.layers.Flatten()(inputs)))  # float32
+    logits.kernel.assign(rng.normal(size=(9, 4)).astype("float32"))  # a penalty of about 360 that float16 rounds
     distiller = ck.Distiller(teacher, student, distillation=ck.distillations.KD(temperature=4.0), augmentation="none")
     x = rng.normal(size=(6, 3, 3, 1)).astype("float32")  # values that float16 cannot hold
     y = np.arange(6, dtype="int32") % 4
@@ -215,7 +216,7 @@ def test_images_enter_the_step_as_float32_whatever_floatx(rng):
     log_pt, log_ps = np_log_softmax(zt / 4.0), np_log_softmax(zs / 4.0)
     kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0
     cross_entropy = -np_log_softmax(zs)[np.arange(6), y].mean()
-    regularisation = 0.01 * np.sum(np.asarray(ops.convert_to_numpy(logits.kernel), np.float64) ** 2)
+    regularisation = 10.0 * np.sum(np.asarray(ops.convert_to_numpy(logits.kernel), np.float64) ** 2)
     np.testing.assert_allclose(float(step.distillation), kd, rtol=1e-5)
     np.testing.assert_allclose(float(step.loss), 0.5 * kd + 0.5 * cross_entropy + regularisation, rtol=1e-5)
 
