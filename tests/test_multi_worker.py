@@ -46,13 +46,19 @@ WAIT = 600  # seconds: a safety net; the processes stop by themselves (heartbeat
 RUN = os.path.join("quickstart", "kd_cutmix")
 
 
+# Each worker stands for a machine of its own, here with one of the two cores: one compute thread each, so that
+# the two do not spin thread pools against each other (read when each runtime starts, in the worker).
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+              "XLA_FLAGS": " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_cpu_multi_thread_eigen=false"]))}
+
+
 def worker_env(index, ports):
     """What tells worker `index` of a two-process job about the job: the standard way for the backend."""
     if JAX:
-        return dict(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{ports[0]}", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                    KERAS_DISTRIBUTION_PROCESS_ID=str(index))
-    return {"TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                     "task": {"type": "worker", "index": index}})}
+        return dict(ONE_THREAD, KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{ports[0]}",
+                    KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(index))
+    return dict(ONE_THREAD, TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                                  "task": {"type": "worker", "index": index}}))
 
 
 @contextlib.contextmanager
