@@ -18,9 +18,9 @@ on TensorFlow, `KERAS_DISTRIBUTION_*` on JAX), then:
 `train_cases` also runs in the test process itself, on one device, as the reference.
 
 `--launcher` is how the test starts its worker processes: one process imports
-what a worker imports (TensorFlow, Keras, keras_calikd: about 8 CPU-s, a
-third of the test's CPU time when each of its four workers paid it), then, for
-each job it reads on stdin, forks one new process per worker, which runs
+what a worker imports (TensorFlow, Keras, keras_calikd: about 8 CPU-s, which
+each of the test's four workers would pay again), then, for each job it reads
+on stdin, forks one new process per worker, which runs
 `main` with that worker's arguments, environment and output files, as a fresh
 `python tests/multi_worker_run.py ...` would (see `launcher`).
 """

@@ -4,8 +4,8 @@ The test starts two worker processes on the loopback interface (`tests/multi_wor
 CPU device, described the standard way for the backend: `TF_CONFIG` (TensorFlow's
 MultiWorkerMirroredStrategy) or `KERAS_DISTRIBUTION_*` (JAX's multi-process runtime). Each job's processes
 are new ones, forked by a launcher process that has imported what a worker imports (TensorFlow, Keras,
-keras_calikd) once: those imports were a third of the test's CPU time when each of the four workers paid
-for them. Nothing is shared between the processes but the files they write. The job
+keras_calikd) once, instead of each of the four workers importing them; each computes with one thread.
+Nothing is shared between the processes but the files they write. The job
 
 1. trains KD + mixup, KD + CutMix and CRD + CutMix Distillers (batch statistics synchronised) on a global
    batch of 16: the histories, final weights and CRD memory banks must match one process on one device,
