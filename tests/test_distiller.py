@@ -119,6 +119,18 @@ def np_log_softmax(z):
     return z - np.log(np.exp(z).sum(1, keepdims=True))
 
 
+def np_scaled_kd(teacher_logits, student_logits, t):
+    """The paper's scaled KD: KL(teacher || student) at temperature t, mean over batch and classes, times t^2."""
+    log_pt, log_ps = np_log_softmax(teacher_logits / t), np_log_softmax(student_logits / t)
+    return (np.exp(log_pt) * (log_pt - log_ps)).mean() * t * t
+
+
+def np_shift_cross_entropy(logits, labels):
+    """ShiftAugmentation's loss: 0.7 x CE at the labels + 0.3 x CE at the reversed labels, batch mean."""
+    log_p, rows = np_log_softmax(logits), np.arange(len(labels))
+    return np.mean(-0.7 * log_p[rows, labels] - 0.3 * log_p[rows, labels[::-1]])
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, None])
 def test_step_loss_matches_reference(rng, alpha):
     teacher, student = dense_model(name="t"), dense_model(name="s")
@@ -130,10 +142,7 @@ def test_step_loss_matches_reference(rng, alpha):
 
     zt, zs, za = (np.asarray(m.predict(v, verbose=0), np.float64) for m, v in
                   ((teacher, x), (student, x), (student, x + 1.0)))
-    log_pt, log_ps = np_log_softmax(zt / 3.0), np_log_softmax(zs / 3.0)
-    kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 9.0  # scaled KD: mean over batch and classes, times T^2
-    log_pa = np_log_softmax(za)
-    ce = np.mean(-0.7 * log_pa[np.arange(6), y] - 0.3 * log_pa[np.arange(6), y[::-1]])
+    kd, ce = np_scaled_kd(zt, zs, 3.0), np_shift_cross_entropy(za, y)
     np.testing.assert_allclose(float(step.distillation), 2 * kd, rtol=1e-4)  # Eq. 12: both sources
     np.testing.assert_allclose(float(step.augmentation), ce, rtol=1e-5)
     expected = 2 * kd + ce if alpha is None else alpha * 2 * kd + (1 - alpha) * ce  # None: unbalanced terms
@@ -155,11 +164,8 @@ def test_epoch_losses_are_per_sample_means_over_uneven_batches(rng):
                   ((teacher, x), (student, x), (student, x + 1.0)))
     steps = []
     for rows in (slice(0, 16), slice(16, 32), slice(32, 40)):
-        log_pt, log_ps = np_log_softmax(zt[rows] / 3.0), np_log_softmax(zs[rows] / 3.0)
-        kd = 2 * (np.exp(log_pt) * (log_pt - log_ps)).mean() * 9.0  # two sources, times T^2
-        log_pa, labels = np_log_softmax(za[rows]), y[rows]
-        ce = np.mean(-0.7 * log_pa[np.arange(len(labels)), labels] - 0.3 * log_pa[np.arange(len(labels)),
-                                                                                     labels[::-1]])
+        kd = 2 * np_scaled_kd(zt[rows], zs[rows], 3.0)  # two sources
+        ce = np_shift_cross_entropy(za[rows], y[rows])  # the partners reversed within each batch
         steps.append((kd, ce, 0.4 * kd + 0.6 * ce))
     steps, sizes = np.array(steps), np.array([16, 16, 8])
     per_sample = (steps * sizes[:, None]).sum(0) / 40
@@ -192,8 +198,7 @@ def test_float16_logits_and_features_enter_the_losses_as_float32(rng, distillati
     for name in ("distillation", "augmentation", "loss"):
         assert ops.convert_to_numpy(getattr(step, name)).dtype == np.float32, name
     if distillation != "rkd":  # KD's reference, in float64 from the float16 logits
-        log_pt, log_ps = (np_log_softmax(np.asarray(ops.convert_to_numpy(z), np.float64) / 4.0) for z in (zt, zs))
-        kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0
+        kd = np_scaled_kd(*(np.asarray(ops.convert_to_numpy(z), np.float64) for z in (zt, zs)), 4.0)
         np.testing.assert_allclose(float(step.distillation), 2 * kd, rtol=1e-4)  # two sources
 
 
@@ -213,8 +218,7 @@ def test_images_enter_the_step_as_float32_whatever_floatx(rng):
     finally:
         keras.config.set_floatx("float32")
     zt, zs = (np.asarray(ops.convert_to_numpy(m(x)), np.float64) for m in (teacher, student))
-    log_pt, log_ps = np_log_softmax(zt / 4.0), np_log_softmax(zs / 4.0)
-    kd = (np.exp(log_pt) * (log_pt - log_ps)).mean() * 16.0
+    kd = np_scaled_kd(zt, zs, 4.0)
     cross_entropy = -np_log_softmax(zs)[np.arange(6), y].mean()
     regularisation = 10.0 * np.sum(np.asarray(ops.convert_to_numpy(logits.kernel), np.float64) ** 2)
     np.testing.assert_allclose(float(step.distillation), kd, rtol=1e-5)

@@ -23,30 +23,27 @@ import sys
 from collections import Counter
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-EQUIVALENT = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`")
+DOC = ROOT / "docs" / "testing.md"
+LISTED = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`")  # a listed mutant: "- `name`: why"
 OUTSIDE_HARNESS = "killed outside the harness"  # the heading of the mutants that only the harness cannot see
 # mutmut's exit codes of a mutant's test run.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
           255: "broken", -9: "broken", -11: "broken"}
 
 
-def listed_mutants(doc=ROOT / "docs" / "testing.md"):
+def listed_mutants(doc=DOC):
     """The mutants listed in `doc`: `(equivalent, killed outside the harness)`, by the heading they are under."""
     equivalent, killed, section = set(), set(), ""
     lines = doc.read_text(encoding="utf-8").splitlines() if doc.exists() else []
     for line in lines:
         if line.startswith("#"):
             section = line.lstrip("#").strip().lower()
-        elif m := EQUIVALENT.match(line):
+        elif m := LISTED.match(line):
             (killed if section == OUTSIDE_HARNESS else equivalent).add(m.group(1))
     return equivalent, killed
 
 
-def equivalent_mutants(doc=ROOT / "docs" / "testing.md"):
-    return listed_mutants(doc)[0]
-
-
-def main(argv, doc=ROOT / "docs" / "testing.md"):
+def main(argv, doc=DOC):
     mutants = pathlib.Path(argv[1] if len(argv) > 1 else ROOT / "build" / "mutation" / "mutants")
     equivalent, killed_outside = listed_mutants(doc)
     rows, wrongly_equivalent = [], []
