@@ -1,6 +1,8 @@
 """tools/benchmark.py measures one small configuration and writes consistent JSON."""
 
+import gzip
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,3 +40,81 @@ def test_benchmark_writes_the_step_its_parts_and_the_overhead(tmp_path):
         result["distill_step_ms"] / (result["teacher_ms"] + result["student_2x_step_ms"]))
     assert result["peak_host_rss_mib"] > 100
     assert result["peak_accelerator_mib"] is None or result["peak_accelerator_mib"] > 0  # None on a CPU
+
+
+def test_benchmark_measures_the_distillation_step_alone_when_asked(tmp_path):
+    from keras_calikd.cli import benchmark
+
+    args = benchmark.parse_args(["--teacher", "resnet8", "--student", "resnet8", "--input_shape", "8,8,1",
+                                 "--num_classes", "4", "--steps", "2", "--warmup", "1", "--parts", "distill",
+                                 "--worker", "off:float32:8"])
+    result = benchmark.run_worker(args)
+    # The parts left out are reported as not measured, and so is the overhead that needs them.
+    assert (result["teacher_images_per_s"], result["teacher_ms"]) == (None, None)
+    assert (result["student_2x_images_per_s"], result["student_2x_step_ms"], result["overhead"]) == (None,) * 3
+    assert result["distill_images_per_s"] == pytest.approx(8 / (result["distill_step_ms"] / 1e3))
+    assert result["distill_compile_and_warmup_s"] > 0
+    assert benchmark._shown(None, 6, ".1f") == "     -" and benchmark._shown(2.25, 6, ".1f") == "   2.2"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--parts", "distill,gpu"], "--parts: unknown gpu; choose from distill, teacher, student."),
+    (["--backend", "tensorflow", "--trace_dir", "t"],
+     "--trace_dir records a JAX profile: give --backend jax (got --backend tensorflow)."),
+])
+def test_benchmark_rejects_bad_options_with_one_error_line(argv, message, capsys):
+    from keras_calikd.cli import benchmark, common
+
+    assert common.run(benchmark.main, argv) == common.EXIT_ERROR
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_record_trace_writes_a_perfetto_trace_of_the_run(tmp_path):
+    # In a process of its own on JAX: the profiler is JAX's, and this pass's process holds TensorFlow's.
+    code = ("import sys\nimport jax.numpy as jnp\nfrom keras_calikd.cli.benchmark import record_trace\n"
+            "def traced_run(n):\n    return [float(jnp.arange(4.0).sum()) for _ in range(n)]\n"
+            "print(record_trace(traced_run, 3, sys.argv[1]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    path = done.stdout.strip().splitlines()[-1]
+    assert path.startswith(str(tmp_path / "plugins" / "profile")) and path.endswith("perfetto_trace.json.gz")
+    with gzip.open(path) as f:
+        names = [event.get("name", "") for event in json.load(f)["traceEvents"]]
+    assert sum(name.endswith(" traced_run") for name in names) == 1  # the run, recorded once
+
+
+@pytest.mark.heavy
+def test_benchmark_fit_times_each_epoch_and_counts_the_step_compilations(tmp_path):
+    output = tmp_path / "fit.json"
+    command = [sys.executable, os.path.join(ROOT, "tools", "benchmark_fit.py"), "--runs", "kd+mixup,crd+cutmix",
+               "--teacher", "resnet8", "--student", "resnet8", "--input_shape", "16,16,3", "--num_classes", "10",
+               "--examples", "80", "--batch_size", "32", "--epochs", "2", "--jit", "off",
+               "--gin_param", "CRD.num_negatives = 8", "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(output.read_text())
+    results = report["results"]
+    assert [r["run"] for r in results] == ["kd+mixup", "crd+cutmix"]
+    for r in results:
+        assert len(r["epoch_seconds"]) == 2 and min(r["epoch_seconds"]) > 0
+        assert r["last_epoch_images_per_s"] == pytest.approx(80 / r["epoch_seconds"][-1])
+        # Batches of 32, 32 and 16, in both epochs: TensorFlow (this module's pass) traces the step once, for any
+        # batch size; JAX traces it once per batch shape (two here; the GPU runs of docs/benchmarks.md show it).
+        assert r["step_traces"] == 1 and r["traced_batch_shapes"] == [[None, 16, 16, 3]]
+        assert math.isfinite(r["last_epoch_loss"]) and r["last_epoch_loss"] > 0
+    assert [r["augmentation"]["name"] for r in results] == ["mix_up", "cut_mix"]
+    assert results[1]["distillations"][0]["num_negatives"] == 8  # the gin binding reached the strategy
+    assert report["gin_params"] == ["CRD.num_negatives = 8"] and report["epochs"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "kd"], "--runs: 'kd' is not a <distillation>+<augmentation> pair, such as kd+mixup."),
+    (["--epochs", "0"], "--epochs must be a positive integer; got 0."),
+])
+def test_benchmark_fit_rejects_bad_options_with_one_error_line(argv, message, capsys):
+    from keras_calikd.cli import benchmark_fit, common
+
+    assert common.run(benchmark_fit.main, argv) == common.EXIT_ERROR
+    assert capsys.readouterr().err == f"error: {message}\n"

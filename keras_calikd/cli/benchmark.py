@@ -31,6 +31,9 @@ import time
 from keras_calikd.cli import common
 
 
+PARTS = ("distill", "teacher", "student")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="calikd-benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,22 +48,50 @@ def parse_args(argv=None):
     parser.add_argument("--augmentation", default="mixup", help="registered augmentation strategy")
     parser.add_argument("--num_classes", type=int, default=100)
     parser.add_argument("--input_shape", default="32,32,3")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated measurements to make (distill is always made): teacher, student")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
     parser.add_argument("--input_checks", action="store_true",
                         help="also measure what the Distiller's input checks cost per step on a tf.data pipeline")
     parser.add_argument("--output", help="write the results as JSON")
+    parser.add_argument("--trace_dir", help="JAX only: after the timings, record --trace_steps distillation steps "
+                                            "with the JAX profiler here (a Perfetto trace, for ui.perfetto.dev)")
+    parser.add_argument("--trace_steps", type=int, default=10)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration, in this process
     common.add_debug_flag(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        raise ValueError(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}.")
+    if args.trace_dir and args.backend.split(",") != ["jax"]:
+        raise ValueError(f"--trace_dir records a JAX profile: give --backend jax (got --backend {args.backend}).")
+    return args
 
 
 def _seconds_per_step(run, steps, warmup):
-    """Seconds per step of `run(n)` (which runs n steps), after compilation and `warmup` steps."""
-    run(warmup)
+    """Seconds per step of `run(n)` (which runs n steps) after compilation and `warmup` steps, and the seconds
+    that compilation and the warm-up took."""
     started = time.perf_counter()
+    run(warmup)
+    warm = time.perf_counter()
     run(steps)
-    return (time.perf_counter() - started) / steps
+    return (time.perf_counter() - warm) / steps, warm - started
+
+
+def record_trace(run, steps, folder) -> str:
+    """Runs `run(steps)` under the JAX profiler; returns the path of the Perfetto trace (gzipped JSON) it wrote.
+
+    Each call adds a time-stamped folder under `folder/plugins/profile/`; the newest trace is this call's.
+    """
+    import glob
+
+    import jax
+
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+        run(steps)
+    traces = glob.glob(os.path.join(folder, "plugins", "profile", "*", "perfetto_trace.json.gz"))
+    return max(traces, key=os.path.getmtime)
 
 
 def _accelerator_peak_mib():
@@ -95,7 +126,7 @@ def run_worker(args) -> dict:
     keras.utils.set_random_seed(0)
     shape = tuple(int(s) for s in args.input_shape.split(","))
     rng = np.random.default_rng(0)
-    count = 2 * batch_size * max(args.steps, args.warmup)
+    count = 2 * batch_size * max(args.steps, args.warmup, args.trace_steps)
     x = rng.uniform(0, 255, size=(count,) + shape).astype("float32")  # raw pixels, as the pipelines yield
     y = rng.integers(0, args.num_classes, count).astype("int32")
 
@@ -117,24 +148,33 @@ def run_worker(args) -> dict:
     def predict(n):
         teacher.predict(x[: batch_size * n], batch_size=batch_size, verbose=0)
 
-    distill = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup)
+    distill, distill_start = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup)
+    teacher_time = student_time = None
+    if "teacher" in args.parts:
+        teacher.compile(jit_compile=jit)
+        teacher_time, _ = _seconds_per_step(predict, args.steps, args.warmup)
+    if "student" in args.parts:
+        plain = model(args.student)
+        plain.compile(optimizer=sgd(), jit_compile=jit,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        student_time, _ = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
 
-    teacher.compile(jit_compile=jit)
-    teacher_time = _seconds_per_step(predict, args.steps, args.warmup)
+    def per_second(images, seconds):
+        return None if seconds is None else images / seconds
 
-    plain = model(args.student)
-    plain.compile(optimizer=sgd(), jit_compile=jit,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    student_time = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
+    def milliseconds(seconds):
+        return None if seconds is None else 1e3 * seconds
 
     checks = _input_check_overhead(distiller, x, y, batch_size, args) if args.input_checks else None
+    trace = record_trace(fit(distiller, batch_size), args.trace_steps, args.trace_dir) if args.trace_dir else None
     return {
         "backend": keras.backend.backend(), "jit": jit, "precision": precision, "batch_size": batch_size,
-        "input_check_overhead": checks,
-        "distill_images_per_s": batch_size / distill, "teacher_images_per_s": batch_size / teacher_time,
-        "student_2x_images_per_s": 2 * batch_size / student_time,
-        "distill_step_ms": 1e3 * distill, "teacher_ms": 1e3 * teacher_time, "student_2x_step_ms": 1e3 * student_time,
-        "overhead": distill / (teacher_time + student_time),
+        "input_check_overhead": checks, "trace": trace,
+        "distill_images_per_s": batch_size / distill, "teacher_images_per_s": per_second(batch_size, teacher_time),
+        "student_2x_images_per_s": per_second(2 * batch_size, student_time), "distill_step_ms": 1e3 * distill,
+        "distill_compile_and_warmup_s": distill_start, "teacher_ms": milliseconds(teacher_time),
+        "student_2x_step_ms": milliseconds(student_time),
+        "overhead": None if None in (teacher_time, student_time) else distill / (teacher_time + student_time),
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_accelerator_mib": _accelerator_peak_mib(),
     }
@@ -148,10 +188,16 @@ def _input_check_overhead(distiller, x, y, batch_size, args) -> float:
     def pipeline(n):
         return tf.data.Dataset.from_tensor_slices((x[: batch_size * n], y[: batch_size * n])).batch(batch_size)
 
-    checked = _seconds_per_step(lambda n: distiller.fit(pipeline(n), epochs=1, verbose=0), args.steps, args.warmup)
-    unchecked = _seconds_per_step(lambda n: keras.Model.fit(distiller, pipeline(n), epochs=1, verbose=0),
-                                  args.steps, args.warmup)
+    checked, _ = _seconds_per_step(lambda n: distiller.fit(pipeline(n), epochs=1, verbose=0), args.steps,
+                                   args.warmup)
+    unchecked, _ = _seconds_per_step(lambda n: keras.Model.fit(distiller, pipeline(n), epochs=1, verbose=0),
+                                     args.steps, args.warmup)
     return checked / unchecked - 1.0
+
+
+def _shown(value, width: int, spec: str) -> str:
+    """`value` formatted right-aligned in `width` columns, or "-" for a part that was not measured."""
+    return f"{'-' if value is None else format(value, spec):>{width}}"
 
 
 def _package_root() -> str:
@@ -200,8 +246,9 @@ def main(argv=None) -> int:
                     r = json.loads(lines[-1][len("RESULT "):])
                     results.append(r)
                     print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}{r['distill_images_per_s']:>15,.0f}"
-                          f"{r['teacher_images_per_s']:>15,.0f}{r['student_2x_images_per_s']:>18,.0f}"
-                          f"{r['overhead']:>10.3f}{r['peak_host_rss_mib']:>14,.0f}"
+                          f"{_shown(r['teacher_images_per_s'], 15, ',.0f')}"
+                          f"{_shown(r['student_2x_images_per_s'], 18, ',.0f')}{_shown(r['overhead'], 10, '.3f')}"
+                          f"{r['peak_host_rss_mib']:>14,.0f}"
                           + (f"   input checks {100 * r['input_check_overhead']:+.1f}% per step"
                              if r["input_check_overhead"] is not None else ""), flush=True)
     if args.output:

@@ -1,0 +1,178 @@
+"""calikd-benchmark-fit: whole epochs of `Distiller.fit` on in-memory data, timed, with the step's compile count.
+
+    calikd-benchmark-fit                                # KD + mixup, KD + CutMix, CRD + CutMix; 50,000 images
+    calikd-benchmark-fit --runs kd+mixup --epochs 3 --batch_size 256 --precision mixed_bfloat16
+    calikd-benchmark-fit --gin_param 'CRD.num_negatives = 4096' --output fit.json
+
+Where `calikd-benchmark` times the step alone, this tool runs what a user runs: `fit` on NumPy arrays of the
+data set's shape (random pixels and labels, CIFAR-100's shape by default), through Keras' own data handling
+and callbacks. For each run (`<distillation>+<augmentation>`, registered names) it reports:
+
+- the seconds of every epoch (the first includes compiling the step) and the images/s of the last one;
+- how many times the training step was traced, that is compiled, and for which batch shapes: on JAX once per
+  distinct batch shape, so twice when the last batch of an epoch is smaller (50,000 images in batches of 64
+  end with a batch of 16); on TensorFlow once, with the batch dimension left unknown;
+- the last epoch's loss, and the process's peak memory (host RSS, and the accelerator's where the backend
+  reports it).
+
+It runs on the backend that `KERAS_BACKEND` names, in this process; the JAX backend needs no TensorFlow.
+Strategy options are gin bindings (`--gin_param`), as in `calikd-train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+from keras_calikd.cli import common
+
+DEFAULT_RUNS = "kd+mixup,kd+cutmix,crd+cutmix"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="calikd-benchmark-fit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default=DEFAULT_RUNS,
+                        help="comma-separated <distillation>+<augmentation> pairs of registered names")
+    parser.add_argument("--teacher", default="vgg13")
+    parser.add_argument("--student", default="MobileNetV2")
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--input_shape", default="32,32,3")
+    parser.add_argument("--examples", type=int, default=50_000, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    parser.add_argument("--jit", default="on", choices=("on", "off"), help="XLA compilation of the step")
+    parser.add_argument("--gin_param", action="append", default=[], metavar="BINDING",
+                        help="gin binding of a strategy option, e.g. 'CRD.num_negatives = 4096' (repeatable)")
+    parser.add_argument("--output", help="write the results as JSON")
+    common.add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    args.runs = [_run_pair(run) for run in args.runs.split(",")]
+    for name in ("examples", "epochs", "batch_size", "num_classes"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
+    return args
+
+
+def _run_pair(run: str) -> tuple:
+    parts = run.strip().split("+")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"--runs: {run!r} is not a <distillation>+<augmentation> pair, such as kd+mixup.")
+    return tuple(parts)
+
+
+def _epoch_timer():
+    """A Keras callback recording each epoch's seconds and loss (made here: this module imports Keras lazily)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.losses = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+            self.losses.append(float(logs["loss"]))
+
+    return EpochTimer()
+
+
+def run_one(args, distillation: str, augmentation: str, x, y) -> dict:
+    """Fits a fresh Distiller for `args.epochs` epochs and returns what was measured."""
+    import keras
+
+    import numpy as np
+
+    import keras_calikd as ck
+    from keras_calikd.cli.benchmark import _accelerator_peak_mib
+    from keras_calikd.distillations.base import INDICES
+    from keras_calikd.distiller import IMAGE_KEY, INDEX_KEY
+
+    keras.utils.clear_session()
+    keras.config.set_dtype_policy(args.precision)
+    keras.utils.set_random_seed(0)
+    shape = x.shape[1:]
+
+    def model(name):  # the zoo's models normalise raw pixels themselves
+        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape,
+                             normalization=((127.5,) * shape[-1], (64.0,) * shape[-1]))
+
+    distiller = ck.Distiller(model(args.teacher), model(args.student), distillation=distillation,
+                             augmentation=augmentation)
+    distiller.compile(optimizer=ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4),
+                      jit_compile=args.jit == "on")
+    traces = []
+    step_losses = distiller.compute_step_losses
+
+    def counted(data, training=True):  # Python runs here only while the compiled step is traced
+        images = data[0][IMAGE_KEY] if isinstance(data[0], dict) else data[0]
+        traces.append(tuple(images.shape))
+        return step_losses(data, training)
+
+    distiller.compute_step_losses = counted
+    inputs = x
+    if INDICES in distiller.requirements:  # CRD's memory banks are addressed by each image's dataset index
+        inputs = {IMAGE_KEY: x, INDEX_KEY: np.arange(len(x), dtype="int32")}
+    timer = _epoch_timer()
+    distiller.fit(inputs, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[timer])
+    return {
+        "run": f"{distillation}+{augmentation}", "backend": keras.backend.backend(), "jit": args.jit == "on",
+        "precision": args.precision, "batch_size": args.batch_size, "examples": len(x),
+        "epoch_seconds": timer.seconds, "last_epoch_images_per_s": len(x) / timer.seconds[-1],
+        "step_traces": len(traces), "traced_batch_shapes": [list(s) for s in traces],
+        "last_epoch_loss": timer.losses[-1],
+        "distillations": [d.get_config() for d in distiller.distillations],
+        "augmentation": distiller.augmentation.get_config(),
+        "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_accelerator_mib": _accelerator_peak_mib(),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+
+    from keras_calikd.cli.benchmark import machine
+
+    if args.gin_param:
+        from keras_calikd.gin_support import configure
+
+        configure([], args.gin_param)
+    shape = tuple(int(s) for s in args.input_shape.split(","))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(args.examples,) + shape, dtype="uint8").astype("float32")  # raw pixels
+    y = rng.integers(0, args.num_classes, args.examples).astype("int32")
+    import keras
+
+    print(f"{args.teacher} -> {args.student}, {args.examples:,} images {args.input_shape}, {args.num_classes} "
+          f"classes, batch {args.batch_size}, {args.precision}, XLA {args.jit}, {keras.backend.backend()}, on "
+          f"{machine()}", flush=True)
+    print(f"{'run':<14}{'epoch seconds':<24}{'last epoch img/s':>17}{'step traces':>13}{'last loss':>11}", flush=True)
+    results = []
+    for distillation, augmentation in args.runs:
+        r = run_one(args, distillation, augmentation, x, y)
+        results.append(r)
+        seconds = ", ".join(f"{s:.1f}" for s in r["epoch_seconds"])
+        print(f"{r['run']:<14}{seconds:<24}{r['last_epoch_images_per_s']:>17,.0f}{r['step_traces']:>13}"
+              f"{r['last_epoch_loss']:>11.4f}", flush=True)
+    if args.output:
+        from keras_calikd.training.files import write_json
+
+        write_json(args.output, {"machine": machine(), "teacher": args.teacher, "student": args.student,
+                                 "input_shape": args.input_shape, "num_classes": args.num_classes,
+                                 "epochs": args.epochs, "gin_params": args.gin_param, "results": results})
+    return 0
+
+
+def console() -> int:
+    return common.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console())
