@@ -140,6 +140,11 @@ def main(argv=None) -> int:
 
     from keras_calikd.cli.benchmark import machine
 
+    from keras_calikd import augmentations, distillations, models
+
+    for distillation, augmentation in args.runs:  # unknown names fail here, listing the known ones
+        distillations.DISTILLATIONS.get(distillation), augmentations.AUGMENTATIONS.get(augmentation)
+    models.MODELS.get(args.teacher), models.MODELS.get(args.student)
     if args.gin_param:
         from keras_calikd.gin_support import configure
 
