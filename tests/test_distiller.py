@@ -541,3 +541,32 @@ def test_one_trace_per_input_shape_across_epochs_and_fit_calls():
     assert CountingDistiller.traces == 1
     distiller.fit(x[:80], y[:80], batch_size=32, epochs=1, verbose=0)  # a last batch of 16: one new shape
     assert CountingDistiller.traces == 2
+
+
+def test_the_optimizer_is_built_once_across_fit_calls():
+    class CountingSGD(keras.optimizers.SGD):  # like an optimizer whose build() does not check `built` itself
+        builds = 0
+
+        def build(self, variables):
+            CountingSGD.builds += 1
+            super().build(variables)
+
+    x, y = blobs(64)
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))
+    distiller.compile(optimizer=CountingSGD(0.05, momentum=0.9))
+    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)  # built by now: a rebuild would drop its momentum
+    assert CountingSGD.builds == 1
+
+
+def test_the_tensorflow_step_counts_one_replica_outside_a_replica_context():
+    import tensorflow as tf
+
+    from keras_calikd.steps import tensorflow as tf_step
+
+    x = np.arange(6.0).reshape(3, 2)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():  # the cross-replica context: no replica context
+        assert tf.distribute.get_replica_context() is None
+        assert tf_step.num_replicas() == 1
+        np.testing.assert_array_equal(tf_step.all_gather(x), x)
+        np.testing.assert_array_equal(tf_step.replica_slice(x), x)
