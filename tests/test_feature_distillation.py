@@ -175,6 +175,16 @@ def other_classes_crd(num_classes=3, num_negatives=4, **kwargs):
     return crd
 
 
+def test_crd_state_is_named_for_what_it_holds():
+    # The paths under which checkpoints and TensorBoard show CRD's weights and memory banks.
+    crd = ck.distillations.CRD(num_samples=8, embedding_dim=4, num_negatives=2)
+    crd.build(num_classes=2, teacher_feature_dim=3, student_feature_dim=3)
+    assert sorted(v.path for v in crd.variables if v.path.startswith("crd/")) == [
+        "crd/memory/normalizers", "crd/memory/student_memory", "crd/memory/teacher_memory",
+        "crd/student_embedding/bias", "crd/student_embedding/kernel", "crd/teacher_embedding/bias",
+        "crd/teacher_embedding/kernel"]
+
+
 def test_crd_adapt_sizes_the_banks_and_sorts_the_indices_by_class():
     labels = np.random.default_rng(0).integers(0, 3, 200)
     crd = other_classes_crd()
