@@ -42,7 +42,7 @@ def test_benchmark_writes_the_step_its_parts_and_the_overhead(tmp_path):
     assert result["peak_accelerator_mib"] is None or result["peak_accelerator_mib"] > 0  # None on a CPU
 
 
-def test_benchmark_measures_the_distillation_step_alone_when_asked(tmp_path):
+def test_benchmark_measures_the_distillation_step_alone_when_asked():
     from keras_calikd.cli import benchmark
 
     args = benchmark.parse_args(["--teacher", "resnet8", "--student", "resnet8", "--input_shape", "8,8,1",

@@ -559,6 +559,7 @@ def test_the_optimizer_is_built_once_across_fit_calls():
     assert CountingSGD.builds == 1
 
 
+@pytest.mark.backend_neutral  # plain TensorFlow, whatever the Keras backend: once, in the TensorFlow pass
 def test_the_tensorflow_step_counts_one_replica_outside_a_replica_context():
     import tensorflow as tf
 

@@ -94,6 +94,21 @@ def record_trace(run, steps, folder) -> str:
     return max(traces, key=os.path.getmtime)
 
 
+def zoo_model(name: str, num_classes: int, shape: tuple):
+    """A zoo model for raw pixels in [0, 255]: the zoo's models normalise their input themselves."""
+    import keras_calikd as ck
+
+    return ck.models.get(name, num_classes=num_classes, input_shape=shape,
+                         normalization=((127.5,) * shape[-1], (64.0,) * shape[-1]))
+
+
+def paper_sgd():
+    """The paper's optimiser (SGD, momentum 0.9, weight decay 5e-4), at the MobileNet students' rate 0.01."""
+    import keras_calikd as ck
+
+    return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
+
+
 def _accelerator_peak_mib():
     """The accelerator's peak memory in MiB, or `None` on a CPU or where the backend does not report it."""
     import keras
@@ -130,16 +145,12 @@ def run_worker(args) -> dict:
     x = rng.uniform(0, 255, size=(count,) + shape).astype("float32")  # raw pixels, as the pipelines yield
     y = rng.integers(0, args.num_classes, count).astype("int32")
 
-    def model(name):  # the zoo's models normalise their input themselves
-        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape,
-                             normalization=((127.5,) * shape[-1], (64.0,) * shape[-1]))
-
-    def sgd():  # the paper's optimiser, the same for the Distiller and the plain student
-        return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
+    def model(name):
+        return zoo_model(name, args.num_classes, shape)
 
     teacher, student = model(args.teacher), model(args.student)
     distiller = ck.Distiller(teacher, student, distillation=args.distillation, augmentation=args.augmentation)
-    distiller.compile(optimizer=sgd(), jit_compile=jit)
+    distiller.compile(optimizer=paper_sgd(), jit_compile=jit)
 
     def fit(trainer, batch):
         return lambda n: trainer.fit(x[: batch * n], y[: batch * n], batch_size=batch, epochs=1, verbose=0,
@@ -155,7 +166,7 @@ def run_worker(args) -> dict:
         teacher_time, _ = _seconds_per_step(predict, args.steps, args.warmup)
     if "student" in args.parts:
         plain = model(args.student)
-        plain.compile(optimizer=sgd(), jit_compile=jit,
+        plain.compile(optimizer=paper_sgd(), jit_compile=jit,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         student_time, _ = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
 

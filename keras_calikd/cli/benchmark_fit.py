@@ -11,7 +11,8 @@ and callbacks. For each run (`<distillation>+<augmentation>`, registered names) 
 - the seconds of every epoch (the first includes compiling the step) and the images/s of the last one;
 - how many times the training step was traced, that is compiled, and for which batch shapes: on JAX once per
   distinct batch shape, so twice when the last batch of an epoch is smaller (50,000 images in batches of 64
-  end with a batch of 16); on TensorFlow once, with the batch dimension left unknown;
+  end with a batch of 16); on TensorFlow once, with the batch dimension left unknown (with `--jit off`, JAX
+  runs the step eagerly and every step counts);
 - the last epoch's loss, and the process's peak memory (host RSS, and the accelerator's where the backend
   reports it).
 
@@ -86,32 +87,24 @@ def _epoch_timer():
 def run_one(args, distillation: str, augmentation: str, x, y) -> dict:
     """Fits a fresh Distiller for `args.epochs` epochs and returns what was measured."""
     import keras
-
     import numpy as np
 
     import keras_calikd as ck
-    from keras_calikd.cli.benchmark import _accelerator_peak_mib
+    from keras_calikd.cli.benchmark import _accelerator_peak_mib, paper_sgd, zoo_model
     from keras_calikd.distillations.base import INDICES
     from keras_calikd.distiller import IMAGE_KEY, INDEX_KEY
 
     keras.utils.clear_session()
     keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(0)
-    shape = x.shape[1:]
-
-    def model(name):  # the zoo's models normalise raw pixels themselves
-        return ck.models.get(name, num_classes=args.num_classes, input_shape=shape,
-                             normalization=((127.5,) * shape[-1], (64.0,) * shape[-1]))
-
-    distiller = ck.Distiller(model(args.teacher), model(args.student), distillation=distillation,
-                             augmentation=augmentation)
-    distiller.compile(optimizer=ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4),
-                      jit_compile=args.jit == "on")
+    teacher, student = (zoo_model(name, args.num_classes, x.shape[1:]) for name in (args.teacher, args.student))
+    distiller = ck.Distiller(teacher, student, distillation=distillation, augmentation=augmentation)
+    distiller.compile(optimizer=paper_sgd(), jit_compile=args.jit == "on")
     traces = []
     step_losses = distiller.compute_step_losses
 
     def counted(data, training=True):  # Python runs here only while the compiled step is traced
-        images = data[0][IMAGE_KEY] if isinstance(data[0], dict) else data[0]
+        images, _ = distiller._split_inputs(data[0])
         traces.append(tuple(images.shape))
         return step_losses(data, training)
 
@@ -143,8 +136,10 @@ def main(argv=None) -> int:
     from keras_calikd import augmentations, distillations, models
 
     for distillation, augmentation in args.runs:  # unknown names fail here, listing the known ones
-        distillations.DISTILLATIONS.get(distillation), augmentations.AUGMENTATIONS.get(augmentation)
-    models.MODELS.get(args.teacher), models.MODELS.get(args.student)
+        distillations.DISTILLATIONS.get(distillation)
+        augmentations.AUGMENTATIONS.get(augmentation)
+    for name in (args.teacher, args.student):
+        models.MODELS.get(name)
     if args.gin_param:
         from keras_calikd.gin_support import configure
 
