@@ -7,16 +7,18 @@ are new ones, forked by a launcher process that has imported what a worker impor
 keras_calikd) once, instead of each of the four workers importing them; each computes with one thread.
 Nothing is shared between the processes but the files they write. The job
 
-1. trains KD + mixup, KD + CutMix and CRD + CutMix Distillers (batch statistics synchronised) on a global
-   batch of 16: the histories, final weights and CRD memory banks must match one process on one device,
-   and the two processes must hold the same weights and banks;
+1. trains KD + mixup and CRD + CutMix Distillers (batch statistics synchronised) on a global batch of 16:
+   the histories, final weights and CRD memory banks must match one process on one device, and the two
+   processes must hold the same weights and banks;
 2. runs a distillation experiment (`calikd-train`, KD + CutMix on fake Fashion-MNIST; teacher and student
    a one-convolution network with the zoo's conventions, whose programs compile in a fraction of a
    ResNet's time), in which process 1
    kills itself with SIGKILL at the end of epoch 1: the chief must stop with a message naming the lost
    process and where the run resumes, within the timeouts;
-3. is launched again with the same command: it resumes after epoch 1 and must end with the results of an
-   uninterrupted one-process run, while process 1, which has its own runs folder, writes nothing.
+3. is launched again with the same command: it resumes after epoch 1 and must end with the epoch logs (the
+   loss trajectory), final student weights and results of an uninterrupted one-process run, while
+   process 1, which has its own runs folder, writes nothing. This is the KD + CutMix case of "the same
+   training on any number of processes", through a kill and a resume.
 """
 
 import contextlib
@@ -213,9 +215,20 @@ def check_two_worker_jobs(launcher, tmp_path):
     assert not [name for name in written if "/.tmp-" in "/" + name or "/.old-" in "/" + name], written
     assert any(name.startswith("logs/tensorboard/train/events") for name in written), written
 
-    # uninterrupted, one process (no SavedModel: the results are what is compared)
+    # uninterrupted, one process (no SavedModel: the training and the results are what is compared)
     assert common.run(train_tool.main, train_args(runs[2], data_dir, **{"Experiment.export": False})) == 0
-    expected = json.loads((runs[2] / RUN / "results.json").read_text())
+    one_process_run = runs[2] / RUN
+    expected_log, got_log = (np.genfromtxt(run / "logs" / "metrics.csv", delimiter=",", names=True)
+                             for run in (one_process_run, chief_run))
+    assert got_log.dtype.names == expected_log.dtype.names and "loss" in got_log.dtype.names
+    for key in expected_log.dtype.names:  # the epoch logs: loss, metrics, validation, epoch by epoch
+        np.testing.assert_allclose(got_log[key], expected_log[key], rtol=2e-4, atol=2e-5, err_msg=key)
+    expected_weights, got_weights = (keras.saving.load_model(run / "checkpoints" / "last.keras").get_weights()
+                                     for run in (one_process_run, chief_run))
+    assert len(got_weights) == len(expected_weights)
+    for mine, theirs in zip(expected_weights, got_weights):
+        np.testing.assert_allclose(theirs, mine, rtol=1e-4, atol=1e-5, err_msg="the student's final weights")
+    expected = json.loads((one_process_run / "results.json").read_text())
     got = json.loads((chief_run / "results.json").read_text())
     assert got["best_epoch"] == expected["best_epoch"] and got["accuracy"] == expected["accuracy"]
     for key in ("ece_100", "oe_100", "ece_15", "nll", "brier"):
