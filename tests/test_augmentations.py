@@ -276,3 +276,16 @@ def test_the_loss_of_soft_targets_is_their_cross_entropy(rng, floatx):
                                              targets=ops.convert_to_tensor(targets))
     got = augmentations.Identity().loss(augmented, ops.convert_to_tensor(logits))
     np.testing.assert_allclose(float(got), np.mean(-(targets * log_p).sum(axis=1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, arguments", [("mixup", {}), ("cutmix", {"probability": 1.0}),
+                                                   ("cutout", {"size": 4})])
+def test_a_built_augmentation_called_as_a_layer_augments_the_batch(rng, name, arguments):
+    x, y = batch(rng, n=4, size=8)
+    called, direct = (augmentations.AUGMENTATIONS.get(name)(seed=5, **arguments) for _ in range(2))
+    for strategy in (called, direct):
+        strategy.build(x.shape, 4, None)
+    by_call, by_augment = called(x, y), direct.augment(x, y)
+    for field in ("images", "labels", "partner_labels", "lam", "sources"):
+        np.testing.assert_array_equal(to_np(getattr(by_call, field)), to_np(getattr(by_augment, field)), err_msg=field)
+    assert not np.array_equal(to_np(by_call.images), to_np(x))  # the batch was augmented

@@ -1,8 +1,14 @@
-"""tools/mutation_score.py: the score per module of a mutmut run, net of the mutants docs/testing.md lists."""
+"""tools/mutation_score.py: the score per module of a mutmut run, net of the mutants docs/testing.md lists.
+
+Also tools/mutation_conftest.py, which skips the listed mutants whose mutation is unchanged.
+"""
 
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -22,6 +28,28 @@ DOC = """# Testing
 - `m.x_f__mutmut_5`: `test_something` fails when it is applied by hand.
 """
 
+# A module as mutmut generates it: the original function and its mutants side by side.
+MODULE = """
+def x_f__mutmut_orig(x, axis=-1):
+    y = x + 1
+    return y * 2
+
+
+def x_f__mutmut_1(x, axis=-1):
+    y = x - 1
+    return y * 2
+
+
+def x_f__mutmut_2(x, axis=-1):
+    y = x + 1
+    return y / 2
+
+
+def x_f__mutmut_3(x, axis=None):
+    y = x + 1
+    return y * 2
+"""
+
 
 def test_the_score_leaves_out_equivalent_mutants_and_counts_those_killed_outside_the_harness(tmp_path, capsys):
     doc = tmp_path / "testing.md"
@@ -33,10 +61,78 @@ def test_the_score_leaves_out_equivalent_mutants_and_counts_those_killed_outside
              "m.x_f__mutmut_5": 0, "m.x_f__mutmut_6": 24, "m.x_f__mutmut_7": None}
     (mutants / "m.py.meta").write_text(json.dumps({"exit_code_by_key": codes}))
 
-    assert mutation_score.listed_mutants(doc) == ({"m.x_f__mutmut_3", "m.x_f__mutmut_4"}, {"m.x_f__mutmut_5"})
+    assert mutation_score.listed_mutants(doc) == ({"m.x_f__mutmut_3": None, "m.x_f__mutmut_4": None},
+                                                  {"m.x_f__mutmut_5": None})
     assert mutation_score.main(["mutation_score.py", str(tmp_path / "mutants")], doc=doc) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("pkg/m.py")).split()
     # killed 1, 4 and 5; broken 6; survived 2; equivalent 3; not run 7: (3 + 1) / (7 - 1)
     assert row[1:] == ["7", "3", "1", "1", "1", "1", "66.7%"]
     assert "Listed as equivalent in docs/testing.md but killed: m.x_f__mutmut_4" in out
+
+
+def test_a_fingerprint_names_the_mutation_not_the_mutants_number(tmp_path):
+    (tmp_path / "m.py").write_text(MODULE)
+    prints = [mutation_score.fingerprint(tmp_path, f"m.x_f__mutmut_{i}") for i in (1, 2, 3)]
+    assert all(p is not None and len(p) == 8 for p in prints) and len(set(prints)) == 3
+    # the same mutation under another number, in a function with a new line below it: the same fingerprint
+    renumbered = MODULE.replace("_mutmut_1(", "_mutmut_7(").replace("return y", "z = 0\n    return y")
+    (tmp_path / "m.py").write_text(renumbered)
+    assert mutation_score.fingerprint(tmp_path, "m.x_f__mutmut_7") == prints[0]
+    # the same change, one line lower in the function: another fingerprint (the function changed around it)
+    (tmp_path / "m.py").write_text(MODULE.replace("    y = x", "    w = 0\n    y = x"))
+    assert mutation_score.fingerprint(tmp_path, "m.x_f__mutmut_1") not in (None, prints[0])
+    assert mutation_score.fingerprint(tmp_path, "m.x_f__mutmut_9") is None
+    assert mutation_score.fingerprint(tmp_path, "other.x_f__mutmut_1") is None
+
+
+def test_a_listing_whose_mutation_changed_does_not_count_and_skipped_mutants_take_their_listing(tmp_path, capsys):
+    (tmp_path / "mutants").mkdir()
+    (tmp_path / "mutants" / "m.py").write_text(MODULE)
+    one, three = (mutation_score.fingerprint(tmp_path / "mutants", f"m.x_f__mutmut_{i}") for i in (1, 3))
+    doc = tmp_path / "testing.md"
+    doc.write_text(f"""### Equivalent mutants
+- `m.x_f__mutmut_3` (`{three}`): equivalent, and skipped by the harness.
+- `m.x_f__mutmut_2` (`{one}`): listed for the mutation that is now mutant 1.
+### Killed outside the harness
+- `m.x_f__mutmut_1` (`{one}`): `test_something` fails when it is applied by hand.
+""", encoding="utf-8")
+    assert mutation_score.listed_mutants(doc) == ({"m.x_f__mutmut_3": three, "m.x_f__mutmut_2": one},
+                                                  {"m.x_f__mutmut_1": one})
+    # 34: mutmut's "skipped", which the harness gives a listed mutant; mutant 2 survived
+    codes = {"m.x_f__mutmut_1": 34, "m.x_f__mutmut_2": 0, "m.x_f__mutmut_3": 34}
+    (tmp_path / "mutants" / "m.py.meta").write_text(json.dumps({"exit_code_by_key": codes}))
+    assert mutation_score.main(["mutation_score.py", str(tmp_path / "mutants")], doc=doc) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("m.py")).split()
+    # killed 1 (outside the harness); survived 2 (its listing is stale); equivalent 3: 1 / (3 - 1)
+    assert row[1:] == ["3", "1", "0", "1", "1", "0", "50.0%"]
+    assert f"its fingerprint is now {mutation_score.fingerprint(tmp_path / 'mutants', 'm.x_f__mutmut_2')}): " \
+           "m.x_f__mutmut_2" in out
+    assert mutation_score.main(["mutation_score.py", "--known", str(tmp_path / "mutants")], doc=doc) == 0
+    assert json.loads(capsys.readouterr().out) == {"m.x_f__mutmut_3": three, "m.x_f__mutmut_2": one,
+                                                   "m.x_f__mutmut_1": one}
+
+
+def test_the_harness_skips_a_listed_mutant_while_its_mutation_is_the_listed_one(tmp_path):
+    mutants = tmp_path / "mutants"
+    mutants.mkdir()
+    shutil.copy(os.path.join(ROOT, "tools", "mutation_conftest.py"), mutants / "conftest.py")
+    shutil.copy(os.path.join(ROOT, "tools", "mutation_score.py"), mutants / "mutation_score.py")
+    (mutants / "m.py").write_text(MODULE)
+    (mutants / "test_m.py").write_text("def test_fails():\n    assert False\n")
+    listed = mutation_score.fingerprint(mutants, "m.x_f__mutmut_3")
+    (mutants / "known_mutants.json").write_text(json.dumps({"m.x_f__mutmut_3": listed,
+                                                            "m.x_f__mutmut_2": listed}))
+
+    def status(mutant):
+        env = dict(os.environ, MUTANT_UNDER_TEST=mutant)
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                               "test_m.py"], cwd=mutants, env=env, capture_output=True, text=True).returncode
+
+    assert status("m.x_f__mutmut_3") == mutation_score.KNOWN  # listed, the same mutation: not run
+    assert status("m.x_f__mutmut_2") == 1  # listed with mutant 3's fingerprint: run, and the test fails
+    assert status("m.x_f__mutmut_1") == 1  # not listed
+    times = (tmp_path / "mutant_times.tsv").read_text().splitlines()
+    assert [line.split("\t")[::2] for line in times] == [["m.x_f__mutmut_3", "34"], ["m.x_f__mutmut_2", "1"],
+                                                          ["m.x_f__mutmut_1", "1"]]

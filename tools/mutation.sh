@@ -12,6 +12,8 @@
 # See a mutant with `cd build/mutation && ../../.venv/bin/python -m mutmut show NAME`.
 # MUTATION_JOBS sets how many mutants run at once (default: the number of cores). MUTATION_NAMES, a list of
 # mutant names (or patterns), runs only those: e.g. the survivors of an earlier run, after new tests.
+# Mutants listed in docs/testing.md (equivalent, or killed outside the harness) are not run again while their
+# mutation is the one listed (see tools/mutation_score.py); MUTATION_RERUN_KNOWN=1 runs them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,6 +41,12 @@ mkdir -p "$WORK"
 cp -r keras_calikd tests pyproject.toml "$WORK"/
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 cp tools/mutation_conftest.py "$WORK/conftest.py"
+cp tools/mutation_score.py "$WORK/mutation_score.py"
+if [ "${MUTATION_RERUN_KNOWN:-0}" = 1 ]; then
+  echo '{}' > "$WORK/known_mutants.json"
+else
+  "$PYTHON" tools/mutation_score.py --known > "$WORK/known_mutants.json"
+fi
 printf '%s\n' pytest numpy scipy.stats "$PRELOAD" keras keras_calikd > "$WORK/preload_modules.txt"
 "$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$BACKEND" "$@" <<'PY'
 """Copies the configuration; for a narrowed run, only the named modules and their tests."""

@@ -14,6 +14,14 @@
    first failure; a mutant of a strategy is typically caught by a reference test in a fraction of
    a second, but was often first given a Distiller `fit` of several seconds. The durations are
    those mutmut measured in its first run (`mutmut-stats.json`, next to this file in `mutants/`).
+4. Each mutant's child appends a line to `mutant_times.tsv` in the work directory: the mutant's
+   name, the seconds its tests took (from pytest's start to its end) and pytest's exit status.
+   mutmut records no durations of its own; these show where a run's time goes.
+5. A mutant listed in docs/testing.md (equivalent, or killed outside the harness) is not run
+   again while its mutation is the one listed (the same fingerprint, see
+   `tools/mutation_score.py`): its child exits at once with mutmut's "skipped" status, which
+   the score reads back from the listing. `tools/mutation.sh` writes the listed names and
+   fingerprints to `known_mutants.json` (empty with `MUTATION_RERUN_KNOWN=1`).
 """
 
 import functools
@@ -21,8 +29,14 @@ import gc
 import inspect
 import json
 import os
+import time
+
+import pytest
+
+import mutation_score  # tools/mutation_score.py, copied next to this file
 
 gc.freeze()
+_HERE = os.path.dirname(os.path.abspath(__file__))  # build/mutation/mutants, where each mutant's tests run
 
 _getfullargspec = inspect.getfullargspec
 
@@ -40,8 +54,38 @@ inspect.getfullargspec = _getfullargspec_through_trampolines
 
 def pytest_collection_modifyitems(items):
     try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mutmut-stats.json")) as f:
+        with open(os.path.join(_HERE, "mutmut-stats.json")) as f:
             durations = json.load(f)["duration_by_test"]
     except (OSError, ValueError, KeyError):
         return  # mutmut's first run, which measures them
     items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+
+
+def pytest_sessionstart(session):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    with open(os.path.join(_HERE, "known_mutants.json")) as f:
+        listed = json.load(f).get(mutant)
+    if listed is not None and mutation_score.fingerprint(_HERE, mutant) == listed:
+        session.config._mutation_exitstatus = mutation_score.KNOWN
+        pytest.exit(f"{mutant} is listed in docs/testing.md: not run again", returncode=mutation_score.KNOWN)
+
+
+_TIMES = os.path.join(_HERE, os.pardir, "mutant_times.tsv")
+_started = time.monotonic()
+
+
+def pytest_unconfigure(config):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:  # mutmut's own runs: statistics, clean tests, forced failure
+        return
+    status = getattr(config, "_mutation_exitstatus", "")
+    line = f"{mutant}\t{time.monotonic() - _started:.2f}\t{status}\n"
+    fd = os.open(_TIMES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._mutation_exitstatus = int(exitstatus)

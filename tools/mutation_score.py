@@ -12,10 +12,25 @@ mutmut files both as "timeout"); survived; equivalent (survivors listed as such 
 docs/testing.md); not run (no test reaches the mutant, or mutmut did not get to
 it); and the score = (killed + broken) / (mutants - equivalent). Equivalent
 mutants that were killed after all are reported, so that the list stays true.
+
+Each listed mutant carries a fingerprint of its mutation ("- `name` (`fingerprint`): why"):
+a hash of the lines it changes in its function (`fingerprint`). mutmut numbers the
+mutants of a function in order, so after a change to the function a name can stand for
+another mutation; a listing whose fingerprint no longer matches is reported as stale and
+does not count. Listed mutants whose fingerprint matches are not run again
+(`tools/mutation_conftest.py` skips them: their result is known), which is most of the
+time a whole run would otherwise spend: an equivalent mutant runs every test that
+reaches its function.
+
+    python tools/mutation_score.py [MUTANTS_DIR]          # the scores
+    python tools/mutation_score.py --known [MUTANTS_DIR]  # {name: fingerprint} of the listed mutants, as JSON
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
+import hashlib
 import json
 import pathlib
 import re
@@ -24,28 +39,68 @@ from collections import Counter
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "testing.md"
-LISTED = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`")  # a listed mutant: "- `name`: why"
+LISTED = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`(?: \(`([0-9a-f]{8})`\))?:")  # "- `name` (`fingerprint`): why"
 OUTSIDE_HARNESS = "killed outside the harness"  # the heading of the mutants that only the harness cannot see
 # mutmut's exit codes of a mutant's test run.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
-          255: "broken", -9: "broken", -11: "broken"}
+          255: "broken", -9: "broken", -11: "broken", 34: "known"}
+KNOWN = 34  # mutmut's "skipped": the exit status of a listed mutant that the harness did not run again
+
+
+def fingerprint(mutants, name):
+    """8 hex digits that identify mutant `name`'s mutation, or None where `mutants` does not hold it.
+
+    A hash of the lines that differ between the mutant and the original function in
+    mutmut's generated module under `mutants`, and of where they are in the function: the
+    same mutation of the same lines gives the same fingerprint whatever the mutant's number
+    and whatever changes in the function below them.
+    """
+    module, function = name.rsplit(".", 1)
+    original = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    path = pathlib.Path(mutants, *module.split("."))
+    path = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    bodies = {node.name: ast.get_source_segment(source, node).replace(node.name, "f", 1)
+              for node in ast.walk(ast.parse(source))
+              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in (original, function)}
+    if len(bodies) != 2:
+        return None
+    changed = list(difflib.unified_diff(bodies[original].splitlines(), bodies[function].splitlines(),
+                                        lineterm="", n=0))[2:]  # the changed lines and where in the function
+    return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:8]
 
 
 def listed_mutants(doc=DOC):
-    """The mutants listed in `doc`: `(equivalent, killed outside the harness)`, by the heading they are under."""
-    equivalent, killed, section = set(), set(), ""
+    """The mutants listed in `doc`: `(equivalent, killed outside the harness)`, by the heading they are under.
+
+    Returns:
+        Two dicts `{name: fingerprint}` (the fingerprint None where the listing gives none).
+    """
+    equivalent, killed, section = {}, {}, ""
     lines = doc.read_text(encoding="utf-8").splitlines() if doc.exists() else []
     for line in lines:
         if line.startswith("#"):
             section = line.lstrip("#").strip().lower()
         elif m := LISTED.match(line):
-            (killed if section == OUTSIDE_HARNESS else equivalent).add(m.group(1))
+            (killed if section == OUTSIDE_HARNESS else equivalent)[m.group(1)] = m.group(2)
     return equivalent, killed
 
 
 def main(argv, doc=DOC):
+    known = argv[1:2] == ["--known"]
+    argv = [argv[0]] + argv[1 + known:]
     mutants = pathlib.Path(argv[1] if len(argv) > 1 else ROOT / "build" / "mutation" / "mutants")
     equivalent, killed_outside = listed_mutants(doc)
+    if known:
+        print(json.dumps({name: listed for name, listed in {**equivalent, **killed_outside}.items() if listed}))
+        return 0
+    stale = {name for name, listed in {**equivalent, **killed_outside}.items()
+             if fingerprint(mutants, name) not in (listed, None)}
+    equivalent = {name for name in equivalent if name not in stale}
+    killed_outside = {name for name in killed_outside if name not in stale}
     rows, wrongly_equivalent = [], []
     for meta in sorted(mutants.rglob("*.py.meta")):
         module = meta.relative_to(mutants).as_posix()[:-len(".meta")]
@@ -55,13 +110,14 @@ def main(argv, doc=DOC):
         counts = Counter()
         for name, code in results.items():
             status = STATUS.get(code, "not run")
-            if name in killed_outside and status == "survived":
+            if name in equivalent and status in ("killed", "broken"):
+                wrongly_equivalent.append(name)
+            elif status in ("survived", "known") and name in killed_outside:
                 status = "killed"
-            if name in equivalent:
-                if status in ("killed", "broken"):
-                    wrongly_equivalent.append(name)
-                else:
-                    status = "equivalent"
+            elif status in ("survived", "known") and name in equivalent:
+                status = "equivalent"
+            elif status == "known":  # skipped under a listing that has changed since
+                status = "not run"
             counts[status] += 1
         total = sum(counts.values())
         scored = total - counts["equivalent"]
@@ -77,6 +133,9 @@ def main(argv, doc=DOC):
         print(f"{module:42s}" + "".join(f"{n:11d}" for n in numbers) + f"{score:11.1%}")
     for name in wrongly_equivalent:
         print(f"Listed as equivalent in docs/testing.md but killed: {name}")
+    for name in sorted(stale):
+        print(f"Listed in docs/testing.md with another mutation than it now stands for (check it again; its "
+              f"fingerprint is now {fingerprint(mutants, name)}): {name}")
     return 0
 
 
