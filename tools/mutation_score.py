@@ -14,13 +14,13 @@ it); and the score = (killed + broken) / (mutants - equivalent). Equivalent
 mutants that were killed after all are reported, so that the list stays true.
 
 Each listed mutant carries a fingerprint of its mutation ("- `name` (`fingerprint`): why"):
-a hash of the lines it changes in its function (`fingerprint`). mutmut numbers the
-mutants of a function in order, so after a change to the function a name can stand for
-another mutation; a listing whose fingerprint no longer matches is reported as stale and
-does not count. Listed mutants whose fingerprint matches are not run again
-(`tools/mutation_conftest.py` skips them: their result is known), which is most of the
-time a whole run would otherwise spend: an equivalent mutant runs every test that
-reaches its function.
+a hash of the lines it changes in its function and of where they are (`fingerprint`).
+mutmut numbers the mutants of a function in order, so after a change to the function a
+name can stand for another mutation; a listing whose fingerprint no longer matches is
+reported as stale and does not count. Listed mutants whose fingerprint matches are not
+run again (`tools/mutation_conftest.py` skips them: their result is known), which saves a
+run the time they would take: an equivalent mutant runs every test that reaches its
+function.
 
     python tools/mutation_score.py [MUTANTS_DIR]          # the scores
     python tools/mutation_score.py --known [MUTANTS_DIR]  # {name: fingerprint} of the listed mutants, as JSON
