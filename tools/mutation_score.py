@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import hashlib
 import json
 import pathlib
@@ -42,9 +43,9 @@ DOC = ROOT / "docs" / "testing.md"
 LISTED = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`(?: \(`([0-9a-f]{8})`\))?:")  # "- `name` (`fingerprint`): why"
 OUTSIDE_HARNESS = "killed outside the harness"  # the heading of the mutants that only the harness cannot see
 # mutmut's exit codes of a mutant's test run.
-STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
-          255: "broken", -9: "broken", -11: "broken", 34: "known"}
 KNOWN = 34  # mutmut's "skipped": the exit status of a listed mutant that the harness did not run again
+STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
+          255: "broken", -9: "broken", -11: "broken", KNOWN: "known"}
 
 
 def fingerprint(mutants, name):
@@ -58,19 +59,34 @@ def fingerprint(mutants, name):
     module, function = name.rsplit(".", 1)
     original = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
     path = pathlib.Path(mutants, *module.split("."))
-    path = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+    functions = _functions(path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py")
+    if original not in functions or function not in functions:
+        return None
+    bodies = [functions[f].replace(f, "f", 1) for f in (original, function)]  # the same name in both
+    changed = list(difflib.unified_diff(*(b.splitlines() for b in bodies), lineterm="", n=0))[2:]
+    return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:8]  # the changed lines and where they are
+
+
+def _functions(path):
+    """`{name: source}` of every function in the module at `path`, as `ast.get_source_segment` gives it."""
     try:
-        source = path.read_text(encoding="utf-8")
+        return _functions_of(path.read_text(encoding="utf-8"))
     except OSError:
-        return None
-    bodies = {node.name: ast.get_source_segment(source, node).replace(node.name, "f", 1)
-              for node in ast.walk(ast.parse(source))
-              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in (original, function)}
-    if len(bodies) != 2:
-        return None
-    changed = list(difflib.unified_diff(bodies[original].splitlines(), bodies[function].splitlines(),
-                                        lineterm="", n=0))[2:]  # the changed lines and where in the function
-    return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:8]
+        return {}
+
+
+@functools.lru_cache(maxsize=None)
+def _functions_of(source):
+    """`_functions` of a module's text, parsed once per text (the score looks up many mutants of one module)."""
+    lines = [line.encode() for line in source.splitlines(keepends=True)]  # AST offsets count UTF-8 bytes
+    functions = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            text = lines[node.lineno - 1:node.end_lineno]
+            text[-1] = text[-1][:node.end_col_offset]
+            text[0] = text[0][node.col_offset:]
+            functions[node.name] = b"".join(text).decode()
+    return functions
 
 
 def listed_mutants(doc=DOC):
