@@ -44,6 +44,29 @@ def test_beta_sampler_follows_beta_with_unequal_parameters(a, b):
     assert stats.kstest(draws, stats.beta(a, b).cdf).pvalue > 1e-4
 
 
+@pytest.mark.parametrize("concentration", [0.4, 1.0, 3.0])
+def test_gamma_variates_are_marsaglia_and_tsangs_on_the_samplers_own_proposals(concentration):
+    """Exact, where the tests above are statistical: given the normal and uniform proposals it draws, the sampler
+    returns log(d * v) of the first proposal that Marsaglia and Tsang's test accepts, times U**(1/k) below 1."""
+    shape, tiny = (512,), np.finfo(np.float32).tiny
+    got = to_np(sampling._log_gamma_variate(shape, concentration, keras.random.SeedGenerator(5)))
+    seeds = keras.random.SeedGenerator(5)  # the same draws, in the sampler's order: normals, uniforms, boost
+    proposals = (sampling.PROPOSALS,) + shape
+    x = to_np(keras.random.normal(proposals, seed=seeds)).astype(np.float64)
+    u = to_np(keras.random.uniform(proposals, minval=tiny, maxval=1.0, seed=seeds)).astype(np.float64)
+    k = concentration if concentration >= 1.0 else concentration + 1.0  # Gamma(k) = Gamma(k + 1) U**(1/k), k < 1
+    d = k - 1.0 / 3.0
+    v = (1.0 + x / np.sqrt(9.0 * d)) ** 3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accepted = (v > 0) & (np.log(u) < 0.5 * x ** 2 + d - d * v + d * np.log(v))
+    assert accepted.any(axis=0).all()
+    gamma = d * v[np.argmax(accepted, axis=0), np.arange(shape[0])]
+    if concentration < 1.0:
+        gamma *= to_np(keras.random.uniform(shape, minval=tiny, maxval=1.0, seed=seeds)).astype(np.float64) ** (
+            1.0 / concentration)
+    np.testing.assert_allclose(got, np.log(gamma), rtol=1e-5, atol=2e-5)
+
+
 def test_cutmix_pastes_one_box_whose_area_matches_lambda(rng):
     images, labels = batch(rng)
     x = to_np(images)

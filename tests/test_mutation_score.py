@@ -134,5 +134,32 @@ def test_the_harness_skips_a_listed_mutant_while_its_mutation_is_the_listed_one(
     assert status("m.x_f__mutmut_2") == 1  # listed with mutant 3's fingerprint: run, and the test fails
     assert status("m.x_f__mutmut_1") == 1  # not listed
     times = (tmp_path / "mutant_times.tsv").read_text().splitlines()
-    assert [line.split("\t")[::2] for line in times] == [["m.x_f__mutmut_3", "34"], ["m.x_f__mutmut_2", "1"],
-                                                          ["m.x_f__mutmut_1", "1"]]
+    # name, seconds, exit status, tests run, the test that failed first
+    rows = [line.split("\t") for line in times]
+    assert [row[:1] + row[2:] for row in rows] == [["m.x_f__mutmut_3", "34", "0", ""],
+                                                  ["m.x_f__mutmut_2", "1", "1", "test_m.py::test_fails"],
+                                                  ["m.x_f__mutmut_1", "1", "1", "test_m.py::test_fails"]]
+
+
+def test_the_harness_runs_first_the_tests_that_killed_the_functions_other_mutants(tmp_path):
+    mutants = tmp_path / "mutants"
+    mutants.mkdir()
+    shutil.copy(os.path.join(ROOT, "tools", "mutation_conftest.py"), mutants / "conftest.py")
+    shutil.copy(os.path.join(ROOT, "tools", "mutation_score.py"), mutants / "mutation_score.py")
+    (mutants / "known_mutants.json").write_text("{}")
+    (mutants / "test_m.py").write_text("def test_fast():\n    pass\n\n\ndef test_slow():\n    assert False\n")
+    # mutmut's first run measured the tests; the slower one killed mutant 1 of f earlier in this run, which
+    # halves its weight for f's mutants: 0.8 / 2 against 0.5
+    durations = {"test_m.py::test_fast": 0.5, "test_m.py::test_slow": 0.8}
+    (mutants / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    (tmp_path / "mutant_times.tsv").write_text("m.x_f__mutmut_1\t1.00\t1\t2\ttest_m.py::test_slow\n")
+
+    def tests_run(mutant):
+        env = dict(os.environ, MUTANT_UNDER_TEST=mutant)
+        subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        "test_m.py"], cwd=mutants, env=env, capture_output=True, text=True)
+        return (tmp_path / "mutant_times.tsv").read_text().splitlines()[-1].split("\t")[3:]
+
+    assert tests_run("m.x_f__mutmut_2") == ["1", "test_m.py::test_slow"]  # f's killer first
+    assert tests_run("m.x_g__mutmut_1") == ["2", "test_m.py::test_slow"]  # another function: fastest first
+    assert tests_run("m.x_f__mutmut_3") == ["1", "test_m.py::test_slow"]  # two kills of f now

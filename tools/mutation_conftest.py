@@ -10,13 +10,19 @@
    `inspect.getfullargspec` does not, and Keras reads the arguments of a layer's, metric's or
    model's `__init__` with the latter when the object is created. Here it follows the
    trampoline to the original function, so that mutated Keras classes behave as the originals.
-3. A mutant's tests run fastest first. mutmut passes them in no particular order and stops at the
-   first failure; a mutant of a strategy is typically caught by a reference test in a fraction of
-   a second, but was often first given a Distiller `fit` of several seconds. The durations are
-   those mutmut measured in its first run (`mutmut-stats.json`, next to this file in `mutants/`).
+3. A mutant's tests run in the order most likely to kill it soonest. mutmut passes them in no
+   particular order and stops at the first failure. Each test's duration, as mutmut measured it
+   in its first run (`mutmut-stats.json`, next to this file in `mutants/`), is divided by one
+   more than the number of mutants of the same function that the test has already killed in this
+   run (read back from `mutant_times.tsv`, see 4; mutmut runs the mutants of a function one after
+   another), and the tests run in increasing order of that: the fastest first, and a test that
+   keeps killing the function's mutants ahead of faster ones that do not. A mutant of a strategy
+   then meets its reference test before any Distiller `fit`, and a Distiller mutant meets the
+   `fit` that killed its siblings before the others.
 4. Each mutant's child appends a line to `mutant_times.tsv` in the work directory: the mutant's
-   name, the seconds its tests took (from pytest's start to its end) and pytest's exit status.
-   mutmut records no durations of its own; these show where a run's time goes.
+   name, the seconds its tests took (from pytest's start to its end), pytest's exit status, how
+   many tests ran and the test that failed first (empty when none did). mutmut records no
+   durations of its own; these show where a run's time goes and which tests kill what.
 5. A mutant listed in docs/testing.md (equivalent, or killed outside the harness) is not run
    again while its mutation is the one listed (the same fingerprint, see
    `tools/mutation_score.py`): its child exits at once with mutmut's "skipped" status, which
@@ -24,6 +30,7 @@
    fingerprints to `known_mutants.json` (empty with `MUTATION_RERUN_KNOWN=1`).
 """
 
+import collections
 import functools
 import gc
 import inspect
@@ -37,6 +44,7 @@ import mutation_score  # tools/mutation_score.py, copied next to this file
 
 gc.freeze()
 _HERE = os.path.dirname(os.path.abspath(__file__))  # build/mutation/mutants, where each mutant's tests run
+_TIMES = os.path.join(_HERE, os.pardir, "mutant_times.tsv")
 
 _getfullargspec = inspect.getfullargspec
 
@@ -58,7 +66,23 @@ def pytest_collection_modifyitems(items):
             durations = json.load(f)["duration_by_test"]
     except (OSError, ValueError, KeyError):
         return  # mutmut's first run, which measures them
-    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    kills = _kills_of_siblings(os.environ.get("MUTANT_UNDER_TEST", ""))
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0) / (1 + kills[item.nodeid]))
+
+
+def _kills_of_siblings(mutant):
+    """How many mutants of `mutant`'s function each test has killed so far in this run."""
+    function = mutant.rpartition("__mutmut_")[0]
+    kills = collections.Counter()
+    try:
+        with open(_TIMES, encoding="utf-8") as f:
+            for line in f:
+                fields = line.rstrip("\n").split("\t")
+                if function and len(fields) == 5 and fields[4] and fields[0].rpartition("__mutmut_")[0] == function:
+                    kills[fields[4]] += 1
+    except OSError:
+        pass  # the run's first mutant
+    return kills
 
 
 def pytest_sessionstart(session):
@@ -70,7 +94,6 @@ def pytest_sessionstart(session):
         pytest.exit(f"{mutant} is listed in docs/testing.md: not run again", returncode=mutation_score.KNOWN)
 
 
-_TIMES = os.path.join(_HERE, os.pardir, "mutant_times.tsv")
 _started = time.monotonic()
 
 
@@ -79,12 +102,25 @@ def pytest_unconfigure(config):
     if "__mutmut_" not in mutant:  # mutmut's own runs: statistics, clean tests, forced failure
         return
     status = getattr(config, "_mutation_exitstatus", "")
-    line = f"{mutant}\t{time.monotonic() - _started:.2f}\t{status}\n"
+    ran, killer = _tests_run, _first_failure or ""
+    line = f"{mutant}\t{time.monotonic() - _started:.2f}\t{status}\t{ran}\t{killer}\n"
     fd = os.open(_TIMES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+_tests_run = 0
+_first_failure = None
+
+
+def pytest_runtest_logreport(report):
+    global _tests_run, _first_failure
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _tests_run += 1
+    if report.failed and _first_failure is None:
+        _first_failure = report.nodeid
 
 
 def pytest_sessionfinish(session, exitstatus):
