@@ -88,12 +88,10 @@ PY
 cd "$WORK"
 # JAX programs compiled by one mutant's tests are reused by the next ones (unless the mutant changed them),
 # and compiled with XLA's optimisations off, as in the JAX pass of tools/run_tests.sh (compiling is most of
-# a mutant's test time). pytest loads no plugin by entry point (pytest-xdist's, platformdirs'): the tests
-# need none, and looking them up took each mutant's child about 0.2 s (a one-line test: 0.37 s against
-# 0.15 s, timed while two mutants ran).
+# a mutant's test time).
 export KERAS_BACKEND=$BACKEND TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH= JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 \
-  JAX_DISABLE_MOST_OPTIMIZATIONS=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
+  JAX_DISABLE_MOST_OPTIMIZATIONS=1
 status=0
 # shellcheck disable=SC2086  # MUTATION_NAMES is a list
 "$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" ${MUTATION_NAMES:-} || status=$?
