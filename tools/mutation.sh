@@ -50,7 +50,8 @@ else
   "$PYTHON" tools/mutation_score.py --known > "$WORK/known_mutants.json"
 fi
 # TensorFlow on the JAX backend too: Keras imports it on first use (keras.utils.set_random_seed, tf.data,
-# saving), which took each mutant's child 3 to 6 seconds; importing it starts no thread, so it forks safely.
+# saving), which took each mutant's child that did one of them 3 to 6 seconds; importing it starts no thread,
+# so it forks safely.
 printf '%s\n' pytest numpy scipy.stats jax tensorflow keras keras_calikd > "$WORK/preload_modules.txt"
 "$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$BACKEND" "$@" <<'PY'
 """Copies the configuration; for a narrowed run, only the named modules and their tests."""

@@ -117,7 +117,7 @@ _first_failure = None
 
 def pytest_runtest_logreport(report):
     global _tests_run, _first_failure
-    if report.when == "call" or (report.when == "setup" and not report.passed):
+    if report.when == "call" or (report.when == "setup" and report.failed):  # ran, or its fixture failed
         _tests_run += 1
     if report.failed and _first_failure is None:
         _first_failure = report.nodeid
