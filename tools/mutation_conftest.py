@@ -74,12 +74,15 @@ def _kills_of_siblings(mutant):
     """How many mutants of `mutant`'s function each test has killed so far in this run."""
     function = mutant.rpartition("__mutmut_")[0]
     kills = collections.Counter()
+    if not function:  # mutmut's own runs
+        return kills
     try:
         with open(_TIMES, encoding="utf-8") as f:
             for line in f:
-                fields = line.rstrip("\n").split("\t")
-                if function and len(fields) == 5 and fields[4] and fields[0].rpartition("__mutmut_")[0] == function:
-                    kills[fields[4]] += 1
+                if line.startswith(function + "__mutmut_"):
+                    killer = line.rstrip("\n").split("\t")[4]  # name, seconds, status, tests run, killer
+                    if killer:
+                        kills[killer] += 1
     except OSError:
         pass  # the run's first mutant
     return kills
