@@ -1,9 +1,11 @@
-"""Argument and input checks shared by the strategies, the metrics and the Distiller.
+"""Validators: every check of an argument, a label array or an image array, with its message.
 
 Every check fails early (at construction, or before the first training step)
 with a `ValueError`/`TypeError` whose message names the owner, the argument,
 what is expected and what was given, e.g.
-"KD: `temperature` must be > 0, got 0.0."
+"KD: `temperature` must be > 0, got 0.0." Checks only check (and return the
+value they checked, converted); building models and wrapping input pipelines
+is the Distiller's adapter's (`keras_calikd.distiller_adapter`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from keras_calikd.contract import KNOWN_REQUIREMENTS
 
-def _fail(owner: str, name: str, expected: str, value: Any):
-    raise ValueError(f"{owner}: `{name}` must be {expected}, got {value!r}.")
+
+def _fail(owner: Optional[str], name: str, expected: str, value: Any):
+    where = f"{owner}: `{name}`" if owner else name
+    raise ValueError(f"{where} must be {expected}, got {value!r}.")
 
 
 def number(owner: str, name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
@@ -41,14 +46,38 @@ def fraction(owner: str, name: str, value: Any, *, high_open: bool = False) -> f
     return float(value)
 
 
-def integer(owner: str, name: str, value: Any, *, low: int = 1, high: Optional[int] = None) -> int:
-    """`value` as an int in `[low, high]` (a float with an integer value is accepted)."""
-    whole = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+def integer(owner: Optional[str], name: str, value: Any, *, low: Optional[int] = 1, high: Optional[int] = None,
+            optional: bool = False, whole_floats: bool = True) -> Optional[int]:
+    """`value` as an int in `[low, high]`: the one integer check of the package.
+
+    Args:
+        owner: Who takes the argument (a class or tool), named in the message; `None` for a plain
+            function's argument (the message then starts with the argument's name).
+        name: The argument's name.
+        value: The value to check. A bool is never an integer.
+        low, high: Inclusive bounds (`None`: unbounded).
+        optional: Accept `None` (returned as it is).
+        whole_floats: Accept a float with an integer value (`2.0`); `False`: integers only.
+
+    Example:
+
+    ```python
+    integer("Cutout", "size", 16.0)                 # 16
+    integer(None, "seed", "0", low=None)           # ValueError: seed must be an integer, got '0'.
+    ```
+    """
+    if value is None and optional:
+        return None
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    whole = isinstance(value, numbers.Integral) or (whole_floats and number and float(value).is_integer())
+    wanted = "an integer" if low is None else "a positive integer" if low == 1 else f"an integer >= {low}"
     if isinstance(value, bool) or not whole:
-        _fail(owner, name, "an integer" if low is None else f"an integer >= {low}", value)
+        if whole_floats and number and low is not None:  # a fraction: it must be whole (and at least `low`)
+            wanted = f"an integer >= {low}"
+        _fail(owner, name, wanted + (" or None" if optional else ""), value)
     value = int(value)
     if low is not None and value < low:
-        _fail(owner, name, "a positive integer" if low == 1 else f"an integer >= {low}", value)
+        _fail(owner, name, wanted, value)
     if high is not None and value > high:
         _fail(owner, name, f"an integer <= {high}", value)
     return value
@@ -162,81 +191,12 @@ def teacher_and_student(teacher, student) -> None:
 
 def requirements(distillations) -> frozenset:
     """What the strategies need from a step, checked against what the Distiller provides."""
-    from keras_calikd.distillations.base import KNOWN_REQUIREMENTS
-
     needed = frozenset().union(*(d.requires for d in distillations))
     unknown = needed - KNOWN_REQUIREMENTS
     if unknown:
         raise ValueError(f"Distillation strategies require {sorted(unknown)}, which the Distiller cannot provide; "
                          f"it provides {sorted(KNOWN_REQUIREMENTS)}.")
     return needed
-
-
-def declared_input_shape(model):
-    """The per-sample input shape a functional or Sequential model declares, or `None`."""
-    inputs = getattr(model, "inputs", None)  # subclassed models declare none
-    if not inputs or len(inputs) != 1:
-        return None
-    return tuple(inputs[0].shape[1:])
-
-
-def common_input_shape(teacher, student, requested):
-    """The per-sample input shape both models take (or `requested`), checking that they agree."""
-    known = {role: s for role, s in (("teacher", declared_input_shape(teacher)),
-                                     ("student", declared_input_shape(student))) if s is not None}
-    if len(known) == 2 and known["teacher"] != known["student"]:
-        raise ValueError(f"The teacher takes inputs of shape {known['teacher']} but the student takes "
-                         f"{known['student']}; both must see the same images.")
-    shape = next(iter(known.values()), None)
-    if requested is not None and shape is not None and requested != shape:
-        raise ValueError(f"`input_shape={requested}` does not match the models' input shape {shape}.")
-    return shape if shape is not None else requested
-
-
-def with_features(model, layer_name: str, role: str):
-    """A model sharing `model`'s layers that returns `[logits, features]` in one forward pass."""
-    import keras
-
-    if declared_input_shape(model) is None:
-        raise ValueError(
-            f"The distillation strategy needs the {role}'s penultimate features, but the {role} is not a "
-            "functional keras.Model with one input. Build it with `keras_calikd.models` or with the "
-            f"functional API and a layer named {layer_name!r} that outputs the pooled features."
-        )
-    try:
-        layer = model.get_layer(layer_name)
-    except ValueError:
-        raise ValueError(
-            f"The distillation strategy needs the {role}'s penultimate features, but the {role} "
-            f"{model.name!r} has no layer named {layer_name!r}. Name the layer that outputs the pooled "
-            "features (the classifier's input) that way, or pass `feature_layer=` to the Distiller."
-        ) from None
-    if len(layer.output.shape) != 2:
-        raise ValueError(f"The {role}'s feature layer {layer_name!r} must output a (batch, dim) tensor, "
-                         f"got shape {tuple(layer.output.shape)}.")
-    return keras.Model(model.inputs[0], [model.outputs[0], layer.output], name=f"{model.name}_with_features")
-
-
-def model_outputs(forwards, image_shape, with_features_: bool):
-    """`(num_classes, {role: feature_dim})` of the teacher's and student's forward passes, checked to agree."""
-    import keras
-
-    symbolic = keras.KerasTensor((None,) + tuple(image_shape))
-    num_classes, feature_dims = {}, {}
-    for role, forward in forwards.items():
-        try:
-            outputs = forward.compute_output_spec(symbolic, training=False)
-        except Exception as error:  # the model's own message follows
-            raise ValueError(f"The {role} cannot be called on inputs of shape {tuple(image_shape)}: {error}") from None
-        logits = outputs[0] if with_features_ else outputs
-        if not hasattr(logits, "shape") or len(logits.shape) != 2:
-            raise ValueError(f"The {role} must return one (batch, num_classes) tensor of logits, got {outputs!r}.")
-        num_classes[role] = logits.shape[-1]
-        feature_dims[role] = outputs[1].shape[-1] if with_features_ else None
-    if num_classes["teacher"] != num_classes["student"]:
-        raise ValueError(f"The teacher predicts {num_classes['teacher']} classes but the student predicts "
-                         f"{num_classes['student']}; both must share the label space.")
-    return num_classes["student"], feature_dims
 
 
 def jit_compile_for(augmentation, jit_compile):
@@ -247,209 +207,3 @@ def jit_compile_for(augmentation, jit_compile):
         raise ValueError(f"The augmentation strategy {type(augmentation).__name__} cannot run inside a compiled "
                          "(XLA) step: compile the Distiller with jit_compile=False.")
     return False
-
-
-# ---------------------------------------------------------------- data given to fit, evaluate and the step
-
-_IMAGE, _INDEX = "image", "index"
-
-
-def _split(x):
-    if isinstance(x, dict):
-        if _IMAGE not in x:
-            raise ValueError(f"Dict inputs must hold the images under {_IMAGE!r}; got keys {sorted(x)}.")
-        return x[_IMAGE], x.get(_INDEX)
-    return x, None
-
-
-def _is_dataset(x) -> bool:
-    return hasattr(x, "element_spec") and hasattr(x, "cardinality")
-
-
-def _array(x):
-    """`x` as a NumPy array when it is an in-memory array (NumPy, JAX, TensorFlow), else `None`."""
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__array__"):
-        return np.asarray(x)
-    return None
-
-
-def _check_image_shape(model, shape, where):
-    expected = getattr(model, "image_shape", None)
-    if expected is not None and None not in tuple(shape[1:]) and tuple(shape[1:]) != tuple(expected):
-        raise ValueError(f"The models take images of shape {tuple(expected)} per sample, got {where} of shape "
-                         f"{tuple(shape)}. Resize or reshape the input pipeline's images.")
-
-
-def _arrays(model, x, y, where):
-    """Checks in-memory `(x, y)` whole; returns them with labels as int class ids."""
-    images, indices = _split(x)
-    images = _array(images)
-    if images is None:
-        return x, y
-    if images.ndim < 2 or len(images) == 0:
-        raise ValueError(f"The {where} data holds no images (shape {images.shape}); give at least one batch.")
-    if not model.built:
-        model.build((None,) + images.shape[1:])
-    _check_image_shape(model, images.shape, f"{where} images")
-    finite_images(images, f"The {where} images")
-    if y is None:
-        raise ValueError(f"The Distiller needs labels: give `y` with the {where} images.")
-    labels = class_ids(y, model.num_classes, where=f"The {where} labels")
-    if len(labels) != len(images):
-        raise ValueError(f"The {where} data has {len(images)} images but {len(labels)} labels.")
-    return x, labels
-
-
-def _labels_by_index(x, labels):
-    """The labels ordered by dataset index, from in-memory inputs (indices given or implied by the order)."""
-    _, indices = _split(x)
-    indices = _array(indices)
-    if indices is None:
-        return labels
-    indices = indices.reshape(-1).astype(np.int64)
-    by_index = np.full(int(indices.max()) + 1, -1, np.int64)
-    by_index[indices] = labels
-    if np.any(by_index < 0):
-        raise ValueError("The dataset indices of the training data leave gaps: index i must be given for every "
-                         "i below the largest (0..N-1), as `keras_calikd.data.load(..., with_index=True)` yields.")
-    return by_index
-
-
-def _checked_dataset(model, dataset, where):
-    """A `tf.data` pipeline whose batches are checked as they are read (labels, image shape and finiteness)."""
-    import tensorflow as tf
-
-    spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) < 2:
-        raise ValueError(f"The Distiller needs labelled batches: the {where} dataset must yield (inputs, labels).")
-    if len(spec) > 2:
-        raise ValueError(f"The Distiller does not weight samples: the {where} dataset yields a third element "
-                         "(sample weights); yield (inputs, labels) only.")
-    if int(dataset.cardinality()) == 0:
-        raise ValueError(f"The {where} dataset is empty: it yields no batch (is the split or the slice empty, or "
-                         "larger than the data with drop_remainder=True?).")
-    image_spec, _ = _split(spec[0])
-    image_dtype(image_spec.dtype, f"The {where} images")
-    if not model.built and None not in tuple(image_spec.shape[1:]):
-        model.build((None,) + tuple(image_spec.shape[1:]))
-    _check_image_shape(model, image_spec.shape, f"{where} batches")
-    label_shape = tuple(spec[1].shape)
-    num_classes = model.num_classes
-    one_hot = len(label_shape) == 2 and label_shape[-1] not in (1, None)
-    if len(label_shape) > 2 or (one_hot and label_shape[-1] != num_classes):
-        raise ValueError(f"The {where} labels have shape {label_shape}: give class ids (batch,) or (batch, 1), or "
-                         f"one-hot rows (batch, {num_classes}).")
-
-    def check(x, y):
-        images, _ = _split(x)
-        conditions = []
-        if images.dtype.is_floating:
-            conditions.append((tf.reduce_all(tf.math.is_finite(images)),
-                               f"keras_calikd: a {where} batch holds NaN or infinite image values; clean the data."))
-        if one_hot:
-            valid = tf.reduce_all(tf.logical_or(tf.equal(y, 0), tf.equal(y, 1))) & tf.reduce_all(
-                tf.equal(tf.reduce_sum(tf.cast(y, tf.float32), axis=-1), 1.0))
-            conditions.append((valid, f"keras_calikd: {where} labels of shape (batch, {num_classes}) are read as "
-                                      "one-hot rows, but a batch holds a row that is not one-hot."))
-        else:
-            ids = tf.reshape(y, [-1])
-            if ids.dtype.is_floating:
-                conditions.append((tf.reduce_all(tf.equal(ids, tf.round(ids))),
-                                   f"keras_calikd: {where} labels must be whole class ids; a batch holds a "
-                                   "fractional one (labels are never truncated)."))
-            in_range = tf.reduce_all((ids >= 0) & (ids < num_classes)) if num_classes else True
-            conditions.append((in_range, f"keras_calikd: {where} labels must be class ids in "
-                                         f"[0, {num_classes - 1}] for models with {num_classes} classes; a batch "
-                                         "holds one outside."))
-        asserts = [tf.debugging.Assert(ok, [message]) for ok, message in conditions]
-        with tf.control_dependencies(asserts):
-            return tf.nest.map_structure(tf.identity, (x, y))
-
-    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def fit_data(model, x, y, kwargs):
-    """Checks what `Distiller.fit` was given; returns `(x, y)` to train on (labels as ids, pipelines checked)."""
-    if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
-        raise ValueError("The Distiller does not weight training samples: drop `sample_weight`/`class_weight` "
-                         "from fit().")
-    if _is_dataset(x):
-        if y is not None:
-            raise ValueError("Give a tf.data dataset that yields (inputs, labels), without `y`.")
-        return _checked_dataset(model, x, "training"), None
-    x, y = _arrays(model, x, y, "training")
-    if isinstance(y, np.ndarray) and not all(d.adapted for d in model.distillations):
-        model.adapt(_labels_by_index(x, y))
-    return x, y
-
-
-def validation_data(model, data):
-    """`fit`'s `validation_data`, checked like the training data."""
-    if data is None:
-        return None
-    if _is_dataset(data):
-        return _checked_dataset(model, data, "validation")
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return tuple(_arrays(model, data[0], data[1], "validation"))
-    return data
-
-
-def evaluation_data(model, x, y):
-    """`evaluate`'s data, checked like the training data (labels must fit the models' classes)."""
-    if _is_dataset(x):
-        return _checked_dataset(model, x, "evaluation"), None
-    return _arrays(model, x, y, "evaluation")
-
-
-def ready_to_train(model, x) -> None:
-    """Fails if the strategies need sample indices or training-set labels that were not provided."""
-    from keras_calikd.distillations.base import INDICES
-
-    for distillation in model.distillations:
-        if not distillation.adapted:
-            raise ValueError(
-                f"{type(distillation).__name__} draws on the training set's labels: call "
-                "`distiller.adapt(train_labels)` (labels ordered by dataset index) before fit() on a pipeline; "
-                "fit() does it itself for NumPy arrays."
-            )
-    if INDICES in model.requirements:
-        spec = x.element_spec[0] if _is_dataset(x) else x
-        if not (isinstance(spec, dict) and _INDEX in spec):
-            _missing_indices()
-
-
-def _missing_indices():
-    raise ValueError(
-        "A distillation strategy needs each sample's dataset index: feed inputs as "
-        f'{{"{_IMAGE}": images, "{_INDEX}": indices}} (keras_calikd.data.load(..., with_index=True)).'
-    )
-
-
-def step_inputs(model, images, indices, y) -> None:
-    """Static checks of a step's tensors (shapes are known when the step is traced)."""
-    if y is None:
-        raise ValueError("The Distiller trains on labelled batches: the data must yield (inputs, labels).")
-    _check_image_shape(model, images.shape, "a batch")
-    from keras_calikd.distillations.base import INDICES
-
-    if INDICES in model.requirements and indices is None:
-        _missing_indices()
-
-
-def label_ids(y, num_classes):
-    """`(batch,)` int32 class ids from labels given as ids `(batch,)`, `(batch, 1)` or one-hot rows."""
-    from keras import ops
-
-    if y is None:
-        raise ValueError("The Distiller trains on labelled batches: the data must yield (inputs, labels).")
-    shape = tuple(y.shape)
-    if len(shape) == 2 and shape[-1] not in (1, None):
-        if shape[-1] != num_classes:
-            raise ValueError(f"Labels of shape {shape} are neither class ids nor one-hot rows of the models' "
-                             f"{num_classes} classes.")
-        return ops.cast(ops.argmax(y, axis=-1), "int32")
-    if len(shape) > 2:
-        raise ValueError(f"Labels must be class ids (batch,) or (batch, 1), or one-hot rows; got shape {shape}.")
-    return ops.reshape(ops.cast(y, "int32"), (-1,))

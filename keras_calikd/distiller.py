@@ -11,12 +11,11 @@ from keras import ops
 from keras_calikd import augmentations as augmentations_lib
 from keras_calikd import checks
 from keras_calikd import distillations as distillations_lib
-from keras_calikd.distillations.base import FEATURES, TRAINING_SET, Batch, ModelOutputs
+from keras_calikd import distiller_adapter as adapter
+from keras_calikd.contract import FEATURES, IMAGE_KEY, TRAINING_SET, split_inputs
+from keras_calikd.distillations.base import Batch, ModelOutputs
 from keras_calikd.models import input_normalization
 from keras_calikd.steps import DistillationStep, creation_scope, num_replicas
-
-IMAGE_KEY = "image"
-INDEX_KEY = "index"
 
 
 class StepLosses(NamedTuple):
@@ -154,8 +153,8 @@ class Distiller(DistillationStep, keras.Model):
         self.feature_layer = feature_layer
         self._requested_input_shape = None if input_shape is None else tuple(input_shape)
         if FEATURES in self.requirements:
-            self._teacher_forward = checks.with_features(teacher, feature_layer, "teacher")
-            self._student_forward = checks.with_features(student, feature_layer, "student")
+            self._teacher_forward = adapter.with_features(teacher, feature_layer, "teacher")
+            self._student_forward = adapter.with_features(student, feature_layer, "student")
         else:
             self._teacher_forward, self._student_forward = teacher, student
 
@@ -167,7 +166,7 @@ class Distiller(DistillationStep, keras.Model):
         self.training_epoch = keras.Variable(0, dtype="int32", trainable=False, name="training_epoch",
                                              aggregation="only_first_replica")
 
-        shape = checks.common_input_shape(teacher, student, self._requested_input_shape)
+        shape = adapter.common_input_shape(teacher, student, self._requested_input_shape)
         if shape is not None:
             self.build((None,) + shape)
 
@@ -177,7 +176,7 @@ class Distiller(DistillationStep, keras.Model):
         if isinstance(input_shape, dict):
             input_shape = input_shape[IMAGE_KEY]
         self.image_shape = tuple(input_shape)[1:]  # drop the batch dimension
-        num_classes, feature_dims = checks.model_outputs(
+        num_classes, feature_dims = adapter.model_outputs(
             {"teacher": self._teacher_forward, "student": self._student_forward}, self.image_shape,
             FEATURES in self.requirements)
         self.num_classes = num_classes
@@ -243,9 +242,9 @@ class Distiller(DistillationStep, keras.Model):
         that draw on the training set are adapted from NumPy data here.
         """
         kwargs = _as_keywords(super().fit, args, kwargs)
-        x, y = checks.fit_data(self, x, y, kwargs)
-        kwargs["validation_data"] = checks.validation_data(self, kwargs.get("validation_data"))
-        checks.ready_to_train(self, x)
+        x, y = adapter.fit_data(self, x, y, kwargs)
+        kwargs["validation_data"] = adapter.validation_data(self, kwargs.get("validation_data"))
+        adapter.ready_to_train(self, x)
         if self.built:
             with creation_scope(self):
                 self.prepare_to_fit()
@@ -254,18 +253,10 @@ class Distiller(DistillationStep, keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate` of the student on clean data, after checking the data like `fit` does."""
-        x, y = checks.evaluation_data(self, x, y)
+        x, y = adapter.evaluation_data(self, x, y)
         return super().evaluate(x, y, **_as_keywords(super().evaluate, args, kwargs))
 
     # ------------------------------------------------------------------ forward passes
-
-    def _split_inputs(self, x):
-        """`(images, indices)` from inputs given as images or as `{"image": ..., "index": ...}`."""
-        if isinstance(x, dict):
-            if IMAGE_KEY not in x:
-                raise ValueError(f"Dict inputs must hold the images under {IMAGE_KEY!r}; got keys {sorted(x)}.")
-            return x[IMAGE_KEY], x.get(INDEX_KEY)
-        return x, None
 
     @staticmethod
     def _outputs(forward, images, training):
@@ -275,7 +266,7 @@ class Distiller(DistillationStep, keras.Model):
         return ModelOutputs(ops.cast(outputs, "float32"))
 
     def call(self, inputs, training=False):
-        images, _ = self._split_inputs(inputs)
+        images, _ = split_inputs(inputs)
         return self.student(images, training=training)
 
     # ------------------------------------------------------------------ the backend-neutral step
@@ -287,12 +278,12 @@ class Distiller(DistillationStep, keras.Model):
         strategy state); each backend's step decides how that state is held.
         """
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        images, indices = self._split_inputs(x)
+        images, indices = split_inputs(x)
         if not self.built:  # a step called directly on a Distiller that nothing has built yet
             self.build(images.shape)
-        checks.step_inputs(self, images, indices, y)
+        adapter.step_inputs(self, images, indices, y)
         images = ops.cast(images, "float32")
-        labels = checks.label_ids(y, self.num_classes)
+        labels = adapter.label_ids(y, self.num_classes)
         batch = Batch(labels=labels, indices=None if indices is None else ops.reshape(ops.cast(indices, "int32"), (-1,)),
                       epoch=self.training_epoch.value)
 
@@ -330,7 +321,7 @@ class Distiller(DistillationStep, keras.Model):
         Like Keras' own losses, each replica returns its share (the loss divided
         by the number of replicas); the step multiplies it back.
         """
-        labels = checks.label_ids(y, self.num_classes)
+        labels = adapter.label_ids(y, self.num_classes)
         cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"),
                                                                      from_logits=True)
         if sample_weight is not None:
@@ -362,7 +353,7 @@ class Distiller(DistillationStep, keras.Model):
         # trackers' counts cannot be read: the step says which logs it returns.
         self._step_logs_training = training
         try:
-            return super().compute_metrics(x, checks.label_ids(y, self.num_classes), y_pred,
+            return super().compute_metrics(x, adapter.label_ids(y, self.num_classes), y_pred,
                                            sample_weight=sample_weight)
         finally:
             self._step_logs_training = None

@@ -146,7 +146,7 @@ def test_a_run_killed_inside_every_file_write_resumes_to_the_same_result(tmp_pat
 
 
 def test_a_folder_moved_aside_when_killed_is_put_back(tmp_path):
-    from keras_calikd.training.files import atomic_path, remove_temporaries
+    from keras_calikd.files import atomic_path, remove_temporaries
 
     target = tmp_path / "saved_model"
     target.mkdir()

@@ -18,7 +18,7 @@ from keras_calikd.cli import common
 from keras_calikd.cli import train as train_tool
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
-from keras_calikd.training.files import atomic_path, check_writable, write_json
+from keras_calikd.files import atomic_path, check_writable, write_json
 from tiny import blobs, tiny_cnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 import keras_calikd as ck
-from keras_calikd import checks
+from keras_calikd import distiller_adapter
 from keras_calikd.training.teacher_calibration import calibrate_temperature, temperature_scaled
 from tiny import blobs, dense_model, tiny_cnn
 
@@ -66,7 +66,7 @@ def test_scaled_model_keeps_features_and_saves(tmp_path, rng):
     teacher = tiny_cnn(name="teacher")
     scaled, temperature = calibrate_temperature(teacher, x, y)
     assert scaled.get_layer("features") is teacher.get_layer("features")  # shared layers
-    with_features = checks.with_features(scaled, "features", "teacher")
+    with_features = distiller_adapter.with_features(scaled, "features", "teacher")
     logits, features = with_features(x[:4])
     np.testing.assert_allclose(ops.convert_to_numpy(logits), scaled.predict(x[:4], verbose=0), rtol=1e-5, atol=1e-6)
     assert ops.convert_to_numpy(features).shape == (4, 8)

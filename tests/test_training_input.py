@@ -90,7 +90,7 @@ def test_endless_without_num_epochs_and_remainder_kept_on_request(train):
     (dict(seed=None), "seed must be an integer"),
     (dict(seed=True), "seed must be an integer"),
     (dict(first_epoch=-1), "first_epoch must be an integer >= 0"),
-    (dict(num_epochs=0), "num_epochs must be an integer >= 1"),
+    (dict(num_epochs=0), "num_epochs must be a positive integer"),
     (dict(batch_size=21), "batch_size 21 is larger than cifar10's split of 20 examples"),
     (dict(batch_size=0), "batch_size must be a positive integer"),
 ])

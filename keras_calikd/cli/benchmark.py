@@ -263,7 +263,7 @@ def main(argv=None) -> int:
                           + (f"   input checks {100 * r['input_check_overhead']:+.1f}% per step"
                              if r["input_check_overhead"] is not None else ""), flush=True)
     if args.output:
-        from keras_calikd.training.files import write_json
+        from keras_calikd.files import write_json
 
         write_json(args.output, {"machine": machine(), "teacher": args.teacher, "student": args.student,
                                  "distillation": args.distillation, "augmentation": args.augmentation,

@@ -91,8 +91,7 @@ def run_one(args, distillation: str, augmentation: str, x, y) -> dict:
 
     import keras_calikd as ck
     from keras_calikd.cli.benchmark import _accelerator_peak_mib, paper_sgd, zoo_model
-    from keras_calikd.distillations.base import INDICES
-    from keras_calikd.distiller import IMAGE_KEY, INDEX_KEY
+    from keras_calikd.contract import INDICES, join_inputs, split_inputs
 
     keras.utils.clear_session()
     keras.config.set_dtype_policy(args.precision)
@@ -104,14 +103,14 @@ def run_one(args, distillation: str, augmentation: str, x, y) -> dict:
     step_losses = distiller.compute_step_losses
 
     def counted(data, training=True):  # Python runs here only while the compiled step is traced
-        images, _ = distiller._split_inputs(data[0])
+        images, _ = split_inputs(data[0])
         traces.append(tuple(images.shape))
         return step_losses(data, training)
 
     distiller.compute_step_losses = counted
     inputs = x
     if INDICES in distiller.requirements:  # CRD's memory banks are addressed by each image's dataset index
-        inputs = {IMAGE_KEY: x, INDEX_KEY: np.arange(len(x), dtype="int32")}
+        inputs = join_inputs(x, np.arange(len(x), dtype="int32"))
     timer = _epoch_timer()
     distiller.fit(inputs, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[timer])
     return {
@@ -162,7 +161,7 @@ def main(argv=None) -> int:
         print(f"{r['run']:<14}{seconds:<24}{r['last_epoch_images_per_s']:>17,.0f}{r['step_traces']:>13}"
               f"{r['last_epoch_loss']:>11.4f}", flush=True)
     if args.output:
-        from keras_calikd.training.files import write_json
+        from keras_calikd.files import write_json
 
         write_json(args.output, {"machine": machine(), "teacher": args.teacher, "student": args.student,
                                  "input_shape": args.input_shape, "num_classes": args.num_classes,

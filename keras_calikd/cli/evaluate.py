@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from keras_calikd.metrics import plot_reliability_diagram
     from keras_calikd.training.evaluation import bin_statistics, evaluate_models
-    from keras_calikd.training.files import claim_output, write_json
+    from keras_calikd.files import claim_output, write_json
 
     bins = _bins(args.bins)
     groups = _groups(args.dataset, args.corruptions)

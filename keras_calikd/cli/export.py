@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from keras_calikd.training.evaluation import load_model
     from keras_calikd.training.export import EXPORT_MARKER, export_saved_model
-    from keras_calikd.training.files import claim_output
+    from keras_calikd.files import claim_output
 
     claim_output(args.output, EXPORT_MARKER, args.overwrite)  # before the model is loaded
     report = export_saved_model(load_model(args.checkpoint), args.output, overwrite=args.overwrite,

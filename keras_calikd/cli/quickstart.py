@@ -24,7 +24,7 @@ import sys
 import time
 
 from keras_calikd.cli import common
-from keras_calikd.training.files import RUN_MARKER, write_text
+from keras_calikd.files import RUN_MARKER, write_text
 
 TEACHER = "quickstart/teacher"
 STUDIES = {

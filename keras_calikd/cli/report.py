@@ -23,7 +23,7 @@ import sys
 
 from keras_calikd.cli import common
 from keras_calikd.training import report
-from keras_calikd.training.files import write_text
+from keras_calikd.files import write_text
 
 
 class _Parser(argparse.ArgumentParser):

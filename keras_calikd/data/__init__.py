@@ -35,10 +35,11 @@ import_tensorflow()  # before the modules below import it, with its start-up lin
 
 from keras_calikd.data.cifar100_corrupted import Cifar100Corrupted
 from keras_calikd.data.cinic10 import Cinic10
-from keras_calikd.data.dataset import DATASETS, Dataset, Locations, info, resolve_data_dir
+from keras_calikd.data.dataset import DATASETS, Dataset, Locations, resolve_data_dir
 from keras_calikd.data.errors import CorruptFileError, CorruptPreparedDataError, DatasetNotFoundError
 from keras_calikd.data.fashion_mnist import FashionMnistIdx
 from keras_calikd.data.pipeline import Split, load, random_crop_flip_batch, read
+from keras_calikd.data.prepared import info
 from keras_calikd.data.tiny_imagenet import TinyImagenet
 
 for _module in pkgutil.iter_modules(__path__):  # each data set's module registers its description

@@ -24,7 +24,6 @@ resumable runs, is the training layer's `epoch_batches`, built on `read`.
 from __future__ import annotations
 
 import functools
-import numbers
 import os
 import re
 from typing import NamedTuple, Optional, Union
@@ -33,15 +32,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_calikd.data.dataset import (
-    Dataset,
-    corrupt_prepared_error,
-    lookup,
-    open_builder,
-    suggest,
-    verify_prepared,
-    with_prepared_facts,
-)
+from keras_calikd import checks
+from keras_calikd.contract import join_inputs
+from keras_calikd.data.dataset import Dataset, lookup, suggest
+from keras_calikd.data.prepared import corrupt_prepared_error, open_builder, verify_prepared, with_prepared_facts
 from keras_calikd.data.errors import CorruptPreparedDataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -230,11 +224,9 @@ def load(name: str, split: str, batch_size: int, training: Optional[bool] = None
     frost = ckd.load("cifar100_corrupted/frost_3", "test", 256)
     ```
     """
-    if shuffle_buffer is not None:
-        check_positive("shuffle_buffer", shuffle_buffer)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
-    check_positive("batch_size", batch_size)
+    checks.integer(None, "shuffle_buffer", shuffle_buffer, optional=True, whole_floats=False)
+    checks.integer(None, "seed", seed, low=None, optional=True, whole_floats=False)
+    checks.integer(None, "batch_size", batch_size, whole_floats=False)
     source = read(name, split, data_dir, config=config, raw_dir=raw_dir, cache=cache, prepare=prepare)
     training = split_name(source.dataset, split) == "train" if training is None else bool(training)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
@@ -281,28 +273,7 @@ def model_inputs(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor, with_
     batches = examples.batch(64).map(lambda x, y, i: model_inputs(x, y, i, with_index=True))
     ```
     """
-    images = tf.cast(images, tf.float32)
-    return ({"image": images, "index": indices}, labels) if with_index else (images, labels)
-
-
-def check_positive(what: str, value) -> None:
-    """Checks an argument that must be a positive integer.
-
-    Args:
-        what: The argument's name, for the message.
-        value: Its value.
-
-    Raises:
-        ValueError: `value` is not a positive integer (a bool is not one).
-
-    Example:
-
-    ```python
-    check_positive("batch_size", 0)   # ValueError: batch_size must be a positive integer, got 0.
-    ```
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+    return join_inputs(tf.cast(images, tf.float32), indices if with_index else None), labels
 
 
 def check_batch_size(split: Split, batch_size: int, drop_remainder: bool) -> None:
@@ -323,7 +294,7 @@ def check_batch_size(split: Split, batch_size: int, drop_remainder: bool) -> Non
     check_batch_size(ckd.read("cinic10", "train[:10]"), 64, drop_remainder=True)   # ValueError
     ```
     """
-    check_positive("batch_size", batch_size)
+    checks.integer(None, "batch_size", batch_size, whole_floats=False)
     if drop_remainder and batch_size > split.num_examples:
         raise ValueError(
             f"batch_size {batch_size} is larger than {split.dataset.full_name}'s split of {split.num_examples} "
@@ -393,5 +364,5 @@ def random_crop_flip_batch(images: tf.Tensor, key: tf.Tensor, padding: int) -> t
     return tf.gather(out, columns, axis=2, batch_dims=1)  # (B, H, W, C)
 
 
-__all__ = ["Split", "check_batch_size", "check_positive", "derive_seeds", "load", "model_inputs",
+__all__ = ["Split", "check_batch_size", "derive_seeds", "load", "model_inputs",
            "random_crop_flip_batch", "read", "split_name"]

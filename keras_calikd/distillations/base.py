@@ -7,13 +7,8 @@ from typing import Any, NamedTuple
 import keras
 
 from keras_calikd import checks
+from keras_calikd.contract import FEATURES, INDICES, KNOWN_REQUIREMENTS, TRAINING_SET
 from keras_calikd.registry import Registry
-
-# What a strategy may ask the Distiller for, besides the logits it always gets.
-FEATURES = "features"  # penultimate (pooled) features of teacher and student, same forward pass as the logits
-INDICES = "indices"  # each sample's index in the training set (the input pipeline's `with_index=True`)
-TRAINING_SET = "training_set"  # the training set's labels by index, handed once to `adapt` before training
-KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET})
 
 
 class ModelOutputs(NamedTuple):
@@ -113,3 +108,7 @@ class Distillation(keras.layers.Layer):
 
 
 DISTILLATIONS = Registry("distillation strategy", base=Distillation, serializable=True)
+
+# The requirement names are the contract's (`keras_calikd.contract`); strategies may import them from here.
+__all__ = ["DISTILLATIONS", "FEATURES", "INDICES", "KNOWN_REQUIREMENTS", "TRAINING_SET", "Batch", "Distillation",
+           "ModelOutputs"]

@@ -19,6 +19,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from keras_calikd.files import atomic_path
+
 #: Smallest font size, in points at the saved size, of any text of a diagram.
 MIN_FONT_SIZE = 10
 #: Resolution of saved PNG files.
@@ -314,8 +316,6 @@ def save_figure(figure, path: str, formats: Optional[Sequence[str]] = None, dpi:
     save_figure(reliability_figure(stats), "plots/kd.png")  # plots/kd.png, plots/kd.pdf, plots/kd.svg
     ```
     """
-    from keras_calikd.training.files import atomic_path  # not at import: the training package imports this one
-
     from matplotlib import rc_context
 
     written = []

@@ -34,6 +34,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_calikd import checks
 from keras_calikd.models.layers import InputNormalization
 from keras_calikd.registry import Registry
 
@@ -53,9 +54,7 @@ LOGITS_LAYER = "logits"
 
 def validate_num_classes(num_classes, arch: str) -> int:
     """Returns `num_classes` as an int; `ValueError` unless it is a positive integer."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise ValueError(f"{arch}: `num_classes` must be a positive integer, got {num_classes!r}.")
-    return int(num_classes)
+    return checks.integer(arch, "num_classes", num_classes, whole_floats=False)
 
 
 def validate_input_shape(input_shape, arch: str, min_size: int = 1) -> tuple:

@@ -9,7 +9,7 @@ import math
 import keras
 
 from keras_calikd.training import checkpoint
-from keras_calikd.training.files import atomic_path, write_text
+from keras_calikd.files import atomic_path, write_text
 
 
 class NonFiniteLossError(FloatingPointError):

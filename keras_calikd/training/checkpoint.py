@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_calikd.distiller import Distiller
-from keras_calikd.training.files import atomic_path
+from keras_calikd.files import atomic_path
 
 
 def state_variables(model: keras.Model) -> list:

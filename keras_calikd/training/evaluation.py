@@ -9,6 +9,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from keras import ops
 
+from keras_calikd.contract import split_inputs
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
 from keras_calikd.quiet import import_tensorflow
 
@@ -55,8 +56,7 @@ def collect_logits(model, dataset, num_classes: Optional[int] = None):
     """
     logits, labels = [], []
     for x, y in dataset.as_numpy_iterator():
-        if isinstance(x, dict):
-            x = x["image"]
+        x, _ = split_inputs(x)
         batch = np.asarray(ops.convert_to_numpy(model(x, training=False)), np.float64)
         if num_classes is not None and batch.shape[-1] != num_classes:
             raise ValueError(f"The model predicts {batch.shape[-1]} classes but the data set has {num_classes}; "

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_calikd import checks, models
-from keras_calikd.distillations.base import INDICES, TRAINING_SET
+from keras_calikd.contract import INDICES, TRAINING_SET
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError, plot_reliability_diagram
 from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import callbacks as callbacks_lib
@@ -22,7 +22,7 @@ from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
                                               load_model)
 from keras_calikd.training.export import export_saved_model
-from keras_calikd.training.files import check_writable, write_json, write_text
+from keras_calikd.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_folder import RunFolder, RunMismatchError, is_finished

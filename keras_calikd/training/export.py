@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_calikd.quiet import import_tensorflow
-from keras_calikd.training.files import atomic_path, claim_output
+from keras_calikd.files import atomic_path, claim_output
 
 EXPORT_MARKER = "export.json"  # written into every exported folder: the folder is this tool's to replace
 TFLITE_FILE = "model.tflite"
@@ -64,7 +64,7 @@ def export_saved_model(model: keras.Model, path: str, overwrite: bool = False, t
         The contents of `export.json`: `max_logit_difference` per artifact, shapes, versions.
 
     Raises:
-        keras_calikd.training.files.OutputExistsError: `path` holds something that may not be replaced.
+        keras_calikd.files.OutputExistsError: `path` holds something that may not be replaced.
         ExportMismatchError: an artifact does not reproduce the model.
 
     Example:

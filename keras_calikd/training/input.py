@@ -10,12 +10,12 @@ stateless random ops keyed by (seed, epoch, batch) instead.
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from keras_calikd import checks
 from keras_calikd.data.pipeline import (
     Split,
     check_batch_size,
@@ -68,10 +68,9 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
     model.fit(batches, epochs=240, initial_epoch=initial_epoch, steps_per_epoch=train.num_examples // 64)
     ```
     """
-    _check_integer("seed", seed, None)
-    _check_integer("first_epoch", first_epoch, 0)
-    if num_epochs is not None:
-        _check_integer("num_epochs", num_epochs, 1)
+    checks.integer(None, "seed", seed, low=None, whole_floats=False)
+    checks.integer(None, "first_epoch", first_epoch, low=0, whole_floats=False)
+    checks.integer(None, "num_epochs", num_epochs, optional=True, whole_floats=False)
     check_batch_size(split, batch_size, drop_remainder)
     shuffle_seed, augment_seed = derive_seeds(seed)
     last = first_epoch + num_epochs if num_epochs is not None else np.iinfo(np.int64).max
@@ -115,8 +114,8 @@ def shard_batches(dataset: tf.data.Dataset, num_shards: int, index: int) -> tf.d
     mine = shard_batches(batches, jax.process_count(), jax.process_index())    # 64 rows per batch on 2 processes
     ```
     """
-    _check_integer("num_shards", num_shards, 1)
-    _check_integer("index", index, 0)
+    checks.integer(None, "num_shards", num_shards, whole_floats=False)
+    checks.integer(None, "index", index, low=0, whole_floats=False)
     if index >= num_shards:
         raise ValueError(f"index must be below num_shards ({num_shards}), got {index}.")
     if num_shards == 1:
@@ -159,13 +158,6 @@ def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffl
         return model_inputs(images, labels, indices, with_index)
 
     return whole.flat_map(gathered).enumerate().map(augment, num_parallel_calls=AUTOTUNE)
-
-
-def _check_integer(what: str, value, minimum: Optional[int]) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
-            minimum is not None and value < minimum):
-        wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ValueError(f"{what} must be {wanted}, got {value!r}.")
 
 
 __all__ = ["epoch_batches", "shard_batches"]

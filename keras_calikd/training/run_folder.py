@@ -15,7 +15,7 @@ import json
 import os
 from typing import Optional
 
-from keras_calikd.training.files import RUN_MARKER, remove_temporaries, write_json
+from keras_calikd.files import RUN_MARKER, remove_temporaries, write_json
 
 LOCK_FILE = ".lock"
 

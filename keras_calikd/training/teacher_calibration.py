@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from keras_calikd import checks
+from keras_calikd.contract import split_inputs
+from keras_calikd.distiller_adapter import declared_input_shape
 from keras_calikd.training.evaluation import collect_logits, fit_temperature
 
 SCALING_LAYER = "temperature_scaling"
@@ -34,7 +36,7 @@ def _logits_and_labels(model, data, labels, batch_size):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError("calibrate_temperature: a dataset must yield (inputs, labels) batches.")
         x, y = batch
-        x = x["image"] if isinstance(x, dict) else x
+        x, _ = split_inputs(x)
         logits.append(np.asarray(ops.convert_to_numpy(model(x, training=False)), np.float64))
         all_labels.append(np.asarray(y).reshape(-1))
     if not logits:
@@ -65,7 +67,7 @@ def temperature_scaled(model, temperature: float, name: Optional[str] = None):
                         f"{type(model).__name__}.")
     scaling = keras.layers.Rescaling(1.0 / temperature, name=SCALING_LAYER)
     name = name or f"{model.name}_temperature_scaled"
-    shape = checks.declared_input_shape(model)
+    shape = declared_input_shape(model)
     if shape is not None:
         if len(model.outputs) != 1:
             raise ValueError(f"temperature_scaled: the model must return one tensor of logits; {model.name!r} "
