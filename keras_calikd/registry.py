@@ -47,6 +47,8 @@ class Registry:
         self.base = base
         self.serializable = serializable
         self._entries: Dict[str, Any] = {}
+        self._undecorated: Dict[str, Any] = {}  # each entry as it was registered, where a decorator replaced it
+        self._decorators: list = []  # applied to every entry, those registered later included
 
     def register(self, name: str) -> Callable[[Any], Any]:
         """Returns a decorator that registers its argument under `name` and returns it."""
@@ -66,6 +68,8 @@ class Registry:
 
                 obj = keras.saving.register_keras_serializable(package="keras_calikd")(obj)
             self._entries[name] = obj
+            for decorate in self._decorators:
+                self._decorate(name, decorate)
             return obj
 
         return decorator
@@ -95,13 +99,39 @@ class Registry:
         )
 
     def decorate_entries(self, decorator: Callable[[str, Any], Any]) -> None:
-        """Replaces every entry `obj` registered as `name` with `decorator(name, obj)`.
+        """Replaces every entry `obj` registered as `name` with `decorator(name, obj)`, now and when registered.
 
         Used to make all entries configurable through gin in one place
-        (`keras_calikd.gin_support`); the set of names does not change.
+        (`keras_calikd.gin_support`); the set of names does not change. An
+        entry registered afterwards (a user's strategy, imported by a gin
+        file) is decorated as it is registered.
         """
         decorated = {name: decorator(name, obj) for name, obj in self._entries.items()}  # all or nothing
+        for name, obj in decorated.items():
+            self._undecorated.setdefault(name, self._entries[name])
         self._entries.update(decorated)  # in place: the registry keeps one dict all its life
+        self._decorators.append(decorator)
+
+    def _decorate(self, name: str, decorator) -> None:
+        self._undecorated.setdefault(name, self._entries[name])
+        self._entries[name] = decorator(name, self._entries[name])
+
+    def name_of(self, obj: Any) -> Optional[str]:
+        """The name under which `obj` (an entry, or an instance of one) is registered, or `None`.
+
+        An instance of a subclass that is not itself registered has no name.
+
+        Example:
+
+        ```python
+        DISTILLATIONS.name_of(KD(temperature=4.0))     # "kd"
+        ```
+        """
+        cls = obj if isinstance(obj, type) else type(obj)
+        for name, entry in self._entries.items():
+            if entry is cls or self._undecorated.get(name) is cls:
+                return name
+        return None
 
     def names(self) -> list:
         """The registered names, sorted."""

@@ -231,25 +231,6 @@ def test_bad_argument_messages_name_the_class_and_the_argument(strategy, argumen
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("strategy", [augmentations.MixUp(alpha=0.3, label_source="teacher", seed=4),
-                                      augmentations.CutMix(alpha=2.0, probability=0.25, seed=1),
-                                      augmentations.Cutout(size=8, num_holes=2, fill_value=0.5),
-                                      augmentations.Identity()])
-def test_config_round_trip(strategy):
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
-    assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
-
-
-@pytest.mark.parametrize("strategy, arguments", [
-    (augmentations.MixUp, dict(alpha=0.3, label_source="teacher", seed=4)),
-    (augmentations.CutMix, dict(alpha=2.0, probability=0.25, label_source="teacher", seed=1)),
-    (augmentations.Cutout, dict(size=8, num_holes=2, fill_value=0.5, seed=7)),
-])
-def test_config_round_trip_keeps_every_argument(strategy, arguments):
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy(**arguments)))
-    assert {key: getattr(clone, key) for key in arguments} == arguments
-
-
 def test_same_seed_same_augmentation(rng):
     images, labels = batch(rng, n=8)
     first = augmentations.CutMix(probability=1.0, seed=9).augment(images, labels)

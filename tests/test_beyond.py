@@ -5,7 +5,6 @@ definition (float64), through the Distiller (by name, every augmentation, XLA
 fit), through gin, and through `get_config`.
 """
 
-import gin
 import keras
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from keras import ops
 import keras_calikd as ck
 from keras_calikd.augmentations import FocalLoss, LabelSmoothing
 from keras_calikd.distillations import DKD, KD, LSKD, Batch, ModelOutputs
-from keras_calikd.gin_support import register_configurables
 from tiny import blobs, dense_model, tiny_cnn
 
 
@@ -217,25 +215,6 @@ def test_logit_distillers_combine_with_every_augmentation(rng, augmentation):
     assert ck.training.method_label(distiller) == "DKD + LSKD" + AUGMENTATIONS[augmentation]
 
 
-@pytest.mark.parametrize("distillation, augmentation, label", [
-    (["dkd", "lskd"], "label_smoothing", "DKD + LSKD + label smoothing"),
-    (["dkd", "lskd"], "focal", "DKD + LSKD + focal"),
-])
-def test_xla_fit_by_name(rng, distillation, augmentation, label):
-    """Every new strategy, named, trains inside a compiled (XLA) step and lowers its loss."""
-    keras.utils.set_random_seed(0)
-    x = rng.normal(size=(64, 3, 3, 1)).astype("float32")
-    y = (np.arange(64) % 4).astype("int32")
-    teacher = dense_model(name="t")
-    teacher.set_weights([5.0 * w for w in teacher.get_weights()])  # a confident teacher
-    distiller = ck.Distiller(teacher, dense_model(name="s"), distillation=distillation, augmentation=augmentation)
-    distiller.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=True)
-    history = distiller.fit(x, y, batch_size=32, epochs=3, verbose=0).history
-    assert np.all(np.isfinite(history["loss"])) and history["distillation_loss"][0] > 0
-    assert history["augmentation_loss"][-1] < history["augmentation_loss"][0]
-    assert ck.training.method_label(distiller) == label
-
-
 def test_dkd_warmup_follows_the_epochs_of_a_compiled_fit(rng):
     """With a frozen student (learning rate 0) the DKD term grows as 1/20, 2/20, 3/20 over three epochs."""
     x = rng.normal(size=(32, 3, 3, 1)).astype("float32")
@@ -246,53 +225,8 @@ def test_dkd_warmup_follows_the_epochs_of_a_compiled_fit(rng):
     np.testing.assert_allclose(np.array(losses) / losses[0], [1.0, 2.0, 3.0], rtol=1e-4)
 
 
-# ---------------------------------------------------------------- gin and serialisation
-
-@pytest.fixture
-def clean_gin():
-    register_configurables()
-    with gin.unlock_config():
-        gin.clear_config()
-    yield
-    with gin.unlock_config():
-        gin.clear_config()
-
-
-def test_gin_bindings_reach_the_strategies(clean_gin):
-    with gin.unlock_config():
-        gin.parse_config("""
-            Distiller.distillation = 'dkd'
-            Distiller.augmentation = 'label_smoothing'
-            DKD.beta = 2.5
-            DKD.warmup = 5
-            LSKD.temperature = 3.0
-            LabelSmoothing.epsilon = 0.2
-            FocalLoss.gamma = 1.5
-        """)
-    distiller = gin.get_configurable("Distiller")(tiny_cnn(name="t"), tiny_cnn(name="s"))
-    dkd, smoothing = distiller.distillations[0], distiller.augmentation
-    assert isinstance(dkd, DKD) and (dkd.beta, dkd.warmup, dkd.alpha) == (2.5, 5, 1.0)
-    assert isinstance(smoothing, LabelSmoothing) and smoothing.epsilon == 0.2
-    assert ck.distillations.get("lskd").temperature == 3.0  # by name, after gin
-    assert ck.augmentations.get("focal").gamma == 1.5
-    with gin.unlock_config():
-        with pytest.raises(ValueError, match="gama"):
-            gin.parse_config("FocalLoss.gama = 2.0")
-
-
-@pytest.mark.parametrize("make", [
-    lambda: DKD(alpha=0.5, beta=6.0, temperature=3.0, warmup=7, weight=0.3),
-    lambda: LSKD(temperature=1.5, reduction="scaled", scale_by_temperature_squared=False, weight=9.0),
-    lambda: LabelSmoothing(epsilon=0.05, label_source="teacher"),
-    lambda: FocalLoss(gamma=2.0),
-], ids=["DKD", "LSKD", "LabelSmoothing", "FocalLoss"])
-def test_config_round_trip(make):
-    strategy = make()
-    clone = type(strategy).from_config(strategy.get_config())
-    assert clone.get_config() == strategy.get_config()
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
-    assert type(revived) is type(strategy) and revived.get_config() == strategy.get_config()
-
+# ---------------------------------------------------------------- serialisation (gin and each strategy's config:
+# tests/test_conformance.py)
 
 def test_distiller_config_round_trip_with_the_new_strategies():
     distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=[DKD(beta=4.0), LSKD(weight=2.0)],

@@ -1,12 +1,10 @@
 """MCE, adaptive (equal-mass) ECE and classwise ECE against NumPy references written from their definitions."""
 
-import gin
 import keras
 import numpy as np
 import pytest
 
 import keras_calikd as ck
-from keras_calikd.gin_support import register_configurables
 from keras_calikd.metrics import AdaptiveCalibrationError, ClasswiseCalibrationError, MaximumCalibrationError
 
 
@@ -200,24 +198,6 @@ def test_calibration_report_has_the_new_errors(rng):
                                    rtol=1e-3)
         np.testing.assert_allclose(report[f"mce_{b}"], reference_mce(probs, labels, b), rtol=1e-3)
         assert report[f"ece_{b}"] <= report[f"mce_{b}"]
-
-
-def test_configs_gin_and_registry():
-    for metric in (MaximumCalibrationError(20, True, name="m"), AdaptiveCalibrationError(8, 99, True, name="a"),
-                   ClasswiseCalibrationError(7, 9, True, name="c")):
-        clone = type(metric).from_config(metric.get_config())
-        assert clone.get_config() == metric.get_config()
-        assert type(metric) in ck.metrics.CALIBRATION_METRICS
-    register_configurables()
-    with gin.unlock_config():
-        gin.clear_config()
-        gin.parse_config("AdaptiveCalibrationError.capacity = 1234\nClasswiseCalibrationError.num_classes = 3")
-    try:
-        assert gin.get_configurable("AdaptiveCalibrationError")().capacity == 1234
-        assert gin.get_configurable("ClasswiseCalibrationError")().num_classes == 3
-    finally:
-        with gin.unlock_config():
-            gin.clear_config()
 
 
 def test_bad_arguments(rng):

@@ -361,10 +361,11 @@ def test_gradients_reach_student_and_heads_never_teacher():
     assert not {id(v) for v in crd.variables} & {id(v) for v in student.variables}  # heads are not exported
 
 
+# Each strategy alone takes an XLA step in tests/test_conformance.py; here each feature distiller lowers its loss
+# over epochs beside a two-source augmentation (the distillation term then counts twice, Eq. 12).
 @pytest.mark.heavy
-@pytest.mark.parametrize("augmentation", ["none", "mixup", "cutmix", "cutout"])
-@pytest.mark.parametrize("strategy", ["rkd", "crd"])
-def test_feature_distillation_trains_with_every_augmentation(strategy, augmentation):
+@pytest.mark.parametrize("strategy, augmentation", [("rkd", "cutmix"), ("crd", "mixup")])
+def test_feature_distillation_trains_beside_an_augmentation(strategy, augmentation):
     keras.utils.set_random_seed(1)
     x, y = blobs(256)
     distillation = (RKD() if strategy == "rkd" else CRD(num_samples=256, num_negatives=16, seed=2))
@@ -409,46 +410,3 @@ def test_missing_indices_and_labels_fail_clearly():
     other.fit(pipeline, verbose=0)
 
 
-def test_gin_binds_every_option():
-    import gin
-
-    from keras_calikd.gin_support import register_configurables
-
-    register_configurables()
-    with gin.unlock_config():
-        gin.clear_config()
-        gin.parse_config("""
-            CRD.num_samples = 1000
-            CRD.embedding_dim = 64
-            CRD.num_negatives = 256
-            CRD.temperature = 0.1
-            CRD.momentum = 0.4
-            CRD.negatives = "other_classes"
-            CRD.weight = 0.5
-            CRD.seed = 3
-            RKD.distance_weight = 10.0
-            RKD.angle_weight = 20.0
-            RKD.weight = 2.0
-        """)
-    try:
-        crd = ck.distillations.get("crd")
-        rkd = ck.distillations.get("rkd")
-        assert (crd.num_samples, crd.embedding_dim, crd.num_negatives, crd.temperature, crd.momentum, crd.negatives,
-                crd.weight, crd.seed) == (1000, 64, 256, 0.1, 0.4, "other_classes", 0.5, 3)
-        assert (rkd.distance_weight, rkd.angle_weight, rkd.weight) == (10.0, 20.0, 2.0)
-    finally:
-        gin.clear_config()
-
-
-def test_config_round_trips():
-    rkd = RKD(distance_weight=7.0, angle_weight=3.0, weight=2.0)
-    crd = CRD(num_samples=500, embedding_dim=16, num_negatives=100, temperature=0.2, momentum=0.3,
-              negatives="other_classes", weight=0.6, seed=5)
-    clones = [keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s)) for s in (rkd, crd)]
-    for strategy, clone in zip((rkd, crd), clones):
-        assert type(clone) is type(strategy) and clone.get_config() == strategy.get_config()
-        assert clone.requires == strategy.requires
-    assert (clones[0].distance_weight, clones[0].angle_weight, clones[0].weight) == (7.0, 3.0, 2.0)
-    assert (clones[1].num_samples, clones[1].embedding_dim, clones[1].num_negatives, clones[1].temperature,
-            clones[1].momentum, clones[1].negatives, clones[1].weight, clones[1].seed) == (
-                500, 16, 100, 0.2, 0.3, "other_classes", 0.6, 5)

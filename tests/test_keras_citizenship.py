@@ -63,15 +63,6 @@ def test_a_model_checkpoint_file_resumes_too(tmp_path):
     assert np.isfinite(history["loss"]).all()
 
 
-@pytest.mark.parametrize("name", sorted(set(ck.distillations.DISTILLATIONS.names())))
-def test_every_registered_distillation_is_constructible_by_name_and_trains(name):
-    x, y = blobs(64)
-    distiller = build(distillation=name, augmentation="none")
-    inputs = {"image": x, "index": np.arange(64, dtype="int32")}
-    history = distiller.fit(inputs, y, batch_size=32, epochs=1, verbose=0).history
-    assert np.isfinite(history["loss"]).all()
-
-
 def test_crd_by_name_on_a_pipeline_says_what_to_pass():
     import tensorflow as tf
 
@@ -204,12 +195,3 @@ def test_tensorflow_distribution_strategies_train_the_distiller():
         np.testing.assert_allclose(losses, default, rtol=1e-5, err_msg=name)
 
 
-def test_the_student_saves_and_serves_raw_pixels(tmp_path):
-    model = ck.models.get("resnet8", num_classes=10, input_shape=(28, 28, 1), normalization=((72.9,), (90.0,)))
-    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
-    path = os.path.join(tmp_path, "student.keras")
-    model.save(path)
-    reloaded = keras.models.load_model(path)
-    expected = ops.convert_to_numpy(model(images.astype("float32")))
-    np.testing.assert_allclose(ops.convert_to_numpy(reloaded(images.astype("float32"))), expected, atol=1e-6)
-    assert ck.models.input_normalization(reloaded)[0].tolist() == pytest.approx([72.9])

@@ -3,8 +3,13 @@
 Strategies are registered under short names (`none`, `mixup`, `cutmix`,
 `cutout`, the calibration baselines `label_smoothing` and `focal`; with the
 keras-cv extra, `gridmask`, `fouriermix`, `augmix`, `randaugment`);
-`get(name_or_instance)` returns an instance.
+`get(name_or_instance)` returns an instance. Each strategy is one module of this package, which registers it
+when imported; importing the package imports every module of it, so a new strategy's module needs no line here
+(CONTRIBUTING.md).
 """
+
+import importlib
+import pkgutil
 
 from keras_calikd.augmentations.base import (AUGMENTATIONS, Augmentation, AugmentedBatch, mixed_cross_entropy,
                                              soft_cross_entropy)
@@ -15,6 +20,9 @@ from keras_calikd.augmentations.identity import Identity
 from keras_calikd.augmentations.keras_cv import AugMix, FourierMix, GridMask, RandAugment
 from keras_calikd.augmentations.label_smoothing import LabelSmoothing
 from keras_calikd.augmentations.mixup import MixUp
+
+for _module in pkgutil.iter_modules(__path__):  # each strategy's module registers it
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get(spec) -> Augmentation:

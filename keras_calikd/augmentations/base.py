@@ -66,7 +66,13 @@ class Augmentation(SavedSeedState, keras.layers.Layer):
     - `transforms_images`: `False` only for the identity strategy. When it is
       `False` the Distiller reuses the student's clean forward pass for the
       augmentation loss instead of running the student again.
-    - `label`: the strategy's name in reports and tables (e.g. `"CutMix"`).
+    - How reports show it (`keras_calikd.training.methods`): `label`, its name
+      in tables and figures (e.g. `"CutMix"`; the class name when empty,
+      except for a strategy that leaves the images alone, which a method's
+      name then does not mention, as `"none"`); `table_position`, its place
+      among the augmentations in a table's columns (the paper's order:
+      cutout 1, mixup 2, CutMix 3; `None`: after those with a place); `marker`,
+      the Matplotlib marker of its points in figures (`None`: a spare one).
     - `xla_compatible`: `False` for strategies that cannot run inside a
       compiled (XLA) step; `Distiller.compile` then refuses `jit_compile=True`
       and turns `"auto"` off.
@@ -99,6 +105,8 @@ class Augmentation(SavedSeedState, keras.layers.Layer):
     transforms_images = True
     xla_compatible = True
     label = ""  # how reports name the strategy, e.g. "mixup"
+    table_position = None  # its place among the augmentations in a report's columns
+    marker = None  # its marker in a report's figures
 
     def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -109,6 +117,21 @@ class Augmentation(SavedSeedState, keras.layers.Layer):
     def build(self, input_shape=None, num_classes=None, input_normalization=None):
         self.num_classes = num_classes
         self.input_normalization = input_normalization
+
+    def build_from_config(self, config):
+        """Builds a saved strategy again with the arguments it was built with (`keras.models.load_model`).
+
+        Keras stores the build arguments as they were given, the input
+        normalisation's arrays as serialised objects, and passes them back as
+        such; here they become arrays again first.
+        """
+        shapes = dict((config or {}).get("shapes_dict") or {})
+        if shapes.get("input_normalization") is not None:
+            shapes["input_normalization"] = tuple(
+                keras.saving.deserialize_keras_object(part) if isinstance(part, dict) else part
+                for part in shapes["input_normalization"])
+        if shapes:
+            self.build(**shapes)
 
     def select_labels(self, labels, teacher_logits):
         """The labels the augmentation loss is computed with (ground truth or the teacher's argmax)."""

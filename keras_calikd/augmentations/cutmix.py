@@ -41,6 +41,8 @@ class CutMix(Augmentation):
     """
 
     label = "CutMix"
+    table_position = 3
+    marker = "P"
 
     def __init__(self, alpha: float = 1.0, probability: float = 0.5, **kwargs):
         super().__init__(**kwargs)

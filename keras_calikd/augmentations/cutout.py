@@ -47,6 +47,8 @@ class Cutout(Augmentation):
     """
 
     label = "cutout"
+    table_position = 1
+    marker = "s"
 
     def __init__(self, size: int = 16, num_holes: int = 1, fill_value="mean", **kwargs):
         super().__init__(**kwargs)

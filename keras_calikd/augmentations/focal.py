@@ -39,6 +39,8 @@ class FocalLoss(Augmentation):
 
     transforms_images = False
     label = "focal"
+    table_position = 5
+    marker = "^"
 
     def __init__(self, gamma: float = 3.0, **kwargs):
         super().__init__(**kwargs)

@@ -27,6 +27,8 @@ class Identity(Augmentation):
     """
 
     transforms_images = False
+    table_position = 0
+    marker = "o"
 
     def augment(self, images, labels):
         return single_source(images, labels)

@@ -41,6 +41,8 @@ class LabelSmoothing(Augmentation):
 
     transforms_images = False
     label = "label smoothing"
+    table_position = 4
+    marker = "v"
 
     def __init__(self, epsilon: float = 0.1, **kwargs):
         super().__init__(**kwargs)

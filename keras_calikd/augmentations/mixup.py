@@ -36,6 +36,8 @@ class MixUp(Augmentation):
     """
 
     label = "mixup"
+    table_position = 2
+    marker = "D"
 
     def __init__(self, alpha: float = 0.4, **kwargs):
         super().__init__(**kwargs)

@@ -22,7 +22,7 @@ import argparse
 import sys
 
 from keras_calikd.cli import common
-from keras_calikd.training import report
+from keras_calikd.training import report, report_figures
 from keras_calikd.files import write_text
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     if args.output:
         write_text(args.output + ".md", markdown)
         write_text(args.output + ".csv", report.to_csv(tables))
-        figures = report.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
+        figures = report_figures.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
         print(f"Wrote {args.output}.md, {args.output}.csv and {', '.join(figures)}")
     if args.diagrams:
         from keras_calikd.metrics import plot_reliability_grid

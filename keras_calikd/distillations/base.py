@@ -52,7 +52,12 @@ class Distillation(keras.layers.Layer):
       exactly these: penultimate features from the same forward pass as the
       logits; the samples' dataset indices; and, once before training, the
       training set's labels by index through `adapt(labels)`.
-    - `label`: the strategy's name in reports and tables (e.g. `"KD"`).
+    - How reports show it (`keras_calikd.training.methods`): `label`, its name
+      in tables and figures (e.g. `"KD"`; the class name when empty);
+      `table_position`, its place among the distillations in a table's
+      columns (the paper's order: KD 0, RKD 1, CRD 2; `None`: after those with
+      a place); `color`, the colour of its points in figures (a Matplotlib
+      colour; `None`: a spare one).
     - `build(num_classes, teacher_feature_dim, student_feature_dim)`: create
       variables (trainable heads are trained with the student; non-trainable
       state such as memory banks travels with the model state on every
@@ -78,6 +83,8 @@ class Distillation(keras.layers.Layer):
 
     requires = frozenset()
     label = ""  # how reports name the strategy, e.g. "KD"
+    table_position = None  # its place among the distillations in a report's columns
+    color = None  # its colour in a report's figures
 
     def __init__(self, weight: float = 1.0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)

@@ -117,6 +117,8 @@ class CRD(SavedSeedState, Distillation):
     """
 
     label = "CRD"
+    table_position = 2
+    color = "#55a868"
 
     def __init__(self, num_samples: int | None = None, embedding_dim: int = 128, num_negatives: int = 16384,
                  temperature: float = 0.07, momentum: float = 0.5, negatives: str = "uniform",

@@ -66,6 +66,8 @@ class DKD(Distillation):
     """
 
     label = "DKD"
+    table_position = 3
+    color = "#8172b3"
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: int = 20,
                  weight: float = 1.0, **kwargs):

@@ -40,6 +40,8 @@ class KD(Distillation):
     """
 
     label = "KD"
+    table_position = 0
+    color = "#4c72b0"
 
     def __init__(self, temperature: float = 50.0, reduction: str = "scaled",
                  scale_by_temperature_squared: bool = True, weight: float = 1.0, **kwargs):

@@ -57,6 +57,8 @@ class LSKD(KD):
     """
 
     label = "LSKD"
+    table_position = 4
+    color = "#937860"
 
     def __init__(self, temperature: float = 2.0, reduction: str = "batchmean",
                  scale_by_temperature_squared: bool = True, weight: float = 1.0, **kwargs):

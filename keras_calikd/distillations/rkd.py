@@ -64,6 +64,8 @@ class RKD(Distillation):
 
     requires = frozenset({FEATURES})
     label = "RKD"
+    table_position = 1
+    color = "#dd8452"
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, weight: float = 1.0, **kwargs):
         super().__init__(weight=weight, **kwargs)

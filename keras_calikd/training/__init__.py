@@ -5,8 +5,9 @@ from keras_calikd.training.callbacks import NonFiniteLossError, NonFiniteLossGua
 from keras_calikd.training.distribution import Cluster, WorkerLostError, sync_batch_norm
 from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, evaluate_models,
                                               fit_temperature, load_model)
-from keras_calikd.training.experiment import Experiment, MissingTeacherError, method_label
+from keras_calikd.training.experiment import Experiment, MissingTeacherError
 from keras_calikd.training.export import export_saved_model
+from keras_calikd.training.methods import method_label
 from keras_calikd.training.optimizers import SGD, EpochSchedule
 from keras_calikd.training.run_folder import RunFolder, RunInUseError, RunMismatchError
 from keras_calikd.training.teacher_calibration import calibrate_temperature, temperature_scaled

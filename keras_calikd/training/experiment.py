@@ -22,6 +22,7 @@ from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
                                               load_model)
 from keras_calikd.training.export import export_saved_model
+from keras_calikd.training.methods import describe
 from keras_calikd.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
@@ -36,14 +37,6 @@ OWNER = "Experiment"
 
 class MissingTeacherError(FileNotFoundError):
     """A distillation run's teacher has not been trained (to the end) yet."""
-
-
-def method_label(distiller) -> str:
-    """A short label of a distilled run's method, e.g. `"KD + mixup"`, `"CRD"` (the report's column)."""
-    parts = [d.label or type(d).__name__ for d in distiller.distillations if d.weight > 0]
-    if distiller.augmentation.transforms_images or distiller.augmentation.label:
-        parts.append(distiller.augmentation.label or type(distiller.augmentation).__name__)
-    return " + ".join(parts)
 
 
 def _config_of(layer) -> dict:
@@ -420,9 +413,7 @@ class Experiment:
         trainer = self.distiller_factory(teacher=teacher, student=network)
         if TRAINING_SET in trainer.requirements:
             trainer.adapt(self._split_labels(data))
-        method = method_label(trainer)
-        description.update(method=f"{method} (calibrated teacher)" if self.teacher_calibration_split else method,
-                           alpha=trainer.alpha)
+        description.update(describe(trainer, calibrated_teacher=bool(self.teacher_calibration_split)))
         return {"info": info, "network": network, "trainer": trainer, "requirements": trainer.requirements,
                 "description": description}
 

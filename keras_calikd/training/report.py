@@ -2,8 +2,10 @@
 
 One table per evaluated data set (and CIFAR-100-C corruption): rows are
 teacher/student pairs, each with an Acc, ECE and OE row; columns are the
-teacher, the student trained from scratch and every distillation method found.
-Each row marks its best value(s) among the student-side columns (the teacher is
+teacher, the student trained from scratch and every distillation method found,
+in the order and with the names its strategies declare
+(`keras_calikd.training.methods`: the paper's KD, RKD, CRD, then KD + cutout,
+KD + mixup, KD + CutMix, and any other method in its place). Each row marks its best value(s) among the student-side columns (the teacher is
 not a candidate): highest accuracy, lowest ECE/OE, compared at the printed
 precision (Acc 2 decimals, ECE/OE 3), so tied values are all best.
 
@@ -26,14 +28,16 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence
 
-STANDARD_COLUMNS = ("Teacher", "Student", "KD", "RKD", "CRD", "KD + cutout", "KD + mixup", "KD + CutMix")
+from keras_calikd.training.methods import Method, method_of, table_key, temperature_scaled
+
+TEACHER, STUDENT = "Teacher", "Student"
 METRICS = (("accuracy", "Acc", max), ("ece", "ECE", min), ("oe", "OE", min))
 #: Rows a table may add beyond the paper's (`metrics=`): the calibration errors every run also reports.
 EXTRA_METRICS = (("mce", "MCE", min), ("adaptive_ece", "adaptive ECE", min), ("classwise_ece", "classwise ECE", min))
 #: Printed decimals per metric row (the paper's).
 DECIMALS = {"Acc": 2, "ECE": 3, "OE": 3, "MCE": 3, "adaptive ECE": 3, "classwise ECE": 3}
 #: The student-side columns compete for "best"; the teacher does not.
-NOT_CANDIDATES = ("Teacher",)
+NOT_CANDIDATES = (TEACHER,)
 NO_ALPHA = "1 x CE + w x loss"
 PAPER_SUFFIX = " (paper)"
 DIFFERENCE_SUFFIX = " (measured - paper)"
@@ -88,7 +92,7 @@ def _group(result: dict) -> tuple:
     return result.get("dataset"), result.get("corruption")
 
 
-def _dataset_text(dataset: str, corruption: Optional[str]) -> str:
+def dataset_text(dataset: str, corruption: Optional[str]) -> str:
     return f"{dataset}/{corruption}" if corruption else str(dataset)
 
 
@@ -97,8 +101,8 @@ def with_temperature_scaled(results: Sequence[dict]) -> List[dict]:
 
     A run trained with `Experiment.temperature_scaling_split` stores the scaled
     model's metrics under `temperature_scaled`; here they become a result of
-    their own whose method is `"<method> + TS"`, a column of the tables beside
-    the run's own.
+    their own whose method is `"<method> + TS"` (`methods.temperature_scaled`),
+    a column of the tables beside the run's own.
 
     Example:
 
@@ -109,11 +113,8 @@ def with_temperature_scaled(results: Sequence[dict]) -> List[dict]:
     expanded = []
     for result in results:
         expanded.append(result)
-        scaled = result.get("temperature_scaled")
-        if scaled and result.get("role") == "distilled":
-            derived = {k: v for k, v in result.items() if k not in ("temperature_scaled", "reliability_15")}
-            derived.update(scaled, method=f"{result.get('method')} + TS", name=f"{result.get('name')} + TS")
-            expanded.append(derived)
+        if result.get("temperature_scaled") and result.get("role") == "distilled":
+            expanded.append(temperature_scaled(result))
     return expanded
 
 
@@ -134,7 +135,7 @@ def run_title(result: dict) -> str:
     plot_reliability_diagram(stats, "reliability.png", title=run_title(results))
     ```
     """
-    dataset = _dataset_text(result.get("dataset", "?"), result.get("corruption"))
+    dataset = dataset_text(result.get("dataset", "?"), result.get("corruption"))
     model, role = result.get("model", "?"), result.get("role")
     if role == "teacher":
         return f"{model} (teacher)\n{dataset}"
@@ -146,40 +147,19 @@ def run_title(result: dict) -> str:
     return f"{model} (from scratch)\n{dataset}"
 
 
-_DISTILLATION_ORDER = ("KD", "RKD", "CRD", "DKD", "LSKD")
-_AUGMENTATION_ORDER = ("", "TS", "cutout", "mixup", "CutMix", "label smoothing", "focal")
-
-
-def _method_order(method: str):
-    """The paper's order: Table 1's columns first, then distillation (KD, RKD, CRD, ...) by augmentation."""
-    if method in STANDARD_COLUMNS:
-        return (0, STANDARD_COLUMNS.index(method), 0, method)
-    distillation, _, augmentation = method.partition(" + ")
-    first = _DISTILLATION_ORDER.index(distillation) if distillation in _DISTILLATION_ORDER else 99
-    second = _AUGMENTATION_ORDER.index(augmentation) if augmentation in _AUGMENTATION_ORDER else 99
-    return (1, first, second, method)
-
-
 def _alpha_text(alpha) -> str:
     return NO_ALPHA if alpha is None else f"alpha={alpha:g}"
 
 
-def _column_labels(distilled: Sequence[dict]) -> Dict[tuple, str]:
-    """(method, alpha) -> column label: the method, with its balance where one method has several alphas."""
-    alphas: Dict[str, set] = {}
+def _columns(distilled: Sequence[dict]) -> Dict[tuple, str]:
+    """`(method, alpha) -> column label`, in the columns' order: the method, with its balance where it has several."""
+    alphas: Dict[Method, set] = {}
     for r in distilled:
-        alphas.setdefault(r.get("method") or "distilled", set()).add(r.get("alpha"))
-    labels = {}
-    for method, values in alphas.items():
-        for alpha in values:
-            labels[(method, alpha)] = method if len(values) == 1 else f"{method} ({_alpha_text(alpha)})"
-    return labels
-
-
-def _column_order(labels: Dict[tuple, str]) -> List[str]:
-    keyed = sorted(labels.items(), key=lambda item: (_method_order(item[0][0]), item[0][1] is not None,
-                                                      item[0][1] or 0.0))
-    return [label for _, label in keyed]
+        alphas.setdefault(method_of(r), set()).add(r.get("alpha"))
+    keys = sorted(((method, alpha) for method, values in alphas.items() for alpha in values),
+                  key=lambda key: (table_key(key[0]), key[1] is not None, key[1] or 0.0))
+    return {(method, alpha): method.label if len(alphas[method]) == 1 else f"{method.label} ({_alpha_text(alpha)})"
+            for method, alpha in keys}
 
 
 def _unique(runs: Sequence[dict], what: str) -> Optional[dict]:
@@ -240,7 +220,8 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
             `<key>_<bins>`).
 
     Returns:
-        `{"dataset", "corruption", "bins", "paper", "columns": [...], "rows": [row, ...]}`, each row
+        `{"dataset", "corruption", "bins", "paper", "columns": [...], "methods": {column: Method}, "rows":
+        [row, ...]}` (`methods` for the distilled columns), each row
         `{"pair", "teacher", "student", "metric", "values": {column: value}, "runs": {column: run name},
         "best": [columns], "paper": {column: value}, "paper_notes": {column: note}}`. Accuracy is in percent.
 
@@ -255,30 +236,27 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
     ```
     """
     runs = [r for r in results if _group(r) == (dataset, corruption)]
+    where = f"on {dataset_text(dataset, corruption)}"
     distilled = [r for r in runs if r.get("role") == "distilled"]
-    labels = _column_labels(distilled)
-    pairs: Dict[tuple, Dict[str, dict]] = {}
+    labels = _columns(distilled)
+    pairs: Dict[tuple, Dict[str, List[dict]]] = {}  # (teacher, student) -> {column: the runs of its cell}
     for r in distilled:
-        cells = pairs.setdefault((r.get("teacher_model"), r.get("model")), {})
-        label = labels[(r.get("method") or "distilled", r.get("alpha"))]
-        if label in cells:
-            _unique([cells[label], r], f"{label} for {r.get('teacher_model')}/{r.get('model')} on "
-                                       f"{_dataset_text(dataset, corruption)}")
-        cells[label] = r
-    columns = ["Teacher", "Student"] + _column_order(labels)
+        label = labels[(method_of(r), r.get("alpha"))]
+        pairs.setdefault((r.get("teacher_model"), r.get("model")), {}).setdefault(label, []).append(r)
+    columns = [TEACHER, STUDENT] + list(labels.values())
     lookup = _paper_lookup() if paper else {}
     rows = []
     for (teacher, student), cells in sorted(pairs.items(), key=lambda item: str(item[0])):
-        named = {r.get("teacher") for r in cells.values()} - {None}
-        teachers = [r for r in runs if r.get("role") == "teacher" and r.get("name") in named] or \
+        named = {r.get("teacher") for runs_of in cells.values() for r in runs_of} - {None}
+        cells[TEACHER] = [r for r in runs if r.get("role") == "teacher" and r.get("name") in named] or \
             [r for r in runs if r.get("role") == "teacher" and r.get("model") == teacher]
-        sources = dict(cells)
-        sources["Teacher"] = _unique(teachers, f"teachers {teacher} on {_dataset_text(dataset, corruption)}")
-        sources["Student"] = _unique([r for r in runs if r.get("role") == "student" and r.get("model") == student],
-                                     f"from-scratch students {student} on {_dataset_text(dataset, corruption)}")
+        cells[STUDENT] = [r for r in runs if r.get("role") == "student" and r.get("model") == student]
+        what = {TEACHER: f"teachers {teacher} {where}", STUDENT: f"from-scratch students {student} {where}"}
+        sources = {c: _unique(cells[c], what.get(c, f"{c} for {teacher}/{student} {where}"))
+                   for c in columns if cells.get(c)}
         rows_of = METRICS + tuple(m for m in EXTRA_METRICS if m[0] in extra_metrics)
         for key, label, _ in rows_of:
-            values = {c: _metric(sources[c], key, bins) for c in columns if sources.get(c) is not None}
+            values = {c: _metric(sources[c], key, bins) for c in columns if c in sources}
             values = {c: v for c, v in values.items() if v is not None}
             row = {"pair": f"{teacher}/{student}", "teacher": teacher, "student": student, "metric": label,
                    "values": values, "runs": {c: sources[c].get("name") for c in values}, "paper": {},
@@ -293,7 +271,7 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
                             row["paper_notes"][c] = cell.note
             rows.append(row)
     return {"dataset": dataset, "corruption": corruption, "bins": bins, "paper": paper, "columns": columns,
-            "rows": rows}
+            "methods": {label: method for (method, _), label in labels.items()}, "rows": rows}
 
 
 def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False,
@@ -370,7 +348,7 @@ def to_markdown(table: dict) -> str:
     ```
     """
     columns = table["columns"]
-    title = _dataset_text(table["dataset"], table.get("corruption"))
+    title = dataset_text(table["dataset"], table.get("corruption"))
     lines = [f"**{title}**", ""] + _caption(table) + [
         "", "| Teacher/Student | Metric | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
     for row in table["rows"]:
@@ -462,148 +440,6 @@ def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
                   key=lambda r: (str(r.get("dataset", "")), str(r.get("corruption") or ""),
                                  order.get(r.get("role"), 3), str(r.get("teacher_model") or r.get("model", "")),
                                  str(r.get("model", "")),
-                                 _method_order(r.get("method") or ""), r.get("alpha") is not None))
+                                 table_key(method_of(r)) if r.get("role") == "distilled" else (),
+                                 r.get("alpha") is not None))
     return [(run_title(r), r[key]) for r in runs]
-
-
-# ---------------------------------------------------------------- ECE against accuracy
-
-_FIXED_STYLES = {"Teacher": ("#222222", "*"), "Student": ("#8c8c8c", "X")}
-_FAMILY_COLORS = {"KD": "#4c72b0", "RKD": "#dd8452", "CRD": "#55a868"}
-_OTHER_COLOR = "#8172b3"
-_AUGMENTATION_MARKERS = {"": "o", "cutout": "s", "mixup": "D", "CutMix": "P"}
-_SPARE_MARKERS = ("v", "^", "<", ">", "h", "p", "d", "H", "8")
-
-
-def method_styles(columns: Sequence[str]) -> Dict[str, tuple]:
-    """A distinct `(colour, marker)` per column: colour by distillation, marker by augmentation.
-
-    Teacher and Student have fixed styles; a combination already taken (e.g.
-    the two balances of one method) moves to the next spare marker.
-
-    Example:
-
-    ```python
-    method_styles(["Teacher", "KD", "KD + mixup"])  # {"Teacher": ("#222222", "*"), "KD": ("#4c72b0", "o"), ...}
-    ```
-    """
-    styles: Dict[str, tuple] = {}
-    taken = set()
-    for column in columns:
-        if column in _FIXED_STYLES:
-            style = _FIXED_STYLES[column]
-        else:
-            method = column.split(" (")[0]
-            distillation, _, augmentation = method.partition(" + ")
-            color = _FAMILY_COLORS.get(distillation, _OTHER_COLOR)
-            style = (color, _AUGMENTATION_MARKERS.get(augmentation, _SPARE_MARKERS[0]))
-            spare = iter(_SPARE_MARKERS)
-            while style in taken:
-                style = (color, next(spare, "o"))
-                if style[1] == "o" and style in taken:
-                    break
-        styles[column] = style
-        taken.add(style)
-    return styles
-
-
-def accuracy_calibration_figure(tables: Sequence[dict]):
-    """ECE against accuracy: one panel per teacher/student pair (and data set), one marker per method.
-
-    Each method keeps one colour and marker (`method_styles`) in every panel.
-    With paper values in the tables, the paper's point of each measured cell
-    is drawn hollow and joined to the measured (filled) point by a thin line.
-
-    Args:
-        tables: Tables of `pairs_table`.
-
-    Returns:
-        A matplotlib `Figure`.
-
-    Raises:
-        ValueError: without a table row.
-
-    Example:
-
-    ```python
-    save_figure(accuracy_calibration_figure(tables), "report_ece_accuracy.png")
-    ```
-    """
-    from matplotlib import rc_context
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    from keras_calikd.metrics.reliability import _STYLE, MIN_FONT_SIZE
-
-    panels = []  # (title, bins, {column: (acc, ece, paper_acc, paper_ece)})
-    all_columns: List[str] = []
-    for table in tables:
-        all_columns += [c for c in table["columns"] if c not in all_columns]
-        by_pair: Dict[str, Dict[str, dict]] = {}
-        for row in table["rows"]:
-            by_pair.setdefault(row["pair"], {})[row["metric"]] = row
-        for pair, rows in by_pair.items():
-            acc, ece = rows.get("Acc"), rows.get("ECE")
-            if acc is None or ece is None:
-                continue
-            points = {c: (acc["values"][c], ece["values"][c], acc["paper"].get(c), ece["paper"].get(c))
-                      for c in table["columns"] if c in acc["values"] and c in ece["values"]}
-            if points:
-                teacher, student = pair.split("/", 1)
-                title = f"{_dataset_text(table['dataset'], table.get('corruption'))}: {teacher} → {student}"
-                panels.append((title, table["bins"], points))
-    if not panels:
-        raise ValueError("The ECE-accuracy figure needs at least one table with measured Acc and ECE rows.")
-    styles = method_styles(all_columns)
-    used = [c for c in all_columns if any(c in points for _, _, points in panels)]
-    with_paper = any(p[2] is not None and p[3] is not None for _, _, points in panels for p in points.values())
-    columns = min(len(panels), 3)
-    rows = -(-len(panels) // columns)
-    with rc_context(_STYLE):
-        figure = Figure(figsize=(4.4 * columns + 3.0, 3.8 * rows + 0.3), layout="constrained")
-        FigureCanvasAgg(figure)
-        axes_list = figure.subplots(rows, columns, squeeze=False).ravel()
-        for axes, (title, bins, points) in zip(axes_list, panels):
-            for column, (x, y, paper_x, paper_y) in points.items():
-                color, marker = styles[column]
-                if paper_x is not None and paper_y is not None:
-                    axes.plot([paper_x, x], [paper_y, y], color=color, linewidth=0.8, alpha=0.6, zorder=1)
-                    axes.scatter([paper_x], [paper_y], marker=marker, s=60, facecolors="none", edgecolors=color,
-                                 linewidths=1.2, zorder=2)
-                axes.scatter([x], [y], marker=marker, s=60, color=color, edgecolors="black", linewidths=0.5,
-                             zorder=3)
-            axes.set_title(title)
-            axes.set_xlabel("Accuracy (%)")
-            axes.set_ylabel(f"ECE ({bins} bins)")
-            axes.grid(True, linewidth=0.5, alpha=0.4)
-            axes.tick_params(labelsize=MIN_FONT_SIZE)
-        for axes in axes_list[len(panels):]:
-            axes.set_visible(False)
-        handles = [Line2D([], [], linestyle="none", marker=styles[c][1], markersize=8, color=styles[c][0],
-                          markeredgecolor="black", markeredgewidth=0.5, label=c) for c in used]
-        if with_paper:
-            handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, color="0.45",
-                               markeredgecolor="black", markeredgewidth=0.5, label="measured (filled)"),
-                        Line2D([], [], linestyle="none", marker="o", markersize=8, markerfacecolor="none",
-                               markeredgecolor="0.45", markeredgewidth=1.2, label="paper (hollow)")]
-        figure.legend(handles=handles, loc="outside right upper", ncols=1 + len(handles) // 22, frameon=False,
-                      title="Method")
-    return figure
-
-
-def plot_accuracy_calibration(tables: Sequence[dict], path: str, formats: Optional[Sequence[str]] = None) -> list:
-    """Writes `accuracy_calibration_figure(tables)` at `path` (`.png`, `.pdf` or `.svg`) and in the other formats.
-
-    Returns:
-        The written paths, `path` first.
-
-    Example:
-
-    ```python
-    plot_accuracy_calibration(tables, "reports/table1_ece_accuracy.png")
-    ```
-    """
-    from keras_calikd.metrics.reliability import save_figure
-
-    return save_figure(accuracy_calibration_figure(tables), path, formats)
