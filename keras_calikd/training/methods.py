@@ -161,7 +161,7 @@ def temperature_scaled(result: dict) -> dict:
     its strategies stay the run's.
     """
     method = method_of(result)
-    derived = {k: v for k, v in result.items() if k not in ("temperature_scaled", "reliability_15")}
+    derived = {k: v for k, v in result.items() if k != "temperature_scaled" and not k.startswith("reliability_")}
     suffix, post_hoc = TEMPERATURE_SCALED
     derived.update(result["temperature_scaled"], method=method.label + suffix, name=f"{result.get('name')}{suffix}",
                    distillation=list(method.distillations), augmentation=method.augmentation, post_hoc=post_hoc)

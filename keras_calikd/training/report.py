@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import re
 from typing import Dict, List, Optional, Sequence
 
 from keras_calikd.training.methods import Method, method_of, table_key, temperature_scaled
@@ -421,12 +422,29 @@ def to_csv(tables) -> str:
     return out.getvalue()
 
 
-def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
+def reliability_statistics(result: dict, bins: Optional[int] = None) -> Optional[dict]:
+    """The reliability statistics a run stored (`reliability_<bins>`, at its `Experiment.diagram_bins`), or `None`.
+
+    Args:
+        result: A `results.json` dict.
+        bins: The bin count wanted; `None`: the run's own (the fewest bins it stored).
+    """
+    stored = sorted(int(k.split("_", 1)[1]) for k in result if re.fullmatch(r"reliability_\d+", k))
+    if bins is None:
+        bins = stored[0] if stored else None
+    return result.get(f"reliability_{bins}")
+
+
+def reliability_panels(results: Sequence[dict], bins: Optional[int] = None) -> list:
     """`(title, statistics)` panels of the runs that stored their reliability statistics.
 
     Per data set: teachers, then students from scratch, then distilled runs by pair and method.
 
     Titles come from the runs' metadata (`run_title`): teacher -> student and method, not paths.
+
+    Args:
+        results: `results.json` dicts.
+        bins: The bin count of the panels; `None`: each run's own (`Experiment.diagram_bins`, 15 by default).
 
     Example:
 
@@ -435,11 +453,10 @@ def reliability_panels(results: Sequence[dict], bins: int = 15) -> list:
     ```
     """
     order = {"teacher": 0, "student": 1, "distilled": 2}
-    key = f"reliability_{bins}"
-    runs = sorted((r for r in results if key in r),
+    runs = sorted((r for r in results if reliability_statistics(r, bins) is not None),
                   key=lambda r: (str(r.get("dataset", "")), str(r.get("corruption") or ""),
                                  order.get(r.get("role"), 3), str(r.get("teacher_model") or r.get("model", "")),
                                  str(r.get("model", "")),
                                  table_key(method_of(r)) if r.get("role") == "distilled" else (),
                                  r.get("alpha") is not None))
-    return [(run_title(r), r[key]) for r in runs]
+    return [(run_title(r), reliability_statistics(r, bins)) for r in runs]
