@@ -60,33 +60,46 @@ def filtered_stderr():
 
 
 def import_frameworks() -> None:
-    """Imports Keras (and with it the backend) with the start-up chatter filtered from stderr."""
+    """Imports Keras (and with it the backend) with the start-up chatter filtered from stderr.
+
+    Nothing looks for devices here: JAX and TensorFlow find their devices when
+    they first compute (or when `keras_calikd.training.distribution.setup`
+    configures them), so a multi-process job can still be set up after the
+    import.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO logs off; warnings and errors stay
     if "keras" in sys.modules:
         return
     with filtered_stderr():
-        import keras
+        import keras  # noqa: F401
 
-        if keras.backend.backend() == "jax":  # JAX looks for accelerators (and says so) when first used
+
+def find_devices() -> None:
+    """Lets the backend look for its devices now, with what it says about them filtered from stderr.
+
+    Called where a run sets up its devices (`distribution.setup`) and where a
+    tool first loads a model (`training.evaluation.load_model`), never at
+    import: JAX's multi-process runtime must be started before JAX looks for
+    devices. Idempotent; it is the frameworks' own lookup, done once.
+    """
+    if "keras" not in sys.modules:
+        return
+    import keras
+
+    with filtered_stderr():
+        if keras.backend.backend() == "jax":
             import jax
 
             jax.devices()
         elif keras.backend.backend() == "tensorflow":
-            _find_devices()
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
 
 
 def import_tensorflow():
     """Imports TensorFlow (the input pipelines need it on every backend) with its start-up chatter filtered."""
     if "tensorflow" not in sys.modules:
         with filtered_stderr():
-            _find_devices()
-    import tensorflow
-
-    return tensorflow
-
-
-def _find_devices() -> None:
-    """Imports TensorFlow and lets it look for accelerators now (it says when it finds no CUDA driver)."""
-    import tensorflow as tf
-
-    tf.config.list_physical_devices()
+            import tensorflow  # noqa: F401
+    return sys.modules["tensorflow"]

@@ -513,6 +513,8 @@ def test_training_core_does_not_import_tensorflow_on_jax():
     code = (
         "import sys, numpy as np, keras\n"
         "import keras_calikd as ck\n"
+        "from jax._src import xla_bridge\n"  # no device lookup at import: a multi-process job can start after it
+        "assert not xla_bridge._backends, 'importing keras_calikd started JAX'\n"
         "sys.path.insert(0, 'tests')\n"
         "from tiny import tiny_cnn, blobs\n"
         "x, y = blobs(32)\n"

@@ -48,30 +48,22 @@ if cluster.is_chief:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 import keras
-import numpy as np
 
-KINDS = ("mirrored", "multi_worker")
-OWNER = "distribution"
+from keras_calikd.quiet import find_devices
+from keras_calikd.training import keras_patches
+from keras_calikd.training.cluster import KINDS, OWNER, Cluster, WorkerLostError, _check_kind, check_kind
+
 #: The environment variables that describe a JAX job (Keras' own, read by `keras.distribution.initialize`).
 JAX_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                    "KERAS_DISTRIBUTION_PROCESS_ID")
-# Words of what a process sees in an error when another process of its job is gone (JAX reports lost peers
-# through the collectives' transport and the coordination service, as text).
-_LOST_PEER_WORDS = ("gloo", "connection reset", "connection closed", "socket closed", "heartbeat",
-                    "coordination service", "unavailable", "deadline_exceeded", "failed to connect", "nccl")
 
 _CURRENT = None
-
-
-class WorkerLostError(RuntimeError):
-    """Another process of a multi-process job stopped or cannot be reached; this one stopped too."""
 
 
 def end_process(status: int) -> None:
@@ -93,272 +85,6 @@ def end_process(status: int) -> None:
             pass
     os._exit(status)
 
-
-def _check_kind(kind):
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"{OWNER}: the kind must be None, {', '.join(repr(k) for k in KINDS)}; got {kind!r}.")
-    return kind
-
-
-def check_kind(kind) -> Optional[str]:
-    """`kind` itself if it names a form of training (`None`, `"mirrored"`, `"multi_worker"`), else a ValueError.
-
-    Args:
-        kind: The value to check, e.g. `Experiment.distribution`.
-
-    Returns:
-        `kind`.
-
-    Example:
-
-    ```python
-    check_kind("multi_worker")   # "multi_worker"
-    check_kind("multiworker")    # ValueError naming the three kinds
-    ```
-    """
-    return _check_kind(kind)
-
-
-class Cluster:
-    """The processes and devices one training runs on, as this process sees them (made by `setup`).
-
-    Args:
-        kind: `None`, `"mirrored"` or `"multi_worker"`.
-        num_processes: How many processes train together.
-        process_index: This process's index, 0 being the chief.
-        num_replicas: How many model replicas share each global batch (devices over all processes).
-        strategy: The `tf.distribute` strategy (TensorFlow), else `None`.
-        distribution: The `keras.distribution.Distribution` (JAX), else `None`.
-        description: How this process is named in messages.
-        local_devices: Devices per process (JAX; the rows of a batch each process feeds split over them).
-
-    Example:
-
-    ```python
-    cluster = distribution.setup("mirrored")
-    cluster.num_replicas, cluster.is_chief            # e.g. (4, True) on a machine with 4 GPUs
-    ```
-    """
-
-    def __init__(self, kind=None, num_processes=1, process_index=0, num_replicas=1, strategy=None,
-                 distribution=None, description="one process", local_devices=1):
-        self.kind = _check_kind(kind)
-        self.num_processes, self.process_index = int(num_processes), int(process_index)
-        self.num_replicas = int(num_replicas)
-        self.strategy, self.distribution = strategy, distribution
-        self.description = description
-        self.local_devices = int(local_devices)
-
-    def __repr__(self):
-        return (f"Cluster(kind={self.kind!r}, process {self.process_index} of {self.num_processes}, "
-                f"{self.num_replicas} replica(s))")
-
-    @property
-    def is_chief(self) -> bool:
-        """Whether this process is the chief (index 0): the one that writes checkpoints, logs and results."""
-        return self.process_index == 0
-
-    @property
-    def multi_process(self) -> bool:
-        return self.num_processes > 1
-
-    # ------------------------------------------------------------------ where models and computations live
-
-    def scope(self):
-        """The context to build and compile models in (the strategy's scope on TensorFlow).
-
-        Example:
-
-        ```python
-        with cluster.scope():
-            distiller = ck.Distiller(teacher, student)
-            distiller.compile(optimizer="sgd")
-        ```
-        """
-        if self.strategy is not None:
-            return self.strategy.scope()
-        if self.distribution is not None:
-            return self.distribution.scope()
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def local(self):
-        """A context in which models are built and run on this process alone, outside the cluster.
-
-        For work only the chief does after training (evaluation, export): a
-        model loaded here is not shared with the other processes, so nothing
-        in it waits for them. On TensorFlow, code outside `scope()` already
-        runs locally; on JAX the global distribution is lifted for the block.
-
-        Example:
-
-        ```python
-        if cluster.is_chief:
-            with cluster.local():
-                best = keras.models.load_model("best.keras")
-                logits = best.predict(test)
-        ```
-        """
-        if self.distribution is None:
-            yield
-            return
-        from keras.src.distribution import distribution_lib
-
-        previous = distribution_lib.distribution()
-        distribution_lib.set_distribution(None)
-        try:
-            yield
-        finally:
-            distribution_lib.set_distribution(previous)
-
-    # ------------------------------------------------------------------ input
-
-    def check_batch_size(self, batch_size: int, what: str = "batch_size") -> None:
-        """Fails unless `batch_size` splits evenly over the replicas (each gets the same number of rows).
-
-        Args:
-            batch_size: A global batch size.
-            what: How the value is named in the message.
-
-        Example:
-
-        ```python
-        cluster.check_batch_size(128)    # fine on 1, 2, 4 or 8 replicas; ValueError on 3
-        ```
-        """
-        if batch_size % self.num_replicas:
-            raise ValueError(
-                f"`{what}` ({batch_size}) must be a multiple of the number of replicas ({self.num_replicas}: "
-                f"{self.description}), so that every replica gets the same share of each global batch.")
-
-    def shard(self, dataset):
-        """This process's part of a dataset of global batches, as `fit`/`evaluate` must be given it.
-
-        Every process builds the same global batches (the same seed and
-        epoch give the same batches everywhere). On TensorFlow the dataset
-        is returned for `tf.distribute` to split by data: each replica gets
-        its consecutive rows of every batch (`auto_shard_policy = DATA`; the
-        default would shard by input file). On JAX with several processes,
-        each process keeps its rows of every batch
-        (`keras_calikd.training.input.shard_batches`), which Keras assembles
-        into global arrays over the device mesh. Elsewhere the dataset is
-        returned as it is. Every batch, the last included, must split evenly
-        over the replicas.
-
-        Args:
-            dataset: A `tf.data.Dataset` of global batches.
-
-        Returns:
-            The `tf.data.Dataset` to pass to `fit`, `evaluate` or as `validation_data`.
-
-        Example:
-
-        ```python
-        train = cluster.shard(epoch_batches(split, 128, seed=0, first_epoch=e, num_epochs=240 - e))
-        ```
-        """
-        if self.strategy is not None and self.num_replicas > 1:
-            import tensorflow as tf
-
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            return dataset.with_options(options)
-        if self.distribution is not None and self.multi_process:
-            from keras_calikd.training.input import shard_batches
-
-            return shard_batches(dataset, self.num_processes, self.process_index)
-        return dataset
-
-    # ------------------------------------------------------------------ the chief's decisions, for everyone
-
-    def broadcast_arrays(self, arrays: Sequence[np.ndarray]) -> list:
-        """The chief's arrays, on every process (the others pass arrays of the same shapes and dtypes).
-
-        A collective step: every process calls it at the same point. The
-        arrays travel bit for bit (as 32-bit words), whatever their dtype.
-
-        Args:
-            arrays: NumPy arrays; on processes other than the chief only their shapes and dtypes matter.
-
-        Returns:
-            The chief's arrays, as NumPy arrays.
-
-        Example:
-
-        ```python
-        weights = cluster.broadcast_arrays([np.load("w.npy") if cluster.is_chief else np.zeros((3, 3), "float32")])
-        ```
-        """
-        arrays = [np.asarray(a, order="C") for a in arrays]
-        if not self.multi_process or not arrays:
-            return [a.copy() for a in arrays]
-        words = [_to_words(a) for a in arrays]
-        shared = self._broadcast_words(words)
-        return [_from_words(w, a.shape, a.dtype) for w, a in zip(shared, arrays)]
-
-    def broadcast_json(self, value=None):
-        """The chief's JSON-serialisable `value`, on every process (the others pass anything, e.g. `None`).
-
-        Example:
-
-        ```python
-        plan = cluster.broadcast_json({"initial_epoch": 3} if cluster.is_chief else None)
-        ```
-        """
-        if not self.multi_process:
-            return json.loads(json.dumps(value))
-        text = json.dumps(value).encode() if self.is_chief else b""
-        (length,) = self.broadcast_arrays([np.array([len(text)], np.int64)])
-        data = np.frombuffer(text, np.uint8) if self.is_chief else np.zeros(int(length[0]), np.uint8)
-        (data,) = self.broadcast_arrays([data])
-        return json.loads(data.tobytes().decode())
-
-    def barrier(self) -> None:
-        """Returns when every process has reached it (a collective step)."""
-        self.broadcast_arrays([np.zeros(1, np.int32)])
-
-    def _broadcast_words(self, words):
-        if self.strategy is not None:
-            return _tensorflow_broadcast(self.strategy, words)
-        from jax.experimental import multihost_utils
-
-        return [np.asarray(w) for w in multihost_utils.broadcast_one_to_all(words)]
-
-    # ------------------------------------------------------------------ failures
-
-    def worker_lost(self, error: BaseException, resume: str = "") -> Optional[WorkerLostError]:
-        """The clear error for `error` if it means that another process of the job is gone, else `None`.
-
-        Args:
-            error: An exception raised while the processes computed together.
-            resume: What relaunching continues from, e.g. `"after epoch 3"`.
-
-        Example:
-
-        ```python
-        try:
-            model.fit(train, epochs=240)
-        except Exception as error:
-            lost = cluster.worker_lost(error, resume="after epoch 3")
-            if lost is None:
-                raise
-            raise lost from error
-        ```
-        """
-        if not self.multi_process:
-            return None
-        text = " ".join(str(error).split())
-        names = {type(c).__name__ for c in type(error).__mro__}
-        tensorflow_lost = names & {"UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError"}
-        if not tensorflow_lost and not any(word in text.lower() for word in _LOST_PEER_WORDS):
-            return None
-        return WorkerLostError(
-            f"{self.description}: another process of this {self.num_processes}-process job stopped or cannot be "
-            f"reached ({type(error).__name__}: {text[:240]}). This process stopped too. Run the same command on "
-            f"every process again to resume{' ' + resume if resume else ''}.")
-
-    def shutdown(self) -> None:
-        """Nothing to do on the way out: the runtimes end with the process (kept for symmetry in user code)."""
 
 
 # ---------------------------------------------------------------------------- setting up
@@ -441,9 +167,9 @@ def setup(kind: Optional[str] = None, *, timeout: float = 600.0, heartbeat_timeo
         cluster = _tensorflow_cluster(kind, timeout, heartbeat_timeout)
     else:
         cluster = _jax_cluster(kind, timeout, heartbeat_timeout)
+    find_devices()  # once the runtime is set up: its device discovery lines filtered from the console
     _CURRENT = cluster
     return cluster
-
 
 def tf_config_description(environ=None) -> dict:
     """The cluster `TF_CONFIG` describes: workers, this task, its index among the processes, and the chief.
@@ -502,6 +228,9 @@ def _tensorflow_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
         return Cluster(kind, 1, 0, replicas, strategy=strategy,
                        description=f"one process with {replicas} replica(s) (TensorFlow MirroredStrategy)")
     description = tf_config_description()
+    # Keras' TensorFlow trainer cannot fit under MultiWorkerMirroredStrategy without two fixes, written for
+    # given Keras versions (checked here, before anything is set up).
+    keras_patches.install_multi_worker_trainer()
     _configure_tensorflow_coordination(description, timeout, heartbeat_timeout)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -510,7 +239,6 @@ def _tensorflow_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
             raise RuntimeError(f"{OWNER}: setup('multi_worker') must run before TensorFlow computes anything "
                                "(call it first in the program, before building models or reading data).") from None
         raise
-    _patch_keras_for_multi_worker()
     name = f"{description['task_type']} {description['task_index']}"
     return Cluster(kind, description["num_processes"], description["process_index"], strategy.num_replicas_in_sync,
                    strategy=strategy, description=f"process {description['process_index']} of "
@@ -557,24 +285,11 @@ def _jax_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
                          f"{count!r} and {index!r}.") from None
     coordinator = addresses.split(",")[0].strip() if addresses else None
 
-    def initialize():
+    try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=count, process_id=index,
                                    initialization_timeout=int(timeout),
                                    heartbeat_timeout_seconds=int(heartbeat_timeout),
                                    shutdown_timeout_seconds=int(timeout))
-
-    try:
-        try:
-            initialize()
-        except RuntimeError as error:
-            if "before any JAX calls" not in str(error):
-                raise
-            # `import keras_calikd` lists JAX's devices (to keep its start-up lines quiet), which starts the
-            # backend; nothing has computed yet, so it is started again, as part of the job.
-            from jax.extend.backend import clear_backends
-
-            clear_backends()
-            initialize()
     except (ValueError, TypeError) as error:
         raise ValueError(
             f"{OWNER}: 'multi_worker' training on JAX needs the job's coordinator and processes ({error}). Set "
@@ -599,6 +314,7 @@ def _jax_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
     return Cluster(kind, processes, process, len(devices), distribution=distribution,
                    local_devices=jax.local_device_count(),
                    description=f"process {process} of {processes} (JAX multi-process, {len(devices)} devices)")
+
 
 
 # ---------------------------------------------------------------------------- synchronised batch statistics
@@ -647,88 +363,6 @@ def _config_without_synchronization(get_config):
     return config
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
-def _to_words(array: np.ndarray) -> np.ndarray:
-    """`array`'s bytes as int32 words (zero-padded to a whole word)."""
-    data = array.tobytes()
-    data += b"\0" * (-len(data) % 4)
-    return np.frombuffer(data, np.int32).copy() if data else np.zeros(0, np.int32)
-
-
-def _from_words(words: np.ndarray, shape, dtype) -> np.ndarray:
-    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    return np.frombuffer(np.asarray(words, np.int32).tobytes()[:size], dtype).reshape(shape).copy()
-
-
-def _tensorflow_broadcast(strategy, words):
-    """Replica 0's (the chief's) int32 arrays on every replica: a sum in which the others add zeros."""
-    import tensorflow as tf
-
-    sizes = [int(w.size) for w in words]
-    flat = np.concatenate([w.reshape(-1) for w in words]) if sum(sizes) else np.zeros(1, np.int32)
-
-    @tf.function
-    def share(values):
-        def replica(local):
-            context = tf.distribute.get_replica_context()
-            keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.int32)
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, local * keep)
-
-        return strategy.run(replica, args=(values,))
-
-    total = strategy.experimental_local_results(share(tf.constant(flat)))[0].numpy()
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(total[start:start + size])
-        start += size
-    return parts
-
-
-def _patch_keras_for_multi_worker() -> None:
-    """Two fixes to Keras' TensorFlow trainer, which cannot `fit` under MultiWorkerMirroredStrategy without them.
-
-    Keras 3.15 (i) reduces the first input batch as one tensor to build the
-    model symbolically, which fails for an `(x, y)` batch of per-replica
-    values, and (ii) averages each replica's scalar logs with
-    `strategy.reduce(..., axis=0)`, which fails for scalars. Here (i) takes
-    the first local replica's batch (only its shapes are used) and (ii)
-    averages over replicas with `axis=None`. Installed only by
-    `setup("multi_worker")` on TensorFlow; other strategies take Keras' paths.
-    """
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as trainer_module
-
-    if getattr(trainer_module, "_keras_calikd_multi_worker", False):
-        return
-    original_reduce = trainer_module.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer_module._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    original_build = trainer_module.TensorFlowTrainer._maybe_symbolic_build
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is None or strategy is None or not trainer_module._collective_all_reduce_multi_worker(strategy):
-            return original_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            batch = next(batches)
-            break
-        batch = tree.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues)
-            else v, batch)
-        with strategy.scope():
-            self._symbolic_build(data_batch=batch)
-
-    trainer_module.reduce_per_replica = reduce_per_replica
-    trainer_module.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    trainer_module._keras_calikd_multi_worker = True
-
 
 def free_local_ports(count: int) -> list:
     """`count` TCP ports free on the loopback interface now, for a job of several processes on one machine.
@@ -747,5 +381,8 @@ def free_local_ports(count: int) -> list:
     return ports
 
 
-__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind", "current", "free_local_ports", "is_chief",
-           "process_count", "process_index", "setup", "sync_batch_norm", "tf_config_description"]
+
+
+__all__ = ["Cluster", "JAX_ENVIRONMENT", "KINDS", "WorkerLostError", "check_kind", "current", "end_process",
+           "free_local_ports", "is_chief", "process_count", "process_index", "setup", "sync_batch_norm",
+           "tf_config_description"]

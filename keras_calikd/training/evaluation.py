@@ -27,6 +27,9 @@ def load_model(path: str):
     import keras
 
     import keras_calikd  # noqa: F401  (registers the library's serializable classes)
+    from keras_calikd.quiet import find_devices
+
+    find_devices()
 
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
