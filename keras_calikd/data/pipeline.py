@@ -13,12 +13,17 @@ decoded images cached (in memory by default).
 - training (the default for `train` and its slices): the whole split
   shuffled again at each iteration, fixed-size batches, then random crop with
   zero padding and random horizontal flip, vectorised over the batch (one
-  pad and two gathers), keyed by a per-batch value of `Dataset.random`.
+  pad and two gathers).
+
+There is one training order, `training_batches`: each epoch is a permutation
+of the split keyed by (seed, epoch), and its batches are augmented with keys
+drawn from (seed, epoch, batch). The resumable runs' `epoch_batches`
+(`keras_calikd.training.input`) feeds it the epoch numbers; `load` draws a
+fresh epoch key at each iteration.
 
 Images come out as float32 raw pixels, 0..255: the models normalise their
 inputs (with `Dataset.normalization`), so every form of a model takes the
-same images. The training order that depends on (seed, epoch) alone, for
-resumable runs, is the training layer's `epoch_batches`, built on `read`.
+same images.
 """
 
 from __future__ import annotations
@@ -204,7 +209,8 @@ def load(name: str, split: str, batch_size: int, training: Optional[bool] = None
         with_index: Also yield each example's index in its split (for CRD's memory bank).
         seed: Makes shuffling and augmentation deterministic, also across processes; None: fresh
             randomness. A TensorFlow global seed (`keras.utils.set_random_seed`), if set, enters too.
-        shuffle_buffer: Shuffle buffer size; default the number of examples (a uniform shuffle).
+        shuffle_buffer: Below the split's size, a windowed shuffle: each example moves by about this many
+            places at most (1: the stored order); default a uniform permutation (see `training_batches`).
         drop_remainder: Drop the last incomplete batch; default `training`.
 
     Returns:
@@ -232,27 +238,90 @@ def load(name: str, split: str, batch_size: int, training: Optional[bool] = None
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
     check_batch_size(source, batch_size, drop_remainder)
     if training:
-        batches = _shuffled_augmented(source, batch_size, drop_remainder, seed, shuffle_buffer)
-    else:
-        batches = source.examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        # A fresh epoch key at each iteration (seeded by `seed`, else by TensorFlow's global seed, if any).
+        epoch = tf.data.Dataset.random(seed=derive_seeds(seed)[0], rerandomize_each_iteration=True).take(1)
+        batches = training_batches(source, batch_size, epoch.map(lambda key: tf.math.floormod(key, 2**31)),
+                                   seed=seed or 0, with_index=with_index, drop_remainder=drop_remainder,
+                                   shuffle_buffer=shuffle_buffer)
+        steps = source.num_examples // batch_size if drop_remainder else -(-source.num_examples // batch_size)
+        return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE)
+    batches = source.examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     inputs = functools.partial(model_inputs, with_index=with_index)
     return batches.map(inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def _shuffled_augmented(source: Split, batch_size, drop_remainder, seed, shuffle_buffer) -> tf.data.Dataset:
-    """Batches of `source`, shuffled and augmented anew at each iteration (seeded by `seed`)."""
+def training_batches(source: Split, batch_size: int, epochs: tf.data.Dataset, *, seed: int,
+                     with_index: bool = False, drop_remainder: bool = True, crop_flip: bool = True,
+                     shuffle_buffer: Optional[int] = None) -> tf.data.Dataset:
+    """The training order: the batches of every epoch in `epochs`, epoch `e`'s depending on `(seed, e)` alone.
+
+    Each epoch draws a permutation of the whole split with
+    `tf.random.experimental.stateless_shuffle` from `(seed, e)`, gathers its
+    batches from one in-memory copy of the split (read from `source`'s cache),
+    and augments batch `b` (random crop with zero padding, random flip) with a
+    key drawn from `(seed, e, b)`.
+
+    Args:
+        source: The split, from `read`.
+        batch_size: Positive number of examples per batch (checked by the callers).
+        epochs: A dataset of int64 epoch keys: epoch numbers (`epoch_batches`), or a fresh key per iteration.
+        seed: Integer seed of the order and the augmentation.
+        with_index: Yield `({"image", "index"}, labels)`.
+        drop_remainder: Drop each epoch's last incomplete batch.
+        crop_flip: Augment with the random crop and flip; `False`: the images as they are.
+        shuffle_buffer: `None` (or at least the split's size): a uniform permutation. Smaller: a stateless
+            windowed shuffle, each example sorted by its position plus `shuffle_buffer` times a uniform draw
+            (1: the stored order).
+
+    Returns:
+        A `tf.data.Dataset` of the epochs' batches back to back, as `model_inputs` gives them (cardinality
+        unknown).
+
+    Example:
+
+    ```python
+    batches = training_batches(read("cifar100", "train"), 64, tf.data.Dataset.range(3, 240), seed=0)
+    ```
+    """
     shuffle_seed, augment_seed = derive_seeds(seed)
-    examples = source.examples.shuffle(shuffle_buffer or source.num_examples, seed=shuffle_seed,
-                                       reshuffle_each_iteration=True)
-    batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    keys = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
-    padding = source.dataset.crop_padding
+    one_epoch = functools.partial(
+        _one_epoch, whole=source.examples.batch(source.num_examples), num_examples=source.num_examples,
+        batch_size=batch_size, drop_remainder=drop_remainder, shuffle_seed=shuffle_seed, augment_seed=augment_seed,
+        padding=source.dataset.crop_padding if crop_flip else None, with_index=with_index,
+        window=None if shuffle_buffer is None or shuffle_buffer >= source.num_examples else shuffle_buffer)
+    return epochs.flat_map(one_epoch)
 
-    def augment(batch, key):
+
+def _epoch_order(epoch, num_examples, shuffle_seed, window):
+    seed = tf.stack([tf.constant(shuffle_seed, tf.int64), epoch])
+    if window is None:
+        return tf.random.experimental.stateless_shuffle(tf.range(num_examples), seed=seed)
+    jitter = float(window) * tf.random.stateless_uniform([num_examples], seed=seed, dtype=tf.float64)
+    return tf.argsort(tf.cast(tf.range(num_examples), tf.float64) + jitter, stable=True)
+
+
+def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, padding,
+               with_index, window):
+    """The batches of one epoch, from the whole split as one element."""
+    order = _epoch_order(epoch, num_examples, shuffle_seed, window)
+
+    def gathered(images, labels, indices):
+        def take(rows):
+            return tf.gather(images, rows), tf.gather(labels, rows), tf.gather(indices, rows)
+
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.map(take, num_parallel_calls=AUTOTUNE)
+
+    def augment(number, batch):
+        key = tf.random.stateless_uniform(
+            [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
+            minval=None, maxval=None, dtype=tf.int64)
         images, labels, indices = batch
-        return random_crop_flip_batch(images, key, padding), labels, indices
+        if padding is not None:
+            images = random_crop_flip_batch(images, key, padding)
+        return model_inputs(images, labels, indices, with_index)
 
-    return tf.data.Dataset.zip((batches, keys)).map(augment, num_parallel_calls=AUTOTUNE)
+    return whole.flat_map(gathered).enumerate().map(augment, num_parallel_calls=AUTOTUNE)
 
 
 def model_inputs(images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor, with_index: bool = False):
@@ -364,5 +433,5 @@ def random_crop_flip_batch(images: tf.Tensor, key: tf.Tensor, padding: int) -> t
     return tf.gather(out, columns, axis=2, batch_dims=1)  # (B, H, W, C)
 
 
-__all__ = ["Split", "check_batch_size", "derive_seeds", "load", "model_inputs",
+__all__ = ["Split", "check_batch_size", "derive_seeds", "training_batches", "load", "model_inputs",
            "random_crop_flip_batch", "read", "split_name"]

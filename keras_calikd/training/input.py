@@ -1,28 +1,22 @@
-"""Training input whose order depends on (seed, epoch) alone, so that a resumed run sees the same batches.
+"""Training input of a resumable run: the epochs' batches depend on (seed, epoch) alone, and each process's share.
 
-`keras_calikd.data.load` reshuffles at each iteration with tf.data's seeded
-ops, whose sequence depends on how often the dataset was iterated (and on
-the TensorFlow global seed): a run restarted at epoch e would not see the
-batches an uninterrupted run sees at epoch e. `epoch_batches` uses only
-stateless random ops keyed by (seed, epoch, batch) instead.
+`epoch_batches` gives the training order (`keras_calikd.data.pipeline.training_batches`,
+stateless random ops keyed by (seed, epoch, batch)) for given epochs, so that a
+run restarted at epoch e sees exactly the batches an uninterrupted run sees at
+epoch e; `keras_calikd.data.load` draws its epoch keys afresh at each iteration
+instead. `shard_batches` gives one process of a multi-process job its rows of
+every global batch.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from keras_calikd import checks
-from keras_calikd.data.pipeline import (
-    Split,
-    check_batch_size,
-    derive_seeds,
-    model_inputs,
-    random_crop_flip_batch,
-)
+from keras_calikd.data.pipeline import Split, check_batch_size, training_batches
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -31,15 +25,12 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
                   with_index: bool = False, drop_remainder: bool = True, crop_flip: bool = True) -> tf.data.Dataset:
     """Training batches of `num_epochs` epochs back to back, epoch `e`'s depending on `(seed, e)` alone.
 
-    Each epoch draws a permutation of the whole split with
-    `tf.random.experimental.stateless_shuffle` from `(seed, e)`, gathers its
-    batches from one in-memory copy of the split (read from `split`'s
-    cache), and augments batch `b` (random crop with zero padding, random
-    flip, as `keras_calikd.data.load` does) with a key drawn from
-    `(seed, e, b)`. A run resumed at epoch `e` therefore sees exactly the
-    batches of an uninterrupted run. Elements are those of
-    `keras_calikd.data.load`: float32 raw-pixel images (0..255) and int32
-    labels, with `{"image", "index"}` inputs when `with_index`.
+    The epochs `first_epoch, first_epoch + 1, ...` of the training order
+    (`keras_calikd.data.pipeline.training_batches`: a permutation keyed by
+    `(seed, e)`, augmentation keyed by `(seed, e, b)`), so a run resumed at
+    epoch `e` sees exactly the batches of an uninterrupted run. Elements are
+    those of `keras_calikd.data.load`: float32 raw-pixel images (0..255) and
+    int32 labels, with `{"image", "index"}` inputs when `with_index`.
 
     Args:
         split: The training split, from `keras_calikd.data.read`.
@@ -72,13 +63,9 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, nu
     checks.integer(None, "first_epoch", first_epoch, low=0, whole_floats=False)
     checks.integer(None, "num_epochs", num_epochs, optional=True, whole_floats=False)
     check_batch_size(split, batch_size, drop_remainder)
-    shuffle_seed, augment_seed = derive_seeds(seed)
     last = first_epoch + num_epochs if num_epochs is not None else np.iinfo(np.int64).max
-    one_epoch = functools.partial(
-        _one_epoch, whole=split.examples.batch(split.num_examples), num_examples=split.num_examples,
-        batch_size=batch_size, drop_remainder=drop_remainder, shuffle_seed=shuffle_seed, augment_seed=augment_seed,
-        padding=split.dataset.crop_padding if crop_flip else None, with_index=with_index)
-    batches = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
+    batches = training_batches(split, batch_size, tf.data.Dataset.range(first_epoch, last), seed=seed,
+                               with_index=with_index, drop_remainder=drop_remainder, crop_flip=crop_flip)
     if num_epochs is not None:
         steps = split.num_examples // batch_size if drop_remainder else -(-split.num_examples // batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(num_epochs * steps))
@@ -133,31 +120,6 @@ def shard_batches(dataset: tf.data.Dataset, num_shards: int, index: int) -> tf.d
         return sliced if len(element) > 1 else sliced[0]
 
     return dataset.map(rows, num_parallel_calls=AUTOTUNE, deterministic=True)
-
-
-def _one_epoch(epoch, *, whole, num_examples, batch_size, drop_remainder, shuffle_seed, augment_seed, padding,
-               with_index):
-    """The batches of one epoch, from the whole split as one element."""
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(num_examples), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
-
-    def gathered(images, labels, indices):
-        def take(rows):
-            return tf.gather(images, rows), tf.gather(labels, rows), tf.gather(indices, rows)
-
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-        return batches.map(take, num_parallel_calls=AUTOTUNE)
-
-    def augment(number, batch):
-        key = tf.random.stateless_uniform(
-            [], seed=tf.stack([tf.constant(augment_seed, tf.int64), epoch * 2**20 + number]),
-            minval=None, maxval=None, dtype=tf.int64)
-        images, labels, indices = batch
-        if padding is not None:
-            images = random_crop_flip_batch(images, key, padding)
-        return model_inputs(images, labels, indices, with_index)
-
-    return whole.flat_map(gathered).enumerate().map(augment, num_parallel_calls=AUTOTUNE)
 
 
 __all__ = ["epoch_batches", "shard_batches"]
