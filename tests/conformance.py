@@ -198,7 +198,7 @@ def smallest_input(name) -> int:
     return 1
 
 
-def _seeded_values(model, seed=0):
+def seeded_values(model, seed=0):
     """Seeded values for every variable of `model` (explicit values: no random initialiser is compiled on JAX)."""
     rng = np.random.default_rng(seed)
     values = []
@@ -258,7 +258,7 @@ def check_model_trains_and_saves(name, tmp_path, train=True):
     with keras.StatelessScope(initialize_variables=False):
         model = ck.models.get(name, 10, input_shape=(side, side, 1), normalization=((72.9,), (90.0,)))
     forward = keras.Model(model.inputs, [model.outputs[0], model.get_layer("features").output])
-    variables, values = model.variables, _seeded_values(model)
+    variables, values = model.variables, seeded_values(model)
     images = np.random.default_rng(0).integers(0, 256, (2, side, side, 1)).astype("float32")
     loss, (logits, features), gradients = _compiled(forward, variables, values, images, np.array([0, 1], "int32"),
                                                     train)

@@ -784,9 +784,9 @@ def test_benchmark_data_tool_measures_every_pipeline(tmp_path):
     raw = tmp_path / "raw"
     fakes.write_fashion_mnist(str(raw), n_train=24, n_test=8, random_images=True)
     output = tmp_path / "result.json"
-    assert benchmark_data.main(["--sources", "fashion_mnist", "--raw-dir", str(raw), "--work-dir",
-                                str(tmp_path / "work"), "--batch-sizes", "8", "--epochs", "1",
-                                "--json", str(output)]) == 0
+    assert benchmark_data.main(["--sources", "fashion_mnist", "--raw_dir", str(raw), "--work_dir",
+                                str(tmp_path / "work"), "--batch_sizes", "8", "--epochs", "1",
+                                "--output", str(output)]) == 0
     result = json.loads(output.read_text())
     [source] = result["sources"]
     assert result["machine"]["cpu_count"] >= 1 and source["read_first_s"] > 0
@@ -803,4 +803,4 @@ def test_benchmark_data_shim_runs_the_cli_from_a_checkout(monkeypatch, capsys):
         runpy.run_path(os.path.join(ROOT, "tools", "benchmark_data.py"), run_name="__main__")
     assert exit_.value.code == 0 and sys.path[0] == ROOT  # it put the checkout first on the path
     out = capsys.readouterr().out
-    assert "--batch-sizes" in out and "throughput" in out
+    assert "--batch_sizes" in out and "throughput" in out

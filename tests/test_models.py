@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import pytest
 
+from conformance import seeded_values
 from keras_calikd import models
 
 PARAM_COUNTS = os.path.join(os.path.dirname(__file__), "data", "param_counts.tsv")
@@ -63,22 +64,6 @@ def _symbolic(name, num_classes, input_shape=(32, 32, 3), **kwargs):
 def _family_model(family):
     name, _, input_shape, kwargs = FAMILIES[family]
     return _symbolic(name, 10, input_shape, **kwargs)
-
-
-def _weights(model, seed=0):
-    """Seeded values for every variable of `model` (BN statistics included), as `(variable, array)` pairs."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for variable in model.variables:
-        shape = tuple(variable.shape)
-        if len(shape) >= 2:
-            value = rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[:-1]))
-        elif variable.name in ("gamma", "moving_variance"):
-            value = 1.0 + 0.1 * rng.uniform(size=shape)
-        else:
-            value = 0.1 * rng.normal(size=shape)
-        pairs.append((variable, value.astype(variable.dtype)))
-    return pairs
 
 
 def _call(fn, weights, x, xla=True):
@@ -268,5 +253,6 @@ def test_mixed_bfloat16_keeps_logits_float32():
     assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
     assert model.get_layer("features").compute_dtype == "bfloat16"
     assert model.get_layer("logits").compute_dtype == "float32"
-    logits = _call(lambda x: model(x, training=False), _weights(model), _images((28, 28, 1)), xla=False)
+    weights = list(zip(model.variables, seeded_values(model)))
+    logits = _call(lambda x: model(x, training=False), weights, _images((28, 28, 1)), xla=False)
     assert logits.dtype == np.float32 and np.all(np.isfinite(logits))

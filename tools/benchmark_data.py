@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # runs from a checkout
 
-from keras_calikd.cli.benchmark_data import main  # noqa: E402
+from keras_calikd.cli.benchmark_data import console  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -35,8 +35,7 @@ PARTS = ("distill", "teacher", "student")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="calikd-benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.tool_parser("calikd-benchmark", __doc__)
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "jax"),
                         help="comma-separated Keras backends (tensorflow, jax)")
     parser.add_argument("--jit", default="on", choices=("on", "off", "both"), help="XLA compilation of the steps")

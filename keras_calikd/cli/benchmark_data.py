@@ -1,4 +1,4 @@
-"""Measures the throughput of keras_calikd's input pipelines alone (no model), in images per second.
+"""calikd-benchmark-data: the throughput of keras_calikd's input pipelines alone (no model), in images per second.
 
 Two data sources:
 
@@ -12,26 +12,25 @@ For each source it times opening the training split with `read` (preparing
 it if needed and checking its TFRecord files; then once more, when the check
 is already done), the first pass over the training split (reading, decoding
 and filling the cache), then, per batch size and after one warm-up pass,
-`--epochs` passes of: the training pipeline of `load` (reshuffled at each
-pass; random crop and flip), the epoch-keyed training pipeline
-(`keras_calikd.training.input.epoch_batches`), and one pass of the
-evaluation pipeline of the test split.
+`--epochs` passes of: the training pipeline of `load` (a fresh epoch key at
+each pass; random crop and flip), the epoch-keyed training pipeline of
+resumable runs (`keras_calikd.training.input.epoch_batches`; the same order,
+for given epochs), and one pass of the evaluation pipeline of the test split.
 
-Usage:
-
-    python -m keras_calikd.cli.benchmark_data --work-dir /tmp/ckd_bench --json /tmp/ckd_bench/result.json
-    python -m keras_calikd.cli.benchmark_data --sources fake_cifar --batch-sizes 64 256 --epochs 3
+    calikd-benchmark-data --work_dir /tmp/ckd_bench --output /tmp/ckd_bench/result.json
+    calikd-benchmark-data --sources fake_cifar --batch_sizes 64,256 --epochs 3
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+
+from keras_calikd.cli import common
 
 
 def _machine() -> dict:
@@ -164,8 +163,26 @@ def bench_source(name: str, data_dir: str, batch_sizes, epochs: int, raw_dir=Non
     return result
 
 
+SOURCES = ("fashion_mnist", "fake_cifar")
+
+
+def parser():
+    result = common.tool_parser("calikd-benchmark-data", __doc__)
+    result.add_argument("--sources", type=common.comma_list(), default=list(SOURCES),
+                        help=f"comma-separated data sources: {', '.join(SOURCES)} (default: both)")
+    result.add_argument("--work_dir", default="/tmp/keras_calikd_benchmark",
+                        help="TFDS data directory for the prepared benchmark data sets")
+    result.add_argument("--raw_dir", default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
+    result.add_argument("--batch_sizes", type=common.comma_list(int), default=[64, 256],
+                        help="comma-separated batch sizes (default: 64,256)")
+    result.add_argument("--epochs", type=int, default=3, help="timed passes per training run, after a warm-up pass")
+    result.add_argument("--output", help="also write the results to this JSON file")
+    common.add_debug_flag(result)
+    return result
+
+
 def main(argv=None) -> int:
-    """Runs the benchmark; prints JSON lines and, with `--json`, writes all results to a file.
+    """Runs the benchmark; prints JSON lines and, with `--output`, writes all results to a file.
 
     Args:
         argv: Command-line arguments (default `sys.argv[1:]`); `--help` lists them.
@@ -176,19 +193,16 @@ def main(argv=None) -> int:
     Example:
 
     ```python
-    main(["--sources", "fashion_mnist", "--batch-sizes", "64", "--epochs", "1"])
+    main(["--sources", "fashion_mnist", "--batch_sizes", "64", "--epochs", "1"])
     ```
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+", default=["fashion_mnist", "fake_cifar"],
-                        choices=["fashion_mnist", "fake_cifar"])
-    parser.add_argument("--work-dir", default="/tmp/keras_calikd_benchmark",
-                        help="TFDS data directory for the prepared benchmark data sets.")
-    parser.add_argument("--raw-dir", default=None, help="Fashion-MNIST IDX folder (default: Debian's).")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
-    parser.add_argument("--epochs", type=int, default=3, help="Timed passes per training run, after a warm-up pass.")
-    parser.add_argument("--json", default=None, help="Also write the results to this file.")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    unknown = sorted(set(args.sources) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"--sources: unknown {', '.join(unknown)}; choose from {', '.join(SOURCES)}.")
+    if args.epochs < 1 or not args.batch_sizes or min(args.batch_sizes) < 1:
+        raise ValueError(f"--epochs and --batch_sizes must be positive integers; got {args.epochs} and "
+                         f"{args.batch_sizes}.")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     results = {"machine": _machine(), "sources": []}
@@ -203,12 +217,16 @@ def main(argv=None) -> int:
         else:
             results["sources"].append(
                 bench_source("fashion_mnist", data_dir, args.batch_sizes, args.epochs, raw_dir=args.raw_dir))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    if args.output:
+        from keras_calikd.files import write_json
+
+        write_json(args.output, results)
     return 0
 
 
+def console() -> int:
+    return common.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

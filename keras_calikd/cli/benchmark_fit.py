@@ -22,7 +22,6 @@ Strategy options are gin bindings (`--gin_param`), as in `calikd-train`.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
@@ -33,8 +32,7 @@ DEFAULT_RUNS = "kd+mixup,kd+cutmix,crd+cutmix"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="calikd-benchmark-fit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.tool_parser("calikd-benchmark-fit", __doc__)
     parser.add_argument("--runs", default=DEFAULT_RUNS,
                         help="comma-separated <distillation>+<augmentation> pairs of registered names")
     parser.add_argument("--teacher", default="vgg13")

@@ -1,11 +1,14 @@
-"""What every command-line tool shares: a quiet console and one error style.
+"""What every command-line tool shares: one parser style, a quiet console and one error style.
 
-Every anticipated failure (bad configuration, missing data or teacher, a file
-that cannot be read or may not be replaced, a non-finite loss, a run in use)
-ends the tool with a single line `error: <what is wrong and how to fix it>`
-on stderr and exit status 2; `--debug` shows the traceback instead. Framework
-start-up chatter (TensorFlow's C++ logs, deprecation warnings) is filtered
-unless `--debug` is given.
+Every tool is a module of this package with `parser()` made by `tool_parser`
+(`--snake_case` flags, comma-separated lists, `--debug`), `main(argv) -> int`
+and `console()` running it through `run`. Every anticipated failure (a bad
+argument, bad configuration, missing data or teacher, a file that cannot be
+read or may not be replaced, a non-finite loss, a run in use) ends the tool
+with a single line `error: <what is wrong and how to fix it>` on stderr and
+exit status 2; `--debug` shows the traceback instead. Framework start-up
+chatter (TensorFlow's C++ logs, deprecation warnings) is filtered unless
+`--debug` is given.
 """
 
 from __future__ import annotations
@@ -19,6 +22,39 @@ from typing import Callable, Sequence
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+class ToolParser(argparse.ArgumentParser):
+    """An argument parser whose errors raise `ValueError`: `run` prints them as one `error:` line (exit status 2)."""
+
+    def error(self, message):
+        raise ValueError(f"{message} (see {self.prog} --help)")
+
+
+def tool_parser(prog: str, description: str, **kwargs) -> ToolParser:
+    """The parser of a tool: its usage text is the module's docstring, printed as written.
+
+    Example:
+
+    ```python
+    parser = tool_parser("calikd-report", __doc__)
+    parser.add_argument("--bins", type=int, default=100)
+    add_debug_flag(parser)
+    ```
+    """
+    return ToolParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      **kwargs)
+
+
+def comma_list(kind=str):
+    """An argparse `type` for a comma-separated list, e.g. `--batch_sizes 64,256` (`kind` converts each item)."""
+    def parse(text):
+        try:
+            return [kind(item) for item in text.split(",") if item]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+
+    return parse
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

@@ -21,8 +21,7 @@ from keras_calikd.cli import common
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="calikd-evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = common.tool_parser("calikd-evaluate", __doc__)
     result.add_argument("--model", action="append", required=True, metavar="[LABEL=]PATH",
                         help="model to evaluate (repeatable); LABEL names its row")
     result.add_argument("--dataset", required=True, help="data set name (cifar100, cifar100_corrupted, ...)")

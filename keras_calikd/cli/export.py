@@ -19,8 +19,7 @@ from keras_calikd.cli import common
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="calikd-export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = common.tool_parser("calikd-export", __doc__)
     result.add_argument("--checkpoint", required=True, help="a .keras model file (e.g. checkpoints/best.keras)")
     result.add_argument("--output", required=True, help="SavedModel folder to write")
     result.add_argument("--tflite", action="store_true", help="also write model.tflite (checked the same way)")

@@ -38,8 +38,7 @@ METRICS = (("accuracy", "Acc", 100.0, "{:.2f}"), ("ece_15", "ECE", 1.0, "{:.3f}"
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="calikd-quickstart", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = common.tool_parser("calikd-quickstart", __doc__)
     result.add_argument("--runs_dir", default="runs", help="where the runs go (default: runs)")
     result.add_argument("--data_dir", help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     result.add_argument("--seeds", default="0", help="comma-separated seeds of the students (default: 0)")

@@ -26,15 +26,8 @@ from keras_calikd.training import report, report_figures
 from keras_calikd.files import write_text
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors raise ValueError (one `error: ...` line from the console wrapper) instead of exiting."""
-
-    def error(self, message):
-        raise ValueError(f"{message} (see calikd-report --help)")
-
-
 def parser() -> argparse.ArgumentParser:
-    result = _Parser(prog="calikd-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = common.tool_parser("calikd-report", __doc__)
     result.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
     result.add_argument("--bins", type=int, default=100,
                         help="bin count of the ECE/OE rows (default 100, the paper's; 15 is also stored)")
@@ -44,8 +37,8 @@ def parser() -> argparse.ArgumentParser:
                         help="rows beyond Acc/ECE/OE, comma-separated: mce, adaptive_ece, classwise_ece")
     result.add_argument("--output", help="write <output>.md, <output>.csv and <output>_ece_accuracy.png/.pdf/.svg")
     result.add_argument("--diagrams",
-                        help="write the runs' reliability diagrams (15 bins) side by side to this .png "
-                             "(with .pdf and .svg beside it)")
+                        help="write the runs' reliability diagrams (each at its Experiment.diagram_bins, 15 by "
+                             "default) side by side to this .png (with .pdf and .svg beside it)")
     common.add_debug_flag(result)
     return result
 
@@ -87,7 +80,7 @@ def main(argv=None) -> int:
 
         panels = report.reliability_panels(results)
         if not panels:
-            raise ValueError("no run stored its reliability statistics (reliability_15 in results.json).")
+            raise ValueError("no run stored its reliability statistics (reliability_<bins> in results.json).")
         plot_reliability_grid(panels, args.diagrams)
         print(f"Wrote {args.diagrams} (and .pdf, .svg beside it)")
     return 0

@@ -42,9 +42,8 @@ def _experiments_help() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(
-        prog="calikd-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"{_experiments_help()}\n\nparameters (bind with --gin_param 'Experiment.<name> = <value>'):\n"
+    result = common.tool_parser(
+        "calikd-train", __doc__, epilog=f"{_experiments_help()}\n\nparameters (bind with --gin_param 'Experiment.<name> = <value>'):\n"
                f"{_parameters_help()}\n\nStrategy options are bound the same way, e.g. 'KD.temperature = 4.0', "
                "'MixUp.alpha = 0.4'; see the README's strategy table.")
     result.add_argument("--gin", action="append", required=True, metavar="FILE",

@@ -1,4 +1,4 @@
-"""Root conftest of tools/mutation.sh's work directory (not used by the ordinary test runs).
+"""Root conftest of dev/mutation/mutation.sh's work directory (not used by the ordinary test runs).
 
 1. Each mutant's tests run in a fresh child process that holds pytest, JAX, Keras and the
    project already imported. Those objects are moved out of the garbage collector's sight
@@ -23,10 +23,10 @@
    name, the seconds its tests took (from pytest's start to its end), pytest's exit status, how
    many tests ran and the test that failed first (empty when none did). mutmut records no
    durations of its own; these show where a run's time goes and which tests kill what.
-5. A mutant listed in docs/testing.md (equivalent, or killed outside the harness) is not run
+5. A mutant listed in dev/mutation/known_mutants.tsv (equivalent, or killed outside the harness) is not run
    again while its mutation is the one listed (the same fingerprint, see
-   `tools/mutation_score.py`): its child exits at once with mutmut's "skipped" status, which
-   the score reads back from the listing. `tools/mutation.sh` writes the listed names and
+   `dev/mutation/mutation_score.py`): its child exits at once with mutmut's "skipped" status, which
+   the score reads back from the listing. `dev/mutation/mutation.sh` writes the listed names and
    fingerprints to `known_mutants.json` (empty with `MUTATION_RERUN_KNOWN=1`).
 """
 
@@ -40,7 +40,7 @@ import time
 
 import pytest
 
-import mutation_score  # tools/mutation_score.py, copied next to this file
+import mutation_score  # dev/mutation/mutation_score.py, copied next to this file
 
 gc.freeze()
 _HERE = os.path.dirname(os.path.abspath(__file__))  # build/mutation/mutants, where each mutant's tests run
@@ -94,7 +94,7 @@ def pytest_sessionstart(session):
         listed = json.load(f).get(mutant)
     if listed is not None and mutation_score.fingerprint(_HERE, mutant) == listed:
         session.config._mutation_exitstatus = mutation_score.KNOWN
-        pytest.exit(f"{mutant} is listed in docs/testing.md: not run again", returncode=mutation_score.KNOWN)
+        pytest.exit(f"{mutant} is listed in dev/mutation/known_mutants.tsv: not run again", returncode=mutation_score.KNOWN)
 
 
 _started = time.monotonic()

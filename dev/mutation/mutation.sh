@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # Mutation testing of the numerical core with mutmut: on demand, not in CI (see docs/testing.md).
 #
-#   tools/mutation.sh                                  # every core module listed in tools/mutmut.cfg
-#   tools/mutation.sh training/optimizers.py augmentations/mixup.py    # some of them, with their own tests
-#   MUTATION_BACKEND=tensorflow tools/mutation.sh      # the TensorFlow-only core ([tensorflow] in mutmut.cfg)
+#   dev/mutation/mutation.sh                                  # every core module listed in dev/mutation/mutmut.cfg
+#   dev/mutation/mutation.sh training/optimizers.py augmentations/mixup.py    # some of them, with their own tests
+#   MUTATION_BACKEND=tensorflow dev/mutation/mutation.sh      # the TensorFlow-only core ([tensorflow] in mutmut.cfg)
 #
 # Runs on the JAX backend (or TensorFlow, see above) in build/mutation/: a fresh copy of keras_calikd/, tests/
-# and pyproject.toml, with tools/mutmut.cfg as setup.cfg and tools/mutation_conftest.py as conftest.py.
+# and pyproject.toml, with dev/mutation/mutmut.cfg as setup.cfg and dev/mutation/mutation_conftest.py as conftest.py.
 # Installs mutmut into the project's .venv when it is missing (or into the interpreter named by PYTHON). Prints the surviving mutants
-# and the score per module (tools/mutation_score.py).
+# and the score per module (dev/mutation/mutation_score.py).
 # See a mutant with `cd build/mutation && ../../.venv/bin/python -m mutmut show NAME`.
 # MUTATION_JOBS sets how many mutants run at once (default: the number of cores). MUTATION_NAMES, a list of
 # mutant names (or patterns), runs only those: e.g. the survivors of an earlier run, after new tests.
-# Mutants listed in docs/testing.md (equivalent, or killed outside the harness) are not run again while their
-# mutation is the one listed (see tools/mutation_score.py); MUTATION_RERUN_KNOWN=1 runs them too.
+# Mutants listed in dev/mutation/known_mutants.tsv (equivalent, or killed outside the harness) are not run again while their
+# mutation is the one listed (see dev/mutation/mutation_score.py); MUTATION_RERUN_KNOWN=1 runs them too.
 set -euo pipefail
 # One block, which bash reads whole before it runs any of it: an edit of this file while a run goes on (half an
 # hour) does not change what the run does next.
 {
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 MUTMUT_VERSION="3.8.1"
 
@@ -42,18 +42,18 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 cp -r keras_calikd tests pyproject.toml "$WORK"/
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
-cp tools/mutation_conftest.py "$WORK/conftest.py"
-cp tools/mutation_score.py "$WORK/mutation_score.py"
+cp dev/mutation/mutation_conftest.py "$WORK/conftest.py"
+cp dev/mutation/mutation_score.py "$WORK/mutation_score.py"
 if [ "${MUTATION_RERUN_KNOWN:-0}" = 1 ]; then
   echo '{}' > "$WORK/known_mutants.json"
 else
-  "$PYTHON" tools/mutation_score.py --known > "$WORK/known_mutants.json"
+  "$PYTHON" dev/mutation/mutation_score.py --known > "$WORK/known_mutants.json"
 fi
 # TensorFlow on the JAX backend too: Keras imports it on first use (keras.utils.set_random_seed, tf.data,
 # saving), which took each mutant's child that did one of them 3 to 6 seconds; importing it starts no thread,
 # so it forks safely.
 printf '%s\n' pytest numpy scipy.stats jax tensorflow keras keras_calikd > "$WORK/preload_modules.txt"
-"$PYTHON" - tools/mutmut.cfg "$WORK/setup.cfg" "$BACKEND" "$@" <<'PY'
+"$PYTHON" - dev/mutation/mutmut.cfg "$WORK/setup.cfg" "$BACKEND" "$@" <<'PY'
 """Copies the configuration; for a narrowed run, only the named modules and their tests."""
 import configparser
 import fnmatch
@@ -72,7 +72,7 @@ if modules:
     chosen = ["keras_calikd/" + m.removeprefix("keras_calikd/") for m in modules]
     unknown = [m for m in chosen if not any(fnmatch.fnmatch(m, k) for k in known)]
     if unknown:
-        sys.exit(f"Not a core module of tools/mutmut.cfg: {', '.join(unknown)}")
+        sys.exit(f"Not a core module of dev/mutation/mutmut.cfg: {', '.join(unknown)}")
     tests = [] if backend == "jax" else config["mutmut"]["pytest_add_cli_args_test_selection"].split()
     for module in chosen if backend == "jax" else ():
         for pattern, files in config["mutation-tests"].items():
@@ -98,6 +98,6 @@ status=0
 "$PYTHON" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" ${MUTATION_NAMES:-} || status=$?
 echo "Surviving mutants:"
 "$PYTHON" -m mutmut results || true
-"$PYTHON" "$ROOT/tools/mutation_score.py" mutants || status=$?
+"$PYTHON" "$ROOT/dev/mutation/mutation_score.py" mutants || status=$?
 exit $status
 }

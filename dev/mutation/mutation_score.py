@@ -1,29 +1,30 @@
-"""Mutation score per module from a mutmut run (tools/mutation.sh), net of the documented equivalent mutants.
+"""Mutation score per module from a mutmut run (dev/mutation/mutation.sh), net of the known equivalent mutants.
 
-Usage: python tools/mutation_score.py [MUTANTS_DIR]   (default: build/mutation/mutants)
+Usage: python dev/mutation/mutation_score.py [MUTANTS_DIR]   (default: build/mutation/mutants)
 
-Reads mutmut's per-module result files (`<module>.py.meta`) and the lists of
-mutants in docs/testing.md (lines "- `<mutant name>`: why"): the equivalent ones, and those
-under "Killed outside the harness" (survivors only because of how the harness
-runs, each killed by a named test when applied to the code by hand), and
-prints per module: mutants; killed (a test failed); broken (the tests could
-not run: a timeout, or an error such as a test module that no longer imports;
-mutmut files both as "timeout"); survived; equivalent (survivors listed as such in
-docs/testing.md); not run (no test reaches the mutant, or mutmut did not get to
-it); and the score = (killed + broken) / (mutants - equivalent). Equivalent
-mutants that were killed after all are reported, so that the list stays true.
+Reads mutmut's per-module result files (`<module>.py.meta`) and the known
+mutants of `dev/mutation/known_mutants.tsv` (name, fingerprint, status, why): the
+`equivalent` ones, and those `killed_outside_the_harness` (survivors only
+because of how the harness runs, each killed by a named test when applied to
+the code by hand), and prints per module: mutants; killed (a test failed);
+broken (the tests could not run: a timeout, or an error such as a test module
+that no longer imports; mutmut files both as "timeout"); survived; equivalent
+(survivors listed as such); not run (no test reaches the mutant, or mutmut did
+not get to it); and the score = (killed + broken) / (mutants - equivalent).
+Equivalent mutants that were killed after all are reported, so that the list
+stays true.
 
-Each listed mutant carries a fingerprint of its mutation ("- `name` (`fingerprint`): why"):
-a hash of the lines it changes in its function and of where they are (`fingerprint`).
-mutmut numbers the mutants of a function in order, so after a change to the function a
-name can stand for another mutation; a listing whose fingerprint no longer matches is
-reported as stale and does not count. Listed mutants whose fingerprint matches are not
-run again (`tools/mutation_conftest.py` skips them: their result is known), which saves a
-run the time they would take: an equivalent mutant runs every test that reaches its
-function.
+Each listed mutant carries a fingerprint of its mutation: a hash of the lines
+it changes in its function and of where they are (`fingerprint`). mutmut
+numbers the mutants of a function in order, so after a change to the function
+a name can stand for another mutation; a listing whose fingerprint no longer
+matches is reported as stale and does not count. Listed mutants whose
+fingerprint matches are not run again (`dev/mutation/mutation_conftest.py`
+skips them: their result is known), which saves a run the time they would
+take: an equivalent mutant runs every test that reaches its function.
 
-    python tools/mutation_score.py [MUTANTS_DIR]          # the scores
-    python tools/mutation_score.py --known [MUTANTS_DIR]  # {name: fingerprint} of the listed mutants, as JSON
+    python dev/mutation/mutation_score.py [MUTANTS_DIR]          # the scores
+    python dev/mutation/mutation_score.py --known [MUTANTS_DIR]  # {name: fingerprint} of the listed mutants (JSON)
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ import functools
 import hashlib
 import json
 import pathlib
-import re
 import sys
 from collections import Counter
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "testing.md"
-LISTED = re.compile(r"^- `([\w.ǁ]+__mutmut_\d+)`(?: \(`([0-9a-f]{8})`\))?:")  # "- `name` (`fingerprint`): why"
-OUTSIDE_HARNESS = "killed outside the harness"  # the heading of the mutants that only the harness cannot see
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+KNOWN_MUTANTS = pathlib.Path(__file__).resolve().parent / "known_mutants.tsv"
+STATUSES = ("equivalent", "killed_outside_the_harness")  # the second: survivors only the harness cannot see
 # mutmut's exit codes of a mutant's test run.
 KNOWN = 34  # mutmut's "skipped": the exit status of a listed mutant that the harness did not run again
 STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "broken", 24: "broken", -24: "broken", 152: "broken",
@@ -89,27 +88,33 @@ def _functions_of(source):
     return functions
 
 
-def listed_mutants(doc=DOC):
-    """The mutants listed in `doc`: `(equivalent, killed outside the harness)`, by the heading they are under.
+def listed_mutants(known=KNOWN_MUTANTS):
+    """The mutants listed in `known` (a TSV file): `(equivalent, killed outside the harness)`, by their status.
 
     Returns:
         Two dicts `{name: fingerprint}` (the fingerprint None where the listing gives none).
+
+    Raises:
+        ValueError: a line with another number of fields or an unknown status, naming the line.
     """
-    equivalent, killed, section = {}, {}, ""
-    lines = doc.read_text(encoding="utf-8").splitlines() if doc.exists() else []
-    for line in lines:
-        if line.startswith("#"):
-            section = line.lstrip("#").strip().lower()
-        elif m := LISTED.match(line):
-            (killed if section == OUTSIDE_HARNESS else equivalent)[m.group(1)] = m.group(2)
+    equivalent, killed = {}, {}
+    lines = pathlib.Path(known).read_text(encoding="utf-8").splitlines() if pathlib.Path(known).exists() else []
+    rows = [line for line in lines if line.strip() and not line.startswith("#")][1:]  # after the header
+    for number, line in enumerate(rows, 1):
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[2] not in STATUSES:
+            raise ValueError(f"{known}: mutant line {number} must be name, fingerprint, one of {STATUSES} and why, "
+                             f"separated by tabs; got {line!r}")
+        name, listed, status, _ = fields
+        (killed if status == STATUSES[1] else equivalent)[name] = listed or None
     return equivalent, killed
 
 
-def main(argv, doc=DOC):
+def main(argv, listing=KNOWN_MUTANTS):
     known = argv[1:2] == ["--known"]
     argv = [argv[0]] + argv[1 + known:]
     mutants = pathlib.Path(argv[1] if len(argv) > 1 else ROOT / "build" / "mutation" / "mutants")
-    equivalent, killed_outside = listed_mutants(doc)
+    equivalent, killed_outside = listed_mutants(listing)
     if known:
         print(json.dumps({name: listed for name, listed in {**equivalent, **killed_outside}.items() if listed}))
         return 0
@@ -148,9 +153,9 @@ def main(argv, doc=DOC):
     for module, *numbers, score in rows:
         print(f"{module:42s}" + "".join(f"{n:11d}" for n in numbers) + f"{score:11.1%}")
     for name in wrongly_equivalent:
-        print(f"Listed as equivalent in docs/testing.md but killed: {name}")
+        print(f"Listed as equivalent in {pathlib.Path(listing).name} but killed: {name}")
     for name in sorted(stale):
-        print(f"Listed in docs/testing.md with another mutation than it now stands for (check it again; its "
+        print(f"Listed in {pathlib.Path(listing).name} with another mutation than it now stands for (check it again; its "
               f"fingerprint is now {fingerprint(mutants, name)}): {name}")
     return 0
 

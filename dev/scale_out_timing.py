@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time per epoch of one distillation on 1 process and on 2 processes of this machine (loopback, one CPU each).
 
-    python tools/scale_out_timing.py [--epochs 3] [--images 2048] [--batch_size 64]
+    python dev/scale_out_timing.py [--epochs 3] [--images 2048] [--batch_size 64]
 
 Each configuration trains ResNet-8 -> ResNet-8 with KD + mixup on random 28x28 images (global batch
 `--batch_size`) for `--epochs` epochs; the first epoch (tracing, compilation) is reported apart from the
