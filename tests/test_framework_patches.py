@@ -46,7 +46,7 @@ def test_another_keras_or_other_code_is_refused_before_anything_is_replaced(monk
 
 def test_importing_keras_calikd_looks_for_no_device():
     """A multi-process job must set its runtime up before the devices are looked for (distribution.setup)."""
-    code = ("import keras_calikd, keras_calikd.data, keras_calikd.training\n"
+    code = ("import keras_calikd, keras_calikd.training\n"
             "from tensorflow.python.eager import context\n"
             "assert context.context()._physical_devices is None, 'importing keras_calikd listed the devices'\n"
             "keras_calikd.training.distribution.setup()\n"

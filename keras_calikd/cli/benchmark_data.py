@@ -99,9 +99,11 @@ def write_fake_cifar(data_dir: str, train: int = 50_000, test: int = 10_000, see
 
 def _count(batches) -> int:
     """Iterates one pass of `batches`; returns the number of images."""
+    from keras_calikd.contract import split_inputs
+
     n = 0
     for x, _ in batches:
-        n += int((x["image"] if isinstance(x, dict) else x).shape[0])
+        n += int(split_inputs(x)[0].shape[0])
     return n
 
 
