@@ -104,3 +104,19 @@ def test_each_layer_imports_only_below_it():
     assert graph[f"{PACKAGE}.contract"] == set()  # the requirement names and input keys, below everything
     assert graph[f"{PACKAGE}.checks"] == {f"{PACKAGE}.contract"}  # validators only
     assert graph[f"{PACKAGE}.files"] == set()
+
+
+def test_a_run_asks_which_process_it_is_on_in_one_place():
+    """The run writer decides what the chief does that the others do not; the runner and the configuration never ask.
+
+    (Besides it: the cluster and its setup, which answer the question, and the two callbacks' defaults for use
+    outside a run.)
+    """
+    askers = set()
+    for name, path in modules().items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        if any(isinstance(node, ast.Attribute) and node.attr == "is_chief" for node in ast.walk(tree)):
+            askers.add(name)
+    training = f"{PACKAGE}.training"
+    assert askers == {f"{training}.{m}" for m in ("run_writer", "cluster", "distribution", "callbacks", "tensorboard")}
