@@ -51,18 +51,6 @@ def test_a_saved_distiller_loads_compiled_and_fit_continues_where_it_stopped(tmp
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_a_model_checkpoint_file_resumes_too(tmp_path):
-    x, y = blobs(64)
-    path = str(tmp_path / "checkpoint.keras")
-    distiller = build()
-    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint(path)])
-    restored = keras.models.load_model(path)
-    np.testing.assert_array_equal(ops.convert_to_numpy(restored.optimizer.variables[1]),
-                                  ops.convert_to_numpy(distiller.optimizer.variables[1]))  # a momentum buffer
-    history = restored.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, verbose=0).history
-    assert np.isfinite(history["loss"]).all()
-
-
 def test_crd_by_name_on_a_pipeline_says_what_to_pass():
     import tensorflow as tf
 
