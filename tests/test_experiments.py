@@ -22,7 +22,8 @@ from tiny import tiny_cnn
 GIN_DIR = gin_dir()
 # Gin files, experiment folders, tools and NumPy evaluation: the same on every backend, so tools/run_tests.sh
 # runs these once (TensorFlow pass). The experiment's JAX path (training, in-process export) is tested by the
-# two tests left unmarked here and by the killed-run and multi-worker tests.
+# test left unmarked here and by the killed-run and multi-worker tests, whose runs evaluate as calikd-evaluate
+# does (collect_logits, calibration_report).
 NEUTRAL = pytest.mark.backend_neutral
 GIN_FILES = sorted(glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True))
 KERAS_CV_FILES = {"cifar100_kd_gridmask.gin", "cifar100_kd_fouriermix.gin"}
@@ -248,10 +249,7 @@ def test_train_teacher_student_and_distilled_student(tmp_path, fashion_dir, caps
     # Another configuration in the same folder is refused, naming what differs.
     with pytest.raises(ck.training.RunMismatchError, match=r"another configuration .*'alpha': 0.4.*0.2"):
         train("quickstart/kd_mixup.gin", *bindings, "--gin_param", "MixUp.alpha = 0.2")
-    # More epochs continue the finished run.
-    assert train("quickstart/kd_mixup.gin", *quick_bindings(tmp_path, fashion_dir, **{"Experiment.epochs": 3})) == 0
-    assert "Resuming quickstart/kd_mixup after epoch 2" in capsys.readouterr().out
-    assert len((run / "logs" / "metrics.csv").read_text().strip().splitlines()) == 4
+    # More epochs continue a finished run: test_wiring_experiment.py's continued run, against an uninterrupted one.
 
 
 # ---------------------------------------------------------------- evaluation
@@ -308,35 +306,6 @@ def test_evaluate_on_fake_cifar100_c(tmp_path):
         np.testing.assert_array_equal(labels, fake["labels"][(severity - 1) * 6:severity * 6])  # stored order
         per_severity.append((model.predict(images, verbose=0).argmax(1) == labels).mean())
     assert result["frost"]["accuracy"] == pytest.approx(np.mean(per_severity))
-
-
-@pytest.mark.heavy
-def test_temperature_scaling_reports_both_rows_on_the_same_images(tmp_path, fashion_dir, capsys):
-    keras.utils.set_random_seed(0)
-    model = ck.models.get("resnet8", 10, (28, 28, 1), normalization=((72.9,), (90.0,)))
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    output, diagram = tmp_path / "eval.json", tmp_path / "diagram.png"
-    assert evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
-                               "--temperature_scaling", "--diagram", str(diagram), "--output", str(output)]) == 0
-    entry = json.loads(output.read_text())["models"][path]
-    assert entry["report"]["num_examples"] == 40
-    scaled = entry["temperature_scaling"]
-    # Fashion-MNIST has no validation split: the temperature is fitted on one half of the test split and
-    # both rows report the other half; scaling cannot change the argmax, so the accuracies agree.
-    assert scaled["fitted_on"] == "half of test" and scaled["reported_on"].startswith("the other half of test")
-    assert scaled["uncalibrated"]["num_examples"] == scaled["temperature_scaled"]["num_examples"] == 20
-    assert scaled["uncalibrated"]["accuracy"] == scaled["temperature_scaled"]["accuracy"]
-    printed = capsys.readouterr().out
-    assert ", uncalibrated |" in printed and "+ TS (T=" in printed and "both report the other half" in printed
-    assert diagram.read_bytes()[:4] == b"\x89PNG"
-    # The output may not replace a file it did not just write, and never a folder.
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
-                            "--output", str(output)])
-    with pytest.raises(FileExistsError, match="not written by this tool"):
-        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
-                            "--output", str(tmp_path)])
 
 
 @NEUTRAL
