@@ -244,3 +244,30 @@ def test_seed_functions_reject_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
+
+def _tool():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "benchmark_uncertainty.py")
+    spec = importlib.util.spec_from_file_location("benchmark_uncertainty", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_tool_population_and_runs(capsys):
+    tool = _tool()
+    # The population's top-class probability is 1 - 0.9 u with u ~ Beta(1, 5) (mean 1/6): E[c] = 0.85, and every
+    # bin of an overconfident population has the gap (1 - slope) conf_b, so ECE = (1 - slope) E[c] at any bins.
+    calibrated, over = tool.population(1.0, (100, 15), points=100_000), tool.population(0.9, (7,), points=100_000)
+    np.testing.assert_allclose([calibrated["accuracy"], calibrated["ece_100"], calibrated["oe_15"]], [0.85, 0, 0],
+                               atol=1e-9)
+    np.testing.assert_allclose([over["accuracy"], over["ece_7"]], [0.9 * 0.85, 0.1 * 0.85], rtol=1e-8)
+    probs, labels = tool.draw_test_set(20000, 0.9, np.random.default_rng(0))
+    assert abs(np.mean(labels == 0) - over["accuracy"]) < 4 * np.sqrt(0.25 / 20000)
+    assert tool.main(["coverage", "--trials", "2", "--images", "300", "--resamples", "10", "--bins", "15"]) == 0
+    assert tool.main(["time", "--images", "300", "--resamples", "5", "--repeats", "1", "--bins", "15"]) == 0
+    out = capsys.readouterr().out
+    assert "| ece_15 | 0.0425 |" in out and "| 300 | 5 | 15 |" in out
