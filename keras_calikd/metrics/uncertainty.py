@@ -189,12 +189,12 @@ class _Binned:
     """Per-image numbers sorted by confidence, so that every equal-width bin is a contiguous run of columns."""
 
     def __init__(self, confidence, correct, nll, bins: Sequence[int]):
-        self.order = np.argsort(confidence, kind="stable")
-        self.rank = np.empty_like(self.order)
-        self.rank[self.order] = np.arange(len(self.order))
-        sorted_confidence = confidence[self.order]
+        order = np.argsort(confidence, kind="stable")
+        self.rank = np.empty_like(order)  # image i is column rank[i]
+        self.rank[order] = np.arange(len(order))
+        sorted_confidence = confidence[order]
         self.confidence = sorted_confidence.astype(np.float64)
-        self.correct, self.nll = correct[self.order], nll[self.order]
+        self.correct, self.nll = correct[order], nll[order]
         self.starts = {}
         for num_bins in bins:  # float32 arithmetic, as in the metrics: an image on a bin edge falls alike
             index = np.minimum(np.floor(sorted_confidence * np.float32(num_bins)), num_bins - 1)
