@@ -262,7 +262,8 @@ def test_student_runs_once_or_twice_per_step(augmentation, passes):
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the first fit also traces the model symbolically
     student.calls = 0
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert student.calls == passes * 4
+    # On JAX one call of the student runs both passes (vmapped over the two batches; tests/test_student_passes.py).
+    assert student.calls == (1 if keras.backend.backend() == "jax" else passes) * 4
 
 
 def test_subclassed_models_need_an_input_shape():
