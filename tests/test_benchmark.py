@@ -50,6 +50,7 @@ def test_benchmark_measures_the_distillation_step_alone_when_asked():
                                  "--worker", "off:float32:8:separate:0"])
     result = benchmark.run_worker(args)
     assert (result["jit"], result["student_passes"], result["hlo_operations"]) == (False, "separate", None)
+    assert result["distill_compilation_s"] is None  # JAX's compilation events only
     # The parts left out are reported as not measured, and so is the overhead that needs them.
     assert (result["teacher_images_per_s"], result["teacher_ms"]) == (None, None)
     assert (result["student_2x_images_per_s"], result["student_2x_step_ms"], result["overhead"]) == (None,) * 3
@@ -151,6 +152,29 @@ def test_hlo_counts_of_a_program_compiled_here():
     counts = xla.count_operations(jax.jit(program).lower(*shapes).compile().as_text())
     assert (counts["convolutions"], counts["dots"]) == (1, 1) and counts["fusions"] >= 1
     assert counts["launches"] >= counts["fusions"] + 1  # the convolution at least, outside the fusions
+
+
+def test_the_compilation_seconds_of_the_training_step_are_collected_on_jax():
+    import jax
+    import jax.numpy as jnp
+
+    from keras_calikd.cli import benchmark
+
+    def train_step(x):
+        return jnp.tanh(x).sum()
+
+    def other(x):
+        return jnp.cos(x).sum()
+
+    with benchmark.compilation_seconds("jax") as seconds:
+        jax.jit(other)(jnp.ones(3))
+        assert seconds == {}  # another function's compilation is not the step's
+        jax.jit(train_step)(jnp.ones(3))
+    assert set(seconds) == {"trace", "lowering", "xla"} and min(seconds.values()) > 0
+    counted = dict(seconds)
+    jax.jit(train_step)(jnp.ones(4))  # a new shape, compiled after the context: not counted
+    assert seconds == counted
+    assert benchmark.compilation_seconds("tensorflow").__enter__() == {}
 
 
 def test_xla_flags_are_appended_to_the_users_and_candidates_resolve_by_name():

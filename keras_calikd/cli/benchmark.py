@@ -26,12 +26,14 @@ its convolutions, dot products and fusions, and its launches (`keras_calikd.cli.
 `--student_passes separate` runs the student's clean and augmented passes as two calls instead of one fused
 call (JAX; TensorFlow always runs two). `--xla_flags` takes XLA flags, or the name of one of
 `keras_calikd.cli.xla.CANDIDATES`, once per setting to measure; `--timeout` ends a configuration that runs
-longer (its row says so).
+longer (its row says so). On JAX the seconds the step's compilation spent in tracing, lowering and XLA's
+compiler are reported too (the table's "XLA s").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -140,6 +142,14 @@ def paper_sgd():
     return ck.training.SGD(0.01, momentum=0.9, l2_weight_decay=5e-4)
 
 
+def student_passes(distiller) -> str:
+    """How the trained step ran the student: "single" (no augmented pass), "fused" (both passes in one call) or
+    "separate" (two calls)."""
+    if not distiller.augmentation.transforms_images:
+        return "single"
+    return "fused" if getattr(distiller, "student_passes_fused", False) else "separate"
+
+
 def _accelerator_peak_mib():
     """The accelerator's peak memory in MiB, or `None` on a CPU or where the backend does not report it."""
     import keras
@@ -157,6 +167,30 @@ def _accelerator_peak_mib():
         if tf.config.list_physical_devices("GPU"):
             return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     return None
+
+
+@contextlib.contextmanager
+def compilation_seconds(backend: str):
+    """On JAX, a dict that collects the seconds the training step's compilation spends in tracing, lowering to
+    HLO and XLA's compiler (JAX's compilation events for functions named `train_step`) while the context is
+    open; empty on other backends."""
+    seconds, recording = {}, [True]
+    if backend == "jax":
+        import jax
+
+        stages = {"jaxpr_trace_duration": "trace", "jaxpr_to_mlir_module_duration": "lowering",
+                  "backend_compile_duration": "xla"}
+
+        def listener(event, duration, **kwargs):
+            stage = stages.get(event.rsplit("/", 1)[-1])
+            if recording[0] and stage and "train_step" in str(kwargs.get("fun_name", "")):
+                seconds[stage] = seconds.get(stage, 0.0) + duration
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seconds
+    finally:
+        recording[0] = False
 
 
 def run_worker(args) -> dict:
@@ -193,8 +227,9 @@ def run_worker(args) -> dict:
     def predict(n):
         teacher.predict(x[: batch_size * n], batch_size=batch_size, verbose=0)
 
-    distill, first_step, distill_start = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup,
-                                                           first=k)
+    with compilation_seconds(keras.backend.backend()) as compilation:
+        distill, first_step, distill_start = _seconds_per_step(fit(distiller, batch_size), args.steps,
+                                                               args.warmup, first=k)
     dumped = os.environ.get("CALIKD_HLO_DUMP")
     module = dumped and xla.first_dumped_module(dumped)
     hlo = xla.count_operations(open(module).read()) if module else None
@@ -219,12 +254,12 @@ def run_worker(args) -> dict:
     return {
         "backend": keras.backend.backend(), "jit": bool(distiller.jit_compile), "jit_option": jit,
         "precision": precision, "batch_size": batch_size, "steps_per_execution": k,
-        "student_passes": "fused" if getattr(distiller, "student_passes_fused", False) else "separate",
-        "xla_flags": args.xla_flags[int(flags)], "hlo_operations": hlo,
+        "student_passes": student_passes(distiller), "xla_flags": args.xla_flags[int(flags)], "hlo_operations": hlo,
         "input_check_overhead": checks, "trace": trace,
         "distill_images_per_s": batch_size / distill, "teacher_images_per_s": per_second(batch_size, teacher_time),
         "student_2x_images_per_s": per_second(2 * batch_size, student_time), "distill_step_ms": 1e3 * distill,
         "distill_first_call_s": first_step, "distill_compile_and_warmup_s": distill_start,
+        "distill_compilation_s": compilation or None,
         "teacher_ms": milliseconds(teacher_time), "student_2x_step_ms": milliseconds(student_time),
         "overhead": None if None in (teacher_time, student_time) else distill / (teacher_time + student_time),
         "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -302,7 +337,8 @@ def _row(r) -> str:
     counts = "-" if hlo is None else f"{hlo['convolutions']}/{hlo['dots']}/{hlo['fusions']}"
     return (f"{r['distill_images_per_s']:>14,.0f}{_shown(r['teacher_images_per_s'], 14, ',.0f')}"
             f"{_shown(r['student_2x_images_per_s'], 17, ',.0f')}{_shown(r['overhead'], 9, '.3f')}"
-            f"{r['distill_first_call_s']:>12.1f}{counts:>18}{r['peak_host_rss_mib']:>13,.0f}"
+            f"{r['distill_first_call_s']:>12.1f}{_shown((r['distill_compilation_s'] or {}).get('xla'), 8, '.1f')}"
+            f"{counts:>18}{r['peak_host_rss_mib']:>13,.0f}"
             + (f"   input checks {100 * r['input_check_overhead']:+.1f}% per step"
                if r["input_check_overhead"] is not None else ""))
 
@@ -319,7 +355,7 @@ def main(argv=None) -> int:
     results, failures = [], []
     header = (f"{'backend':<11}{'xla':<5}{'precision':<16}{'batch':>6}{'passes':>9}  {'XLA flags':<34}"
               f"{'distill img/s':>14}{'teacher img/s':>14}{'student 2B img/s':>17}{'overhead':>9}{'1st call s':>12}"
-              f"{'conv/dot/fusion':>18}{'peak RSS MiB':>13}")
+              f"{'XLA s':>8}{'conv/dot/fusion':>18}{'peak RSS MiB':>13}")
     print(f"{args.teacher} -> {args.student}, {args.distillation} + {args.augmentation}, input {args.input_shape}, "
           f"{args.num_classes} classes, {args.steps_per_execution} step(s) per execution, on {machine()}\n{header}",
           flush=True)
@@ -329,7 +365,8 @@ def main(argv=None) -> int:
         label = args.xla_flags[flags] or "-"
         configuration = f"{jit}:{precision}:{batch_size}:{passes}:{flags}"
         r, failure = _measure(args, forwarded, backend, configuration, xla.resolve(args.xla_flags[flags]))
-        print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}{passes:>9}  {label[:34]:<34}"
+        shown = passes if r is None else r["student_passes"]  # as measured: TensorFlow's step runs two calls
+        print(f"{backend:<11}{jit:<5}{precision:<16}{batch_size:>6}{shown:>9}  {label[:34]:<34}"
               + (f"  {failure}" if r is None else _row(r)), flush=True)
         if r is None:
             failures.append({"backend": backend, "configuration": configuration, "xla_flags": args.xla_flags[flags],

@@ -119,7 +119,7 @@ def run_one(args, distillation: str, augmentation: str, x, y, validation=None) -
     import numpy as np
 
     import keras_calikd as ck
-    from keras_calikd.cli.benchmark import _accelerator_peak_mib, paper_sgd, zoo_model
+    from keras_calikd.cli.benchmark import _accelerator_peak_mib, paper_sgd, student_passes, zoo_model
     from keras_calikd.distillations.base import INDICES
     from keras_calikd.distiller import IMAGE_KEY, INDEX_KEY
 
@@ -150,7 +150,7 @@ def run_one(args, distillation: str, augmentation: str, x, y, validation=None) -
         "run": f"{distillation}+{augmentation}", "backend": keras.backend.backend(),
         "jit": bool(distiller.jit_compile), "precision": args.precision, "batch_size": args.batch_size,
         "steps_per_execution": args.steps_per_execution, "examples": len(x),
-        "student_passes": "fused" if getattr(distiller, "student_passes_fused", False) else "separate",
+        "student_passes": student_passes(distiller),
         "validation_examples": 0 if validation is None else len(validation[1]),
         "epoch_seconds": timer.seconds, "evaluation_seconds": timer.evaluation_seconds,
         "last_epoch_images_per_s": len(x) / training_seconds,

@@ -57,8 +57,10 @@ class JAXDistillationStep:
     @property
     def student_passes_fused(self):
         """Whether the traced training step ran the student's two passes as one call (`None` before a trace)."""
+        if not self.fuse_student_passes:
+            return False
         plan = self.__dict__.get("_student_pass_plans", {}).get(True)
-        return None if plan is None or not self.fuse_student_passes else plan.reason is None
+        return None if plan is None else plan.reason is None
 
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_variables, metrics_variables = state
