@@ -206,6 +206,7 @@ def test_benchmark_fit_times_each_epoch_and_counts_the_step_compilations(tmp_pat
     command = [sys.executable, os.path.join(ROOT, "tools", "benchmark_fit.py"), "--runs", "kd+mixup,crd+cutmix",
                "--teacher", "resnet8", "--student", "resnet8", "--input_shape", "16,16,3", "--num_classes", "10",
                "--examples", "80", "--batch_size", "32", "--epochs", "2", "--jit", "off",
+               "--validation_examples", "16", "--eval_batch_size", "8", "--project_epochs", "10",
                "--gin_param", "CRD.num_negatives = 8", "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -215,7 +216,11 @@ def test_benchmark_fit_times_each_epoch_and_counts_the_step_compilations(tmp_pat
     assert [r["run"] for r in results] == ["kd+mixup", "crd+cutmix"]
     for r in results:
         assert len(r["epoch_seconds"]) == 2 and min(r["epoch_seconds"]) > 0
-        assert r["last_epoch_images_per_s"] == pytest.approx(80 / r["epoch_seconds"][-1])
+        # 16 held-out images evaluated after each epoch, timed apart from the training images/s
+        assert len(r["evaluation_seconds"]) == 2 and 0 < r["evaluation_seconds"][-1] < r["epoch_seconds"][-1]
+        assert r["last_epoch_images_per_s"] == pytest.approx(
+            80 / (r["epoch_seconds"][-1] - r["evaluation_seconds"][-1]))
+        assert r["projected_minutes"] == pytest.approx((r["epoch_seconds"][0] + 9 * r["epoch_seconds"][1]) / 60)
         # Batches of 32, 32 and 16, in both epochs: TensorFlow (this module's pass) traces the step once, for any
         # batch size; JAX traces it once per batch shape (two here; the GPU runs of docs/benchmarks.md show it).
         assert r["step_traces"] == 1 and r["traced_batch_shapes"] == [[None, 16, 16, 3]]
