@@ -56,6 +56,7 @@ def test_benchmark_measures_the_distillation_step_alone_when_asked():
     assert (result["student_2x_images_per_s"], result["student_2x_step_ms"], result["overhead"]) == (None,) * 3
     assert result["distill_images_per_s"] == pytest.approx(8 / (result["distill_step_ms"] / 1e3))
     assert 0 < result["distill_first_call_s"] < result["distill_compile_and_warmup_s"]
+    assert result["distill_first_call_cpu_s"] > 0
     assert benchmark._shown(None, 6, ".1f") == "     -" and benchmark._shown(2.25, 6, ".1f") == "   2.2"
 
 

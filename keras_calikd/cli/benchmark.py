@@ -41,6 +41,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 from keras_calikd.cli import common, xla
 
@@ -100,16 +101,27 @@ def parse_args(argv=None):
     return args
 
 
-def _seconds_per_step(run, steps, warmup, first=1):
-    """Seconds per step of `run(n)` (which runs n steps) after a first call of `first` steps (which compiles)
-    and `warmup` more steps, with the seconds of the first call and of the first call and the warm-up."""
-    started = time.perf_counter()
+class Timing(NamedTuple):
+    """Seconds per step after the first call and the warm-up; seconds of the first call (which compiles), of
+    the first call and the warm-up, and the process's CPU seconds in the first call (less sensitive than the
+    wall clock to other processes on a shared machine)."""
+
+    step: float
+    first_call: float
+    first_call_and_warmup: float
+    first_call_cpu: float
+
+
+def _seconds_per_step(run, steps, warmup, first=1) -> Timing:
+    """Times `run(n)` (which runs n steps): a first call of `first` steps, `warmup` steps, then `steps` steps."""
+    started, started_cpu = time.perf_counter(), time.process_time()
     run(first)
-    compiled = time.perf_counter()
+    compiled, compiled_cpu = time.perf_counter(), time.process_time()
     run(warmup)
     warm = time.perf_counter()
     run(steps)
-    return (time.perf_counter() - warm) / steps, compiled - started, warm - started
+    return Timing((time.perf_counter() - warm) / steps, compiled - started, warm - started,
+                  compiled_cpu - started_cpu)
 
 
 def record_trace(run, steps, folder) -> str:
@@ -228,20 +240,20 @@ def run_worker(args) -> dict:
         teacher.predict(x[: batch_size * n], batch_size=batch_size, verbose=0)
 
     with compilation_seconds(keras.backend.backend()) as compilation:
-        distill, first_step, distill_start = _seconds_per_step(fit(distiller, batch_size), args.steps,
-                                                               args.warmup, first=k)
+        timing = _seconds_per_step(fit(distiller, batch_size), args.steps, args.warmup, first=k)
+    distill = timing.step
     dumped = os.environ.get("CALIKD_HLO_DUMP")
     module = dumped and xla.first_dumped_module(dumped)
     hlo = xla.count_operations(open(module).read()) if module else None
     teacher_time = student_time = None
     if "teacher" in args.parts:
         teacher.compile(jit_compile=jit_compile)
-        teacher_time, _, _ = _seconds_per_step(predict, args.steps, args.warmup)
+        teacher_time = _seconds_per_step(predict, args.steps, args.warmup).step
     if "student" in args.parts:
         plain = model(args.student)
         plain.compile(optimizer=paper_sgd(), jit_compile=jit_compile,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        student_time, _, _ = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup)
+        student_time = _seconds_per_step(fit(plain, 2 * batch_size), args.steps, args.warmup).step
 
     def per_second(images, seconds):
         return None if seconds is None else images / seconds
@@ -258,7 +270,8 @@ def run_worker(args) -> dict:
         "input_check_overhead": checks, "trace": trace,
         "distill_images_per_s": batch_size / distill, "teacher_images_per_s": per_second(batch_size, teacher_time),
         "student_2x_images_per_s": per_second(2 * batch_size, student_time), "distill_step_ms": 1e3 * distill,
-        "distill_first_call_s": first_step, "distill_compile_and_warmup_s": distill_start,
+        "distill_first_call_s": timing.first_call, "distill_first_call_cpu_s": timing.first_call_cpu,
+        "distill_compile_and_warmup_s": timing.first_call_and_warmup,
         "distill_compilation_s": compilation or None,
         "teacher_ms": milliseconds(teacher_time), "student_2x_step_ms": milliseconds(student_time),
         "overhead": None if None in (teacher_time, student_time) else distill / (teacher_time + student_time),
@@ -275,10 +288,10 @@ def _input_check_overhead(distiller, x, y, batch_size, args) -> float:
     def pipeline(n):
         return tf.data.Dataset.from_tensor_slices((x[: batch_size * n], y[: batch_size * n])).batch(batch_size)
 
-    checked, _, _ = _seconds_per_step(lambda n: distiller.fit(pipeline(n), epochs=1, verbose=0), args.steps,
-                                      args.warmup)
-    unchecked, _, _ = _seconds_per_step(lambda n: keras.Model.fit(distiller, pipeline(n), epochs=1, verbose=0),
-                                        args.steps, args.warmup)
+    checked = _seconds_per_step(lambda n: distiller.fit(pipeline(n), epochs=1, verbose=0), args.steps,
+                                args.warmup).step
+    unchecked = _seconds_per_step(lambda n: keras.Model.fit(distiller, pipeline(n), epochs=1, verbose=0),
+                                  args.steps, args.warmup).step
     return checked / unchecked - 1.0
 
 
