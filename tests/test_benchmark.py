@@ -90,6 +90,41 @@ def test_a_configuration_past_its_timeout_is_reported_and_the_rest_kept(tmp_path
         "auto:float32:8:fused:0", "auto:float32:8:separate:0"]
 
 
+def test_a_benchmark_ended_from_outside_leaves_no_worker_and_no_temporary_folder(tmp_path, monkeypatch):
+    import signal
+    import tempfile
+    import threading
+    import time
+
+    from keras_calikd.cli import benchmark
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    workers = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        workers.append(popen(*args, **kwargs))
+        return workers[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+
+    def end_from_outside():  # as `timeout` does, once the worker runs
+        while not workers:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=end_from_outside, daemon=True).start()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            benchmark.main(["--backend", "jax", "--parts", "distill", "--batch_sizes", "8"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert workers[0].poll() is not None  # the worker was ended with its parent
+    assert list(tmp_path.iterdir()) == []  # and its HLO folder removed
+
+
 # A GPU's optimised HLO, abridged to one instruction of each kind that counts (and some that do not).
 GPU_HLO = """HloModule jit_train_step, is_scheduled=true, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
 

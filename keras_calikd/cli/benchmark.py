@@ -363,6 +363,11 @@ def main(argv=None) -> int:
     if args.worker:
         print("RESULT " + json.dumps(run_worker(args)), flush=True)
         return 0
+    import signal
+
+    # Ended from outside (`timeout`, a scheduler): unwind, so that the running worker is ended and its HLO
+    # folder removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     jits = {"auto": ["auto"], "on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.jit]
     forwarded = list(argv if argv is not None else sys.argv[1:])
     results, failures = [], []

@@ -9,7 +9,7 @@ carried, from the traced call itself (its jaxpr), so that it holds for any Keras
 - batch-norm moving statistics (`keras.layers.BatchNormalization` without renorm, called once per pass, whose
   outputs in training do not read them): the update `m * momentum + s * (1 - momentum)` is affine in `m`. Both
   batches run with `m = 0`, which returns `s_i * (1 - momentum)` exactly, and the two updates are then applied
-  in order, `(m0 * momentum + u1) * momentum + u2`: the two calls' arithmetic, operation for operation.
+  in order, `(m0 * momentum + u1) * momentum + u2`: the operations two calls make on the statistics.
 - state whose update does not read the images, such as the seed state of a dropout layer: its value after the
   first call comes from a call of which nothing else is used (XLA drops the rest of it), and the second batch
   starts from that value, as the second of two calls does, so it draws the same random numbers.
@@ -79,7 +79,7 @@ def _moving_statistics(forward) -> dict:
     """`{id(variable): momentum}` of the moving statistics whose update the fused call can compose: those of
     Keras' own `BatchNormalization` (its class's `call`, without renorm, whose update is another)."""
     statistics = {}
-    for layer in forward._flatten_layers(include_self=False):
+    for layer in forward._flatten_layers(include_self=False):  # Keras' walk over nested layers and models
         composable = (isinstance(layer, keras.layers.BatchNormalization) and not getattr(layer, "renorm", False)
                       and type(layer).call is keras.layers.BatchNormalization.call)
         if composable:
