@@ -1,11 +1,11 @@
 """XLA flags for the benchmark tools' processes, and what the compiled step is made of (its optimised HLO).
 
-Flags. XLA reads `XLA_FLAGS` once, when a process first compiles, so the tools set it for the processes they
-start (`calikd-benchmark --xla_flags "..."`, one configuration per value) or before their own first
-compilation (`calikd-benchmark-fit --xla_flags "..."`). The library itself sets no flag: on a GPU,
-`CANDIDATES` are the settings `tools/gpu_benchmarks.sh` measures against XLA's own defaults, for the
-compilation time and the step time of each (docs/benchmarks.md). A user's own `XLA_FLAGS` come first and the
-tools' flags after them (XLA takes the last value of a flag given twice).
+Flags. XLA reads `XLA_FLAGS` once per process, early (importing Keras on JAX is enough), so a process's
+flags come from its environment: `calikd-benchmark --xla_flags "..."` sets them for the processes it starts,
+one configuration per value; every other tool and program takes `XLA_FLAGS` as it finds it. The library
+itself sets no flag: on a GPU, `CANDIDATES` are the settings the repository's GPU script measures against
+XLA's own defaults, for the compilation time and the step time of each (docs/benchmarks.md). A user's own
+`XLA_FLAGS` come first and the benchmark's after them (XLA takes the last value of a flag given twice).
 
 HLO. `--xla_dump_to` makes XLA write each program it compiles, after its optimisation passes, as text;
 `count_operations` reads the training step's and counts what the host launches per step: the convolutions and
@@ -20,7 +20,7 @@ import os
 import re
 
 #: Candidate GPU settings, by name: what each changes, against XLA's defaults (""). Measured by
-#: tools/gpu_benchmarks.sh; none is applied unless asked for.
+#: the repository's GPU script (docs/benchmarks.md); none is applied unless asked for.
 CANDIDATES = {
     "xla_default": "",
     # Autotuning of convolutions and GEMMs: 0 = off (XLA's heuristics pick the kernels), 1 = on without XLA's
