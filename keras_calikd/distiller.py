@@ -259,11 +259,20 @@ class Distiller(DistillationStep, keras.Model):
     # ------------------------------------------------------------------ forward passes
 
     @staticmethod
-    def _outputs(forward, images, training):
-        outputs = forward(images, training=training)
+    def _as_outputs(outputs) -> ModelOutputs:
+        """A forward pass's logits (and features), as float32."""
         if isinstance(outputs, (list, tuple)):
             return ModelOutputs(ops.cast(outputs[0], "float32"), ops.cast(outputs[1], "float32"))
         return ModelOutputs(ops.cast(outputs, "float32"))
+
+    def _outputs(self, forward, images, training):
+        return self._as_outputs(forward(images, training=training))
+
+    def _two_student_passes(self, images, augmented_images, training):
+        """The student on the clean batch (logits and, where needed, features), then its logits on the augmented
+        batch: two calls, each normalising with its own batch statistics."""
+        student = self._outputs(self._student_forward, images, training=training)
+        return student, ops.cast(self.student(augmented_images, training=training), "float32")
 
     def call(self, inputs, training=False):
         images, _ = split_inputs(inputs)
@@ -289,15 +298,14 @@ class Distiller(DistillationStep, keras.Model):
 
         teacher = self._outputs(self._teacher_forward, images, training=False)
         teacher = ModelOutputs(*(None if t is None else ops.stop_gradient(t) for t in teacher))
-        student = self._outputs(self._student_forward, images, training=training)
+        augmented = self.augmentation.augment(images, self.augmentation.select_labels(labels, teacher.logits))
+        if self.augmentation.transforms_images:  # each backend's step runs the two passes its own way
+            student, augmented_logits = self.student_passes(images, augmented.images, training)
+        else:
+            student = self._outputs(self._student_forward, images, training=training)
+            augmented_logits = student.logits
         distillation = sum(d.weight * d.compute_loss(teacher, student, batch, training=training)
                            for d in self.distillations)
-
-        augmented = self.augmentation.augment(images, self.augmentation.select_labels(labels, teacher.logits))
-        if self.augmentation.transforms_images:
-            augmented_logits = ops.cast(self.student(augmented.images, training=training), "float32")
-        else:
-            augmented_logits = student.logits
         augmentation = self.augmentation.loss(augmented, augmented_logits)
 
         distillation = augmented.sources * distillation

@@ -252,17 +252,19 @@ class CountingStudent(keras.Model):
         return self.dense(self.flatten(x))
 
 
-@pytest.mark.parametrize("augmentation, passes", [("none", 1), ("mixup", 2), ("cutmix", 2), ("cutout", 2)])
+# One strategy that keeps the images and one that transforms them: the step branches on that alone
+# (test_student_passes.py goes through every registered strategy on JAX).
+@pytest.mark.parametrize("augmentation, passes", [("none", 1), ("mixup", 2)])
 def test_student_runs_once_or_twice_per_step(augmentation, passes):
     student = CountingStudent()
-    augmentation = ck.augmentations.Cutout(size=4) if augmentation == "cutout" else augmentation
     distiller = ck.Distiller(tiny_cnn(name="t"), student, augmentation=augmentation)  # shape from the teacher
     compiled(distiller, run_eagerly=True, jit_compile=False)
     x, y = blobs(64)
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the first fit also traces the model symbolically
     student.calls = 0
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert student.calls == passes * 4
+    # On JAX one call of the student runs both passes (vmapped over the two batches; tests/test_student_passes.py).
+    assert student.calls == (1 if keras.backend.backend() == "jax" else passes) * 4
 
 
 def test_subclassed_models_need_an_input_shape():

@@ -8,6 +8,17 @@ class TensorFlowDistillationStep:
 
     supported = True
 
+    def student_passes(self, images, augmented_images, training):
+        """The student's clean and augmented passes: two calls, one after the other, on TensorFlow.
+
+        The JAX step runs them as one vmapped call. TensorFlow has no counterpart that keeps each batch's
+        batch-norm statistics apart and carries the layers' variable assignments through (`tf.vectorized_map`
+        does not convert assignments), and on a CPU, where this backend is the faster one, its graph runs each
+        operation as it comes, so one call on both batches would not save work; concatenating the batches instead
+        would pool the batch statistics over both, another step.
+        """
+        return self._two_student_passes(images, augmented_images, training)
+
     def prepare_to_fit(self):
         """Creates the optimizer's and the metrics' variables before the step is traced.
 
