@@ -13,7 +13,10 @@ from keras_calikd.registry import Registry
 FEATURES = "features"  # penultimate (pooled) features of teacher and student, same forward pass as the logits
 INDICES = "indices"  # each sample's index in the training set (the input pipeline's `with_index=True`)
 TRAINING_SET = "training_set"  # the training set's labels by index, handed once to `adapt` before training
-KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET})
+# The clean batch's ground-truth labels and the epoch (`Batch`): this library's Distiller always gives them; a
+# strategy that reads them says so, for trainers that do not (`keras.distillation.Distiller`, see `keras_interop`).
+LABELS = "labels"
+KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET, LABELS})
 
 
 class ModelOutputs(NamedTuple):
@@ -53,10 +56,12 @@ class Distillation(keras.layers.Layer):
     inspects a strategy's type):
 
     - `requires`: a frozenset naming what the strategy reads besides logits,
-      from `{"features", "indices", "training_set"}`. The Distiller provides
-      exactly these: penultimate features from the same forward pass as the
-      logits; the samples' dataset indices; and, once before training, the
-      training set's labels by index through `adapt(labels)`.
+      from `{"features", "indices", "training_set", "labels"}`. The Distiller
+      provides exactly these: penultimate features from the same forward pass
+      as the logits; the samples' dataset indices; once before training, the
+      training set's labels by index through `adapt(labels)`; and always the
+      batch's labels and epoch (`Batch`), which a strategy reading them
+      declares as `"labels"` for other trainers' sake.
     - `label`: the strategy's name in reports and tables (e.g. `"KD"`).
     - `build(num_classes, teacher_feature_dim, student_feature_dim)`: create
       variables (trainable heads are trained with the student; non-trainable
@@ -67,6 +72,9 @@ class Distillation(keras.layers.Layer):
       labels (NumPy ints ordered by dataset index) before the first step.
       `adapted` says whether the strategy has what it needs (a strategy
       restored from a saved model may have it in its weights already).
+    - `check_models(teacher, student, feature_layer)`: called by the
+      Distiller at construction with its models and feature layer name, so
+      that a strategy that cannot work with them fails there (no-op by default).
     - `compute_loss(teacher, student, batch, training)`: the scalar float32
       loss, written in `keras.ops`, *before* weighting: the Distiller
       multiplies it by `weight`. The teacher's outputs arrive under
@@ -90,6 +98,9 @@ class Distillation(keras.layers.Layer):
 
     def build(self, num_classes=None, teacher_feature_dim=None, student_feature_dim=None):
         self.num_classes = num_classes
+
+    def check_models(self, teacher, student, feature_layer: str) -> None:
+        """Fails, with what to change, when the strategy cannot work with these models (nothing to check here)."""
 
     def compute_loss(self, teacher: ModelOutputs, student: ModelOutputs, batch: Batch, training: bool = True):
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss().")
