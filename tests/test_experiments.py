@@ -335,6 +335,28 @@ def test_temperature_scaling_reports_both_rows_on_the_same_images(tmp_path, fash
 
 
 @NEUTRAL
+def test_vector_and_matrix_scaling_are_reported_beside_the_model_with_their_warnings(tmp_path, fashion_dir, capsys):
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path / "model.keras")
+    tiny_cnn(10, (28, 28, 1), name="m").save(path)
+    with pytest.raises(ValueError, match=r"--calibration: unknown methods \['platt'\]"):
+        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--calibration", "vector,platt"])
+    output = tmp_path / "eval.json"
+    assert evaluate_tool.main(["--model", f"M={path}", "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                               "--calibration", "vector,matrix", "--output", str(output)]) == 0
+    entry = json.loads(output.read_text())["models"]["M"]
+    printed = capsys.readouterr().out
+    assert "| M, uncalibrated |" in printed and "| M + VS |" in printed and "| M + MS |" in printed
+    for method in ("vector", "matrix"):
+        fitted = entry["calibration"][method]
+        assert fitted["fitted_on"] == "half of test" and fitted["calibrated"]["num_examples"] == 20
+        assert fitted["uncalibrated"] == entry["calibration"]["vector"]["uncalibrated"]  # the same 20 images
+        for warning in fitted["warnings"]:  # 20 images for 110 parameters: likely, and then said
+            assert f"warning: M: {warning}" in printed
+    assert np.shape(entry["calibration"]["matrix"]["parameters"]["weights"]) == (10, 10)
+
+
+@NEUTRAL
 def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
     path = str(tmp_path / "hundred.keras")
     tiny_cnn(100, (28, 28, 1), name="m").save(path)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import keras
@@ -19,14 +20,14 @@ from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
 from keras_calikd.training import distribution as distribution_lib
-from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
-                                              load_model)
+from keras_calikd.training import posthoc
+from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, load_model
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.files import check_writable, write_json, write_text
 from keras_calikd.training.optimizers import SCHEDULES, SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_folder import RunFolder, RunMismatchError, is_finished
-from keras_calikd.training.teacher_calibration import calibrate_temperature
+from keras_calikd.training.teacher_calibration import calibrate
 from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
 ROLES = ("teacher", "student", "distilled")
@@ -93,9 +94,12 @@ class Experiment:
         teacher: Name of the teacher's run; its `checkpoints/best.keras` is loaded.
         distiller: Callable `(teacher=..., student=...) -> Distiller`; needed with `teacher`.
         teacher_calibration_split: Held-out data (a split or slice neither the teacher nor this run trains on)
-            on which a temperature is fitted to the teacher before distillation (post-hoc temperature
-            scaling): the student then distils from the calibrated teacher. The temperature is printed and
-            saved in `results.json` (`teacher_temperature`). `None`: the teacher as it is (the paper).
+            on which a post-hoc calibration map is fitted to the teacher before distillation: the student then
+            distils from the calibrated teacher. The fit is printed and saved in `results.json`
+            (`teacher_calibration`: method, parameters, NLL before and after, warnings; and
+            `teacher_temperature` for temperature scaling). `None`: the teacher as it is (the paper).
+        teacher_calibration_method: The map fitted on `teacher_calibration_split`: `"temperature"` (the
+            default), `"vector"` or `"matrix"` (see `keras_calikd.training.teacher_calibration.calibrate`).
         allow_unfinished_teacher: Distil from a teacher run that has not finished (its best checkpoint so far).
         runs_dir: Folder of all runs.
         epochs, batch_size: Training length and batch size.
@@ -147,6 +151,7 @@ class Experiment:
         teacher: Optional[str] = None,
         distiller: Optional[Callable] = None,
         teacher_calibration_split: Optional[str] = None,
+        teacher_calibration_method: str = "temperature",
         allow_unfinished_teacher: bool = False,
         runs_dir: str = "runs",
         epochs: int = 240,
@@ -183,6 +188,8 @@ class Experiment:
         self.teacher, self.distiller_factory = teacher, distiller
         self.teacher_calibration_split = checks.text(OWNER, "teacher_calibration_split", teacher_calibration_split,
                                                      optional=True)
+        self.teacher_calibration_method = checks.one_of(OWNER, "teacher_calibration_method",
+                                                        teacher_calibration_method, posthoc.METHODS)
         self.allow_unfinished_teacher = bool(allow_unfinished_teacher)
         self.runs_dir, self.data_dir = runs_dir, data_dir
         self.epochs = checks.integer(OWNER, "epochs", epochs)
@@ -306,6 +313,8 @@ class Experiment:
                          seed=self.seed)
         if self.sync_batch_norm:
             signature.update(sync_batch_norm=True)
+        if self.teacher_calibration_split and self.teacher_calibration_method != "temperature":
+            signature.update(teacher_calibration_method=self.teacher_calibration_method)
         if self.teacher is not None:
             signature.update(alpha=trainer.alpha, distillation=[_config_of(d) for d in trainer.distillations],
                              augmentation=_config_of(trainer.augmentation))
@@ -414,9 +423,19 @@ class Experiment:
         if self.teacher_calibration_split:
             held_out = data.load(self.dataset, self.teacher_calibration_split, self.eval_batch_size, training=False,
                                  data_dir=self.data_dir)
-            teacher, description["teacher_temperature"] = calibrate_temperature(teacher, held_out)
-            print(f"The teacher's temperature, fitted on {self.teacher_calibration_split}: "
-                  f"{description['teacher_temperature']:.4f}.")
+            with warnings.catch_warnings():  # printed and saved below
+                warnings.simplefilter("ignore", posthoc.CalibrationWarning)
+                teacher, fit = calibrate(teacher, held_out, method=self.teacher_calibration_method)
+            description["teacher_calibration"] = fit.summary()
+            if fit.method == "temperature":
+                description["teacher_temperature"] = fit.parameters["temperature"]
+                print(f"The teacher's temperature, fitted on {self.teacher_calibration_split}: "
+                      f"{description['teacher_temperature']:.4f}.")
+            else:
+                print(f"The teacher's {fit.method} scaling, fitted on {self.teacher_calibration_split}: held-out "
+                      f"NLL {fit.nll_before:.4f} -> {fit.nll_after:.4f}.")
+            for message in fit.warnings:
+                print(f"warning: the teacher's calibration: {message}")
         trainer = self.distiller_factory(teacher=teacher, student=network)
         if TRAINING_SET in trainer.requirements:
             trainer.adapt(self._split_labels(data))
@@ -546,9 +565,13 @@ class Experiment:
         if self.temperature_scaling_split:
             held_out = data.load(self.dataset, self.temperature_scaling_split, self.eval_batch_size, training=False,
                                  data_dir=self.data_dir)
-            temperature = fit_temperature(*collect_logits(best, held_out))
+            fit = posthoc.fit_calibration(*collect_logits(best, held_out))
+            temperature = fit.parameters["temperature"]
             results["temperature_scaled"] = dict(calibration_report(logits / temperature, labels, self.eval_bins),
-                                                 temperature=temperature, fitted_on=self.temperature_scaling_split)
+                                                 temperature=temperature, fitted_on=self.temperature_scaling_split,
+                                                 warnings=fit.warnings)
+            for message in fit.warnings:
+                print(f"warning: {self.name}: {message}")
         return results
 
 
