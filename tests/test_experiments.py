@@ -375,7 +375,7 @@ def test_keras_savedmodel_and_tflite_give_the_same_predictions(tmp_path, fashion
     checkpoint = str(tmp_path / "best.keras")
     model.save(checkpoint)
     exported = str(tmp_path / "exported")
-    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--tflite"]) == 0
+    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--format", "saved_model,tflite"]) == 0
     assert "largest logit difference" in capsys.readouterr().out
     report = json.loads(open(os.path.join(exported, "export.json")).read())
     images = next(ck.data.load("fashion_mnist", "test", 40, data_dir=fashion_dir).as_numpy_iterator())[0]
