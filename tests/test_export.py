@@ -65,6 +65,15 @@ def test_every_format_gives_the_keras_models_predictions_on_raw_pixels(tmp_path,
         logits, probabilities = run_artifact(exported, export_format, images)
         np.testing.assert_allclose(logits, expected, atol=1e-4, err_msg=export_format)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5, err_msg=export_format)
+    # An earlier export is replaced only with --overwrite; a run folder never.
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_tool.main(["--checkpoint", checkpoint, "--output", exported])
+    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--overwrite"]) == 0
+    assert sorted(os.listdir(exported)) == ["assets", "export.json", "fingerprint.pb", "saved_model.pb", "variables"]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="run folder"):
+        export_tool.main(["--checkpoint", checkpoint, "--output", str(tmp_path / "run"), "--overwrite"])
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,7 +5,6 @@ both backends, built as the Distiller builds them (raw pixels, the student's
 normalisation in pixels).
 """
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -43,18 +42,24 @@ def test_grid_mask_is_the_published_grid_of_squares():
     assert 0 < got.mean() < 1
 
 
-@pytest.mark.parametrize("fill_mode", ["constant", "gaussian_noise"])
-def test_gridmask_fills_about_r_squared_with_the_students_statistics_under_xla(fill_mode):
-    """A fixed ratio of 0.5 masks about a quarter of each image; the rest is the image, exactly."""
+@pytest.mark.parametrize("fill_mode, xla", [("constant", True), ("gaussian_noise", None)])
+def test_gridmask_fills_about_r_squared_with_the_students_statistics_under_xla(fill_mode, xla):
+    """A fixed ratio of 0.5 masks about a quarter of each image; the rest is the image, exactly.
+
+    The constant fill runs under XLA on both backends, the noise fill under XLA on JAX only (one TensorFlow XLA
+    compilation less)."""
     rng = np.random.default_rng(0)
     images = rng.uniform(0.0, 255.0, (8, 48, 48, 3)).astype("float32")
     gridmask = ck.augmentations.GridMask(ratio_factor=(0.5, 0.5), fill_mode=fill_mode, seed=2)
     gridmask.build(images.shape, 10, (MEAN, STD))
-    out = repeated(gridmask, images, 4, xla=True)[0].reshape((-1,) + images.shape[1:])
+    out = repeated(gridmask, images, 4, xla=xla)[0].reshape((-1,) + images.shape[1:])
     clean = np.tile(images, (4, 1, 1, 1))
     holes = (out != clean).all(axis=-1)
     assert np.array_equal(holes, (out != clean).any(axis=-1))  # every channel of a masked pixel
     assert abs(holes.mean() - 0.25) < 0.03 and holes.mean(axis=(1, 2)).min() > 0.1  # 32 images
+    # Random offsets and units move the grid: each pixel near the centre is masked in some images, not all.
+    centre = holes[:, 22:26, 22:26].sum(axis=0)
+    assert centre.min() >= 1 and centre.max() <= 20, centre
     filled = out[holes]
     if fill_mode == "constant":
         np.testing.assert_array_equal(filled, np.broadcast_to(MEAN, filled.shape))

@@ -101,6 +101,9 @@ def test_both_adapters_survive_a_config_round_trip():
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(strategy))
     assert type(clone.keras_loss) is LogitsDistillation and clone.get_config() == strategy.get_config()
     assert (clone.keras_loss.temperature, clone.weight) == (2.5, 0.5)
+    by_name = ck.distillations.get("keras_loss")  # Keras' default temperature, with the KLDivergence class
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(by_name))
+    assert clone.keras_loss.temperature == 3.0 and isinstance(clone.keras_loss.loss, keras.losses.KLDivergence)
     loss = ck.distillations.AsDistillationLoss(ck.distillations.KD(temperature=3.0, weight=0.7))
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert again.strategy.get_config() == loss.strategy.get_config()

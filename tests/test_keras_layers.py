@@ -84,9 +84,15 @@ def test_augmix_chains_give_the_keras_layers_images_for_the_same_operations():
     layer.build(images.shape)
     transformation = layer.get_random_transformation(images)
     names, operations = layer._augment_layers, ops.convert_to_numpy(transformation["operations"])
+
+    def rolled(parameters, position):  # image i takes the draws of image i - position at that position
+        return keras.tree.map_structure(lambda leaf: leaf if leaf is None or isinstance(leaf, (int, float))
+                                        else np.roll(ops.convert_to_numpy(leaf), position, axis=0), parameters)
+
     chains = [[{"layer_name": names[operations[p]],
-                "transformation": layer.parameters_at(transformation["parameters"][names[operations[p]]], p)}
+                "transformation": rolled(transformation["parameters"][names[operations[p]]], p)}
                for p in range(2 * c, 2 * c + 2) if operations[p] < len(names)] for c in range(2)]
+    assert sum(len(chain) for chain in chains) >= 2, operations  # seed 4 draws operations, not only "none"
     keras_format = {"chain_mixing_weights": transformation["chain_mixing_weights"],
                     "weight_sample": transformation["weight_sample"], "chain_transforms": chains}
     expected = keras.layers.AugMix.transform_images(layer, images, keras_format)
@@ -145,12 +151,17 @@ def test_colour_strategies_take_pixels_from_a_normalising_student_and_refuse_an_
 
 
 @pytest.mark.backend_neutral  # TensorFlow pass only: see the module's docstring
-def test_a_grey_image_stays_grey_and_in_range():
-    images = pixels(n=2, size=6, channels=1)
-    strategy = ck.augmentations.RandAugment(num_ops=2, factor=0.5, seed=2)
-    strategy.build(images.shape, 10, (np.float32([120.0]), np.float32([60.0])))
-    out = run(lambda x: strategy.augment(x, ops.zeros((2,), "int32")).images, images)
-    assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 255.0 and np.abs(out - images).max() > 1
+def test_a_grey_image_is_augmented_as_the_grey_rgb_image_would_be():
+    grey = pixels(n=2, size=6, channels=1)
+    outputs = []
+    for images in (grey, np.tile(grey, (1, 1, 1, 3))):
+        strategy = ck.augmentations.RandAugment(num_ops=2, factor=0.5, seed=2)
+        channels = images.shape[-1]
+        strategy.build(images.shape, 10, (np.full(channels, 120.0, "float32"), np.full(channels, 60.0, "float32")))
+        outputs.append(run(lambda x: strategy.augment(x, ops.zeros((2,), "int32")).images, images))
+    assert outputs[0].shape == grey.shape and np.abs(outputs[0] - grey).max() > 1
+    for channel in range(3):
+        np.testing.assert_allclose(outputs[0][..., 0], outputs[1][..., channel], atol=1e-3)
 
 
 def test_any_keras_layer_is_a_strategy_with_the_layers_output():

@@ -105,7 +105,7 @@ class AugMix(LayerAugmentation):
     without an input normalisation may take normalised images, so `build`
     then fails unless `value_range` is given, and a `value_range` that
     cannot hold images with the student's normalisation fails at build too.
-    Grey images are augmented as grey RGB images. XLA: on JAX; not on
+    Grey images are augmented as grey RGB images would be. XLA: on JAX; not on
     TensorFlow, whose gamma sampler and image transform have no XLA kernel.
 
     Args:

@@ -121,11 +121,12 @@ class LayerAugmentation(Augmentation):
     """Base of the strategies whose augmented view is a Keras preprocessing layer's output.
 
     Subclasses give their layer to `use_layer` (it is called as
-    `layer(images, training=True)`), and for a layer whose operations depend on the images' range
-    `self.value_range` and `self.value_range_given`, checked against the
-    student's normalisation at build. `rgb_only` strategies take 1-channel
-    images as grey RGB images and turn the result back into one channel;
-    other channel counts than 1 and 3 fail at build.
+    `layer(images, training=True)`), and for a layer whose operations depend
+    on the images' range set `self.value_range` and `self.value_range_given`,
+    checked against the student's normalisation at build. `rgb_only`
+    strategies take RGB or grey images (Keras' colour operations treat a
+    1-channel image as a grey RGB one: tested); other channel counts fail at
+    build.
     """
 
     label = ""
@@ -169,14 +170,8 @@ class LayerAugmentation(Augmentation):
         if len(images.shape) != 4:
             raise ValueError(f"{type(self).__name__} augments batches of images (batch, height, width, channels), "
                              f"got shape {tuple(images.shape)}.")
-        x = ops.cast(images, "float32")
-        grey = self.rgb_only and images.shape[-1] == 1
-        if grey:  # every operation keeps a grey RGB image grey
-            x = ops.tile(x, (1, 1, 1, 3))
-        x = ops.cast(self.layer(x, training=True), "float32")
-        if grey:
-            x = ops.mean(x, axis=-1, keepdims=True)
-        return single_source(ops.cast(x, images.dtype), labels)
+        augmented = self.layer(ops.cast(images, "float32"), training=True)
+        return single_source(ops.cast(augmented, images.dtype), labels)
 
 
 @AUGMENTATIONS.register("keras_layer")

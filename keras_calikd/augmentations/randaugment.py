@@ -27,8 +27,8 @@ class RandAugment(LayerAugmentation):
     The operations need the images' value range: raw pixels (0, 255) by
     default when the student normalises its input, refused at build for a
     student without an input normalisation unless `value_range` is given
-    (see `AugMix`). Grey images are augmented as grey RGB images; other
-    channel counts than 1 and 3 fail at build. XLA: on JAX; not on
+    (see `AugMix`). Grey images are augmented as grey RGB images would be;
+    other channel counts than 1 and 3 fail at build. XLA: on JAX; not on
     TensorFlow, whose image transform (`ImageProjectiveTransformV3`) has no
     XLA kernel.
 

@@ -58,6 +58,10 @@ class KerasLoss(Distillation):
 
     Args:
         loss: A `keras.distillation.DistillationLoss` (or its serialized form).
+            `None` (the default, e.g. by name: `distillation="keras_loss"`):
+            `LogitsDistillation(temperature=3.0, loss=keras.losses.KLDivergence())`,
+            Keras' default temperature with the KL divergence of the softened
+            distributions.
         weight: Multiplier of this loss inside the distillation term.
 
     Example:
@@ -73,8 +77,10 @@ class KerasLoss(Distillation):
 
     label = "Keras distillation"
 
-    def __init__(self, loss, weight: float = 1.0, **kwargs):
+    def __init__(self, loss=None, weight: float = 1.0, **kwargs):
         super().__init__(weight=weight, **kwargs)
+        if loss is None:
+            loss = keras.distillation.LogitsDistillation(temperature=3.0, loss=keras.losses.KLDivergence())
         self.keras_loss = _keras_loss(loss, "KerasLoss")
         self.layer_names = (getattr(self.keras_loss, "teacher_layer_name", None),
                             getattr(self.keras_loss, "student_layer_name", None))
