@@ -6,8 +6,7 @@ import keras
 
 from keras_calikd import checks
 from keras_calikd.augmentations.base import AUGMENTATIONS
-from keras_calikd.augmentations.keras_layer import (PIXEL_RANGE, LayerAugmentation, parse_value_range,
-                                                    with_histogram_equalization)
+from keras_calikd.augmentations.keras_layer import LayerAugmentation
 
 
 def _static(leaf) -> bool:
@@ -149,13 +148,9 @@ class AugMix(LayerAugmentation):
         self.alpha = checks.number("AugMix", "alpha", alpha, low=0.0, low_open=True)
         self.all_ops = checks.one_of("AugMix", "all_ops", all_ops, (True, False))
         self.interpolation = checks.one_of("AugMix", "interpolation", interpolation, ("bilinear", "nearest"))
-        self.value_range_given = value_range is not None
-        self.value_range = parse_value_range("AugMix", value_range) or PIXEL_RANGE
-        self.use_layer(with_histogram_equalization(ChainsDrawnPerCall(
-            value_range=self.value_range, num_chains=self.num_chains, chain_depth=self.chain_depth, factor=factor,
-            alpha=self.alpha, all_ops=self.all_ops, interpolation=self.interpolation, seed=self.seed)))
-        self.layer.generator = self.seed_generator  # saved with the strategy (`SavedSeedState`)
-        self.factor = self.layer.factor
+        self.use_image_layer(ChainsDrawnPerCall, value_range, num_chains=self.num_chains,
+                             chain_depth=self.chain_depth, factor=factor, alpha=self.alpha, all_ops=self.all_ops,
+                             interpolation=self.interpolation)
 
     def get_config(self):
         config = super().get_config()

@@ -157,6 +157,19 @@ class LayerAugmentation(Augmentation):
             for sublayer in layer._flatten_layers():
                 sublayer.supports_jit = True
 
+    def use_image_layer(self, layer_class, value_range, **options):
+        """Uses Keras' `layer_class` (AugMix, RandAugment) made for `value_range`, pixels when it is `None`.
+
+        The layer draws from the strategy's seed generator, which the strategy
+        saves (`SavedSeedState`), and equalizes with `HistogramEqualization`.
+        """
+        self.value_range_given = value_range is not None
+        self.value_range = parse_value_range(type(self).__name__, value_range) or PIXEL_RANGE
+        layer = with_histogram_equalization(layer_class(value_range=self.value_range, seed=self.seed, **options))
+        layer.generator = self.seed_generator
+        self.use_layer(layer)
+        self.factor = layer.factor
+
     def build(self, input_shape=None, num_classes=None, input_normalization=None):
         super().build(input_shape, num_classes, input_normalization)
         channels = None if input_shape is None else input_shape[-1]

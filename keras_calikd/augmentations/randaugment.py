@@ -6,8 +6,7 @@ import keras
 
 from keras_calikd import checks
 from keras_calikd.augmentations.base import AUGMENTATIONS
-from keras_calikd.augmentations.keras_layer import (PIXEL_RANGE, LayerAugmentation, parse_value_range,
-                                                    with_histogram_equalization)
+from keras_calikd.augmentations.keras_layer import LayerAugmentation
 
 
 @AUGMENTATIONS.register("randaugment")
@@ -63,13 +62,8 @@ class RandAugment(LayerAugmentation):
         super().__init__(**kwargs)
         self.num_ops = checks.integer("RandAugment", "num_ops", num_ops)
         self.interpolation = checks.one_of("RandAugment", "interpolation", interpolation, ("bilinear", "nearest"))
-        self.value_range_given = value_range is not None
-        self.value_range = parse_value_range("RandAugment", value_range) or PIXEL_RANGE
-        self.use_layer(with_histogram_equalization(keras.layers.RandAugment(
-            value_range=self.value_range, num_ops=self.num_ops, factor=factor, interpolation=self.interpolation,
-            seed=self.seed)))
-        self.layer.generator = self.seed_generator  # saved with the strategy (`SavedSeedState`)
-        self.factor = self.layer.factor
+        self.use_image_layer(keras.layers.RandAugment, value_range, num_ops=self.num_ops, factor=factor,
+                             interpolation=self.interpolation)
 
     def get_config(self):
         config = super().get_config()
