@@ -99,3 +99,23 @@ def test_a_format_that_cannot_be_written_stops_the_tool_before_any_work(tmp_path
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
     assert re.search(message, lines[0]), lines[0]
     assert not output.exists()
+
+
+@pytest.mark.backend_neutral
+def test_a_converter_that_fails_leaves_nothing_and_says_which_format(tmp_path, monkeypatch):
+    def broken(serving, file, images):
+        raise NotImplementedError("no converter for the operation 'Einsum'\nsecond line")
+
+    monkeypatch.setattr(export, "_write_onnx", broken)
+    with pytest.raises(export.ExportConversionError, match=r"The onnx export of m failed \(NotImplementedError: no "
+                                                           r"converter for the operation 'Einsum'\)\. Export the other"):
+        export.export_model(zoo_tiny(3, (4, 4, 1), name="m"), str(tmp_path / "out"), ("onnx",))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.backend_neutral
+def test_tflite_without_the_saved_model_leaves_only_its_file(tmp_path):
+    """TFLite is converted from a SavedModel, written aside and removed when the SavedModel was not asked for."""
+    report = export.export_model(zoo_tiny(3, (4, 4, 1), name="m"), str(tmp_path / "out"), "tflite")
+    assert sorted(os.listdir(tmp_path / "out")) == ["export.json", "model.tflite"]
+    assert report["artifacts"] == {"tflite": "model.tflite"} and set(report["max_logit_difference"]) == {"tflite"}

@@ -43,6 +43,10 @@ class ExportMismatchError(RuntimeError):
     """The exported artifact does not reproduce the Keras model's outputs."""
 
 
+class ExportConversionError(RuntimeError):
+    """A converter could not write the model in its format (e.g. an operation it does not support)."""
+
+
 def _packages(export_format: str, backend: str):
     """`(module, pip package)` pairs `export_format` needs on `backend`, beyond TensorFlow."""
     if export_format == "onnx":
@@ -211,6 +215,7 @@ def export_model(model: keras.Model, path: str, formats=("saved_model",), overwr
         ValueError: a format that cannot be written here (`check_formats`), before anything is done.
         keras_calikd.training.files.OutputExistsError: `path` holds something that may not be replaced.
         ExportMismatchError: an artifact does not reproduce the model.
+        ExportConversionError: a converter could not write the model (nothing is written either).
 
     Example:
 
@@ -239,9 +244,17 @@ def export_model(model: keras.Model, path: str, formats=("saved_model",), overwr
                    "onnx": lambda file: _write_onnx(serving, file, images),
                    "litert": lambda file: _write_litert(serving, file, images)}
         for export_format in formats:
-            if export_format != "saved_model":
-                file = os.path.join(temporary, ARTIFACTS[export_format])
-                differences[export_format] = _max_difference(reference, writers[export_format](file))
+            if export_format == "saved_model":
+                continue
+            try:
+                outputs = writers[export_format](os.path.join(temporary, ARTIFACTS[export_format]))
+            except Exception as error:  # the converters' own errors: an operation they lack, a failed check
+                first_line = (str(error).strip().splitlines() or [""])[0][:300]
+                raise ExportConversionError(
+                    f"The {export_format} export of {source or model.name} failed ({type(error).__name__}: "
+                    f"{first_line}). Export the other formats without it; nothing was written to {path}."
+                ) from error
+            differences[export_format] = _max_difference(reference, outputs)
         if saved_model != temporary:
             shutil.rmtree(saved_model, ignore_errors=True)
         report = {"max_logit_difference": differences, "tolerance": tolerance * scale, "source": source,

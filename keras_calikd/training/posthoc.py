@@ -65,11 +65,11 @@ def search_temperature(logits, labels, low: float = TEMPERATURE_BOUNDS[0], high:
 def temperature_bound_warning(temperature: float, low: float = TEMPERATURE_BOUNDS[0],
                               high: float = TEMPERATURE_BOUNDS[1]):
     """The warning for a temperature that ended on its search bound, or `None`."""
-    for bound, side in ((low, "lower"), (high, "upper")):
+    for bound, side, reason in ((low, "lower", "the logits are almost always right, so sharper is better"),
+                                (high, "upper", "the logits carry almost no information, so flatter is better")):
         if abs(np.log(temperature / bound)) < 1e-3:
             return (f"temperature scaling: the temperature ended on the {side} bound of its search, {bound:g}; the "
-                    "held-out NLL falls further beyond it (the logits carry almost no information, or are almost "
-                    "always right), so the fitted map is not the NLL's minimum.")
+                    f"held-out NLL falls further beyond it ({reason}), so the fitted map is not the NLL's minimum.")
     return None
 
 
