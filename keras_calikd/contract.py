@@ -16,7 +16,11 @@ FEATURES = "features"
 INDICES = "indices"
 #: The training set's labels by index, handed once to `adapt` before training.
 TRAINING_SET = "training_set"
-KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET})
+#: The clean batch's ground-truth labels and the epoch (`Batch`): this library's Distiller always gives them; a
+#: strategy that reads them says so, for trainers that do not (`keras.distillation.Distiller`, see
+#: `distillations.keras_interop`).
+LABELS = "labels"
+KNOWN_REQUIREMENTS = frozenset({FEATURES, INDICES, TRAINING_SET, LABELS})
 
 #: The keys of dict inputs: the images, and their dataset indices.
 IMAGE_KEY = "image"
@@ -55,5 +59,5 @@ def join_inputs(images, indices=None):
     return images if indices is None else {IMAGE_KEY: images, INDEX_KEY: indices}
 
 
-__all__ = ["FEATURES", "IMAGE_KEY", "INDEX_KEY", "INDICES", "KNOWN_REQUIREMENTS", "TRAINING_SET", "join_inputs",
+__all__ = ["FEATURES", "IMAGE_KEY", "INDEX_KEY", "INDICES", "KNOWN_REQUIREMENTS", "LABELS", "TRAINING_SET", "join_inputs",
            "split_inputs"]

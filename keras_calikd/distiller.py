@@ -96,8 +96,10 @@ class Distiller(DistillationStep, keras.Model):
         student: A built `keras.Model` returning logits, with the teacher's
             input shape and number of classes.
         distillation: A registered name (`"kd"`, `"rkd"`, `"crd"`, ...), a
-            `Distillation` instance, or a list of them whose weighted losses
-            are summed.
+            `Distillation` instance, a `keras.distillation` loss (e.g.
+            `keras.distillation.LogitsDistillation(temperature=4.0)`, see
+            `ck.distillations.KerasLoss`), or a list of them whose weighted
+            losses are summed.
         augmentation: A registered name (`"none"`, `"mixup"`, `"cutmix"`,
             `"cutout"`, ...) or an `Augmentation` instance.
         alpha: Weight of the distillation term, in `[0, 1]`; the augmentation
@@ -147,6 +149,8 @@ class Distiller(DistillationStep, keras.Model):
         self.distillations = [distillations_lib.get(d) for d in specs]
         self.augmentation = augmentations_lib.get(augmentation)
         self.requirements = checks.requirements(self.distillations)
+        for distillation in self.distillations:
+            distillation.check_models(teacher, student, feature_layer)
 
         teacher.trainable = False
         self.teacher, self.student = teacher, student

@@ -18,6 +18,7 @@ registers itself.
 
 import ast
 import inspect
+import json
 import os
 import re
 
@@ -36,7 +37,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 REQUIRED = inspect.Parameter.empty
 #: Values of required constructor arguments, where a component has one (a metric's or strategy's class count).
-REQUIRED_VALUES = {"num_classes": 10}
+REQUIRED_VALUES = {"num_classes": 10,
+                   "layer": keras.saving.serialize_keras_object(  # KerasLayer's layer, in the form a config holds
+                       keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=1, name="contrast"))}
 #: Keras' own layer and metric arguments: Keras tests them.
 KERAS_ARGUMENTS = ("name", "dtype", "trainable")
 
@@ -56,7 +59,8 @@ def constructor_arguments(cls) -> dict:
     return {name: value for name, value in arguments.items() if name not in KERAS_ARGUMENTS}
 
 
-def _required(cls) -> dict:
+def required_arguments(cls) -> dict:
+    """The harness's values of `cls`'s required constructor arguments (`REQUIRED_VALUES`)."""
     return {name: REQUIRED_VALUES[name] for name, value in constructor_arguments(cls).items() if value is REQUIRED}
 
 
@@ -74,7 +78,7 @@ def _other_values(default):
 def other_arguments(cls) -> dict:
     """An argument value other than the default for every numeric or boolean argument that accepts one."""
     chosen = {}
-    base = _required(cls)
+    base = required_arguments(cls)
     for name, default in constructor_arguments(cls).items():
         for value in _other_values(default):
             try:
@@ -89,7 +93,7 @@ def other_arguments(cls) -> dict:
 
 def check_config_round_trip(cls):
     """The configuration holds every constructor argument, with its value, and revives the same object."""
-    arguments = dict(_required(cls), **other_arguments(cls))
+    arguments = dict(required_arguments(cls), **other_arguments(cls))
     obj = cls(**arguments)
     config = obj.get_config()
     missing = set(constructor_arguments(cls)) - set(config)
@@ -104,7 +108,7 @@ def check_config_round_trip(cls):
 def check_gin_binding(cls, make):
     """Every constructor argument binds through gin and reaches the object `make()` creates; typos fail."""
     register_configurables()
-    values = dict(_required(cls), **other_arguments(cls))
+    values = dict(required_arguments(cls), **other_arguments(cls))
     with gin.unlock_config():
         gin.clear_config()
         gin.parse_config([f"{cls.__name__}.{name} = {value!r}" for name, value in values.items()])
@@ -154,6 +158,11 @@ def check_published_defaults(cls, name=None, readme=README):
         assert defaults[option] == value, f"{cls.__name__}({option}={defaults[option]!r}); README.md: {value!r}"
 
 
+def as_json(config):
+    """A configuration as a `.keras` file holds it (JSON: tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
 def _values(variables):
     return [np.asarray(ops.convert_to_numpy(v)) for v in variables]
 
@@ -180,7 +189,7 @@ def check_strategy_trains_and_saves(distillation, augmentation, tmp_path):
     loaded = keras.models.load_model(path)
     assert [type(d).__name__ for d in loaded.distillations] == [type(d).__name__ for d in distiller.distillations]
     assert [d.get_config() for d in loaded.distillations] == [d.get_config() for d in distiller.distillations]
-    assert loaded.augmentation.get_config() == distiller.augmentation.get_config()
+    assert as_json(loaded.augmentation.get_config()) == as_json(distiller.augmentation.get_config())
     for expected, got in zip(distiller.augmentation.input_normalization, loaded.augmentation.input_normalization):
         np.testing.assert_array_equal(np.asarray(got, "float32"), np.asarray(expected, "float32"))
     for before, after in ((distiller.variables, loaded.variables),
@@ -285,7 +294,7 @@ def check_model_trains_and_saves(name, tmp_path, train=True):
 def check_metrics_train_and_save(classes, tmp_path):
     """The metrics in one model compiled with XLA: a fit gives values in [0, 1]; saving the model keeps them."""
     keras.utils.set_random_seed(0)
-    metrics = [cls(**_required(cls), from_logits=True) for cls in classes]
+    metrics = [cls(**required_arguments(cls), from_logits=True) for cls in classes]
     model = tiny_cnn(input_shape=(8, 8, 1), width=4)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=metrics, jit_compile=True)

@@ -224,6 +224,12 @@ def test_cutout_defaults_are_the_papers():
     (augmentations.Cutout, dict(size=0), "Cutout: `size` must be a positive integer, got 0."),
     (augmentations.Cutout, dict(num_holes=1.5), "Cutout: `num_holes` must be an integer >= 1, got 1.5."),
     (augmentations.Cutout, dict(fill_value="grey"), "Cutout: `fill_value` must be a finite number, got 'grey'."),
+    (augmentations.GridMask, dict(fill_mode="random"),
+     "GridMask: `fill_mode` must be one of 'constant', 'gaussian_noise', got 'random'."),
+    (augmentations.FourierMix, dict(decay_power=0), "FourierMix: `decay_power` must be > 0, got 0.0."),
+    (augmentations.AugMix, dict(chain_depth=0), "AugMix: `chain_depth` must be a positive integer, got 0."),
+    (augmentations.RandAugment, dict(value_range=(1, 0)),
+     "RandAugment: `value_range` must be a pair (low, high) with low < high, got (1, 0)."),
 ])
 def test_bad_argument_messages_name_the_class_and_the_argument(strategy, arguments, message):
     with pytest.raises(ValueError) as error:

@@ -17,7 +17,7 @@ import pytest
 import keras_calikd as ck
 from conformance import (check_config_round_trip, check_gin_binding, check_metrics_train_and_save,
                          check_model_trains_and_saves, check_published_defaults, check_strategy_trains_and_saves,
-                         smallest_input)
+                         required_arguments, smallest_input)
 from keras_calikd.gin_support import register_configurables
 
 DISTILLATIONS = ck.distillations.DISTILLATIONS
@@ -36,20 +36,22 @@ def training_pairs():
     under XLA trains beside KD.
     """
     distillations = DISTILLATIONS.names()
-    xla = [name for name in AUGMENTATIONS.names() if AUGMENTATIONS.get(name).xla_compatible]
+    xla = [name for name in AUGMENTATIONS.names() if build(AUGMENTATIONS, name).xla_compatible]
     pairs = [(distillations[i % len(distillations)], xla[i % len(xla)])
              for i in range(max(len(distillations), len(xla)))]
     return pairs + [("kd", name) for name in AUGMENTATIONS.names() if name not in xla]
 
 
-def strategy_class(registry, name):
-    """The registered class; a strategy that refuses this backend or installation says why, and its test skips."""
+def build(registry, name):
+    """The registered strategy, built with its default arguments (and the harness's values of required ones)."""
     cls = registry.get(name)
-    try:
-        cls()
-    except RuntimeError as refusal:  # e.g. the keras-cv strategies on JAX (tests/test_keras_cv.py tests the message)
-        pytest.skip(f"{name}: {refusal}")
-    return cls
+    return cls(**required_arguments(cls))
+
+
+def strategy_class(registry, name):
+    """The registered class, after checking that it builds with its defaults on this backend."""
+    build(registry, name)
+    return registry.get(name)
 
 
 def reference_counts():
@@ -89,8 +91,7 @@ def test_strategy_published_defaults(registry, name):
 
 @pytest.mark.parametrize("distillation, augmentation", training_pairs(), ids=lambda name: name)
 def test_strategies_train_under_xla_and_save(distillation, augmentation, tmp_path):
-    strategy_class(DISTILLATIONS, distillation), strategy_class(AUGMENTATIONS, augmentation)
-    check_strategy_trains_and_saves(distillation, augmentation, tmp_path)
+    check_strategy_trains_and_saves(build(DISTILLATIONS, distillation), build(AUGMENTATIONS, augmentation), tmp_path)
 
 
 # ---------------------------------------------------------------- metrics

@@ -13,7 +13,6 @@ import data_fakes
 import keras_calikd as ck
 from keras_calikd.cli import common
 from keras_calikd.cli import evaluate as evaluate_tool
-from keras_calikd.cli import export as export_tool
 from keras_calikd.cli import train as train_tool
 from keras_calikd.gin_support import configure, gin_dir, run_name
 from keras_calikd.training import evaluation
@@ -22,11 +21,10 @@ from tiny import tiny_cnn
 GIN_DIR = gin_dir()
 # Gin files, experiment folders, tools and NumPy evaluation: the same on every backend, so tools/run_tests.sh
 # runs these once (TensorFlow pass). The experiment's JAX path (training, in-process export) is tested by the
-# test left unmarked here and by the killed-run and multi-worker tests, whose runs evaluate as calikd-evaluate
-# does (collect_logits, calibration_report).
+# test left unmarked here, by tests/test_export.py and by the killed-run and multi-worker tests, whose runs
+# evaluate as calikd-evaluate does (collect_logits, calibration_report).
 NEUTRAL = pytest.mark.backend_neutral
 GIN_FILES = sorted(glob.glob(os.path.join(GIN_DIR, "**", "*.gin"), recursive=True))
-KERAS_CV_FILES = {"cifar100_kd_gridmask.gin", "cifar100_kd_fouriermix.gin"}
 FRAGMENTS = ("base/", "data/", "strategies/")
 
 
@@ -91,10 +89,6 @@ def test_every_gin_file_parses_and_builds(path):
     if run.teacher is None:
         return
     assert os.path.isfile(os.path.join(GIN_DIR, run.teacher + ".gin")), "its teacher has a gin file"
-    if name in KERAS_CV_FILES and keras.backend.backend() != "tensorflow":
-        with pytest.raises(Exception, match="TensorFlow backend"):
-            distiller_of(run)
-        return
     assert ck.training.method_label(distiller_of(run)).split(" + ")[0] in {"KD", "RKD", "CRD", "DKD", "LSKD"}
 
 
@@ -309,6 +303,28 @@ def test_evaluate_on_fake_cifar100_c(tmp_path):
 
 
 @NEUTRAL
+def test_vector_and_matrix_scaling_are_reported_beside_the_model_with_their_warnings(tmp_path, fashion_dir, capsys):
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path / "model.keras")
+    tiny_cnn(10, (28, 28, 1), name="m").save(path)
+    with pytest.raises(ValueError, match=r"--calibration: unknown methods \['platt'\]"):
+        evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--calibration", "vector,platt"])
+    output = tmp_path / "eval.json"
+    assert evaluate_tool.main(["--model", f"M={path}", "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                               "--calibration", "vector,matrix", "--output", str(output)]) == 0
+    entry = json.loads(output.read_text())["models"]["M"]
+    printed = capsys.readouterr().out
+    assert "| M, uncalibrated |" in printed and "| M + VS |" in printed and "| M + MS |" in printed
+    for method in ("vector", "matrix"):
+        fitted = entry["calibration"][method]
+        assert fitted["fitted_on"] == "half of test" and fitted["calibrated"]["num_examples"] == 20
+        assert fitted["uncalibrated"] == entry["calibration"]["vector"]["uncalibrated"]  # the same 20 images
+        for warning in fitted["warnings"]:  # 20 images for 110 parameters: likely, and then said
+            assert f"warning: M: {warning}" in printed
+    assert np.shape(entry["calibration"]["matrix"]["parameters"]["weights"]) == (10, 10)
+
+
+@NEUTRAL
 def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
     path = str(tmp_path / "hundred.keras")
     tiny_cnn(100, (28, 28, 1), name="m").save(path)
@@ -316,40 +332,7 @@ def test_a_model_of_other_classes_is_refused(tmp_path, fashion_dir):
         evaluate_tool.main(["--model", path, "--dataset", "fashion_mnist", "--data_dir", fashion_dir])
 
 
-# ---------------------------------------------------------------- export
-
-@pytest.mark.heavy
-def test_keras_savedmodel_and_tflite_give_the_same_predictions(tmp_path, fashion_dir, capsys):
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(1)
-    model = ck.models.get("resnet8", 10, (28, 28, 1), normalization=ck.data.info("fashion_mnist").normalization)
-    checkpoint = str(tmp_path / "best.keras")
-    model.save(checkpoint)
-    exported = str(tmp_path / "exported")
-    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--tflite"]) == 0
-    assert "largest logit difference" in capsys.readouterr().out
-    report = json.loads(open(os.path.join(exported, "export.json")).read())
-    images = next(ck.data.load("fashion_mnist", "test", 40, data_dir=fashion_dir).as_numpy_iterator())[0]
-    raw = images.astype("uint8")  # the pipeline yields raw pixels: the three artifacts take them as they are
-    expected = keras.ops.convert_to_numpy(keras.models.load_model(checkpoint)(images))
-    served = tf.saved_model.load(exported).signatures["serving_default"](images=tf.constant(raw))["logits"].numpy()
-    interpreter = tf.lite.Interpreter(model_path=os.path.join(exported, "model.tflite"))
-    lite = interpreter.get_signature_runner("serving_default")(images=raw)["logits"]
-    saved_difference, lite_difference = np.abs(served - expected).max(), np.abs(lite - expected).max()
-    print(f"max abs logit difference on raw test images: SavedModel {saved_difference:.2e}, TFLite "
-          f"{lite_difference:.2e}")
-    assert saved_difference < 1e-4 and lite_difference < 1e-4
-    assert set(report["max_logit_difference"]) == {"saved_model", "tflite"}
-    # An earlier export is replaced only with --overwrite; a run folder never.
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        export_tool.main(["--checkpoint", checkpoint, "--output", exported])
-    assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--overwrite"]) == 0
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "run.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="run folder"):
-        export_tool.main(["--checkpoint", checkpoint, "--output", str(tmp_path / "run"), "--overwrite"])
-
+# ---------------------------------------------------------------- export (the formats: tests/test_export.py)
 
 @NEUTRAL
 def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monkeypatch):

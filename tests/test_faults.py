@@ -222,9 +222,17 @@ def test_provenance_is_checked(tmp_path, fashion_dir, teacher_run, capsys):
         assert "another environment" in line and f"{key}: {value!r} in the run" in line
     (run / "run.json").write_text(json.dumps(dict(record, finished=False)))
     kd = ["--gin", "quickstart/kd.gin", *bindings(tmp_path, fashion_dir, **{
-        "Experiment.epochs": 1, "Experiment.temperature_scaling_split": "'train[48:]'"})]
+        "Experiment.epochs": 1, "Experiment.temperature_scaling_split": "'train[48:]'",
+        "Experiment.teacher_calibration_split": "'train[48:]'", "Experiment.teacher_calibration_method": "'matrix'"})]
     assert "has not finished" in tool_error(capsys, train_tool.main, kd)
     assert common.run(train_tool.main, kd + ["--gin_param", "Experiment.allow_unfinished_teacher = True"]) == 0
+    # The run distilled from the teacher's matrix scaling and says how both post-hoc fits went.
+    results = json.loads((tmp_path / "quickstart" / "kd" / "results.json").read_text())
+    fit = results["teacher_calibration"]
+    assert fit["method"] == "matrix" and np.shape(fit["parameters"]["weights"]) == (10, 10)
+    assert "teacher_temperature" not in results and isinstance(fit["warnings"], list)
+    assert isinstance(results["temperature_scaled"]["warnings"], list)
+    assert "The teacher's matrix scaling, fitted on train[48:]" in capsys.readouterr().out
 
 
 @pytest.mark.heavy

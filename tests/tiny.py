@@ -59,7 +59,8 @@ class Repeat(keras.layers.Layer):
         self.augmentation = augmentation
 
     def build(self, input_shape):
-        self.augmentation.build(input_shape)
+        if not self.augmentation.built:  # as the Distiller built it, when it was
+            self.augmentation.build(input_shape)
 
     def call(self, images):
         out = self.augmentation.augment(images, ops.arange(images.shape[0], dtype="int32"))
@@ -67,10 +68,11 @@ class Repeat(keras.layers.Layer):
         return (out.images, *per_row)
 
 
-def repeated(augmentation, images, calls):
+def repeated(augmentation, images, calls, xla=None):
     """`augment` called `calls` times on `images` with one seed generator, in a compiled loop (`predict`).
 
     Eager calls cost a dispatch per operation (on JAX, a compilation per new shape); this costs one compilation.
+    `xla`: compile with XLA (`True`), or not; `None`: on JAX only.
 
     Returns:
         The augmented images `(calls, B, H, W, C)`, and each call's lambda and number of sources, `(calls,)` each.
@@ -78,7 +80,7 @@ def repeated(augmentation, images, calls):
     batch = images.shape[0]
     inputs = keras.Input(images.shape[1:], batch_size=batch)
     model = keras.Model(inputs, Repeat(augmentation)(inputs))
-    model.compile(jit_compile=keras.backend.backend() == "jax")
+    model.compile(jit_compile=keras.backend.backend() == "jax" if xla is None else xla)
     out_images, lams, sources = model.predict(np.tile(images, (calls, 1, 1, 1)), batch_size=batch, verbose=0)
     return (out_images.reshape((calls,) + images.shape), lams.reshape(calls, batch)[:, 0],
             sources.reshape(calls, batch)[:, 0])

@@ -156,6 +156,15 @@ class Augmentation(SavedSeedState, keras.layers.Layer):
         return config
 
 
+def config_value(value):
+    """An option as the user gave it, in the form a `.keras` file stores it: a pair as a list, a number as it is.
+
+    Strategies that widen a number into a range (`factor=0.3` -> `[0, 0.3]`) keep the argument itself in their
+    configuration, so that `get_config()` gives back what the constructor was given.
+    """
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 AUGMENTATIONS = Registry("augmentation strategy", base=Augmentation, serializable=True)
 
 

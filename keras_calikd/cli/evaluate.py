@@ -4,12 +4,18 @@
     calikd-evaluate --model runs/cifar100/kd_x/checkpoints/best.keras --dataset cifar100 \\
         --temperature_scaling --diagram kd.png
 
+    # temperature, vector and matrix (Dirichlet) scaling fitted on held-out data, each beside the model
+    calikd-evaluate --model runs/cifar100/kd_x/checkpoints/best.keras --dataset cifar100 \\
+        --calibration temperature,vector,matrix --calibration_split "train[45000:]"
+
     # Table 6: several models on CIFAR-100-C, each corruption averaged over severities 1-5
     calikd-evaluate --dataset cifar100_corrupted --corruptions frost,snow,gaussian_blur,motion_blur \\
         --model Teacher=runs/cifar100/teacher_resnet32x4/checkpoints/best.keras \\
         --model KD=runs/cifar100/resnet32x4_shufflev1_kd/checkpoints/best.keras
 
-A model is a `.keras` file or a SavedModel folder written by calikd-export; both take raw images.
+A model is a `.keras` file or a SavedModel folder written by calikd-export; both take raw images. A post-hoc
+fit that should not be trusted (a temperature on its search bound, a fit that did not converge, a map that does
+not lower the held-out NLL) prints a `warning:` line and is saved with the results.
 """
 
 from __future__ import annotations
@@ -31,9 +37,14 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--corruptions", help="CIFAR-100-C: comma-separated corruptions, or 'all'")
     result.add_argument("--temperature_scaling", action="store_true",
                         help="also report post-hoc temperature scaling, both rows on the same images")
+    result.add_argument("--calibration",
+                        help="post-hoc maps to report beside each model, comma-separated: temperature (= "
+                             "--temperature_scaling), vector, matrix (Dirichlet scaling with off-diagonal "
+                             "regularisation); fitted like the temperature")
     result.add_argument("--calibration_split",
-                        help="split to fit the temperature on (default: 'validation' when the data set has "
-                             "one, else half of the evaluated split, both rows then reporting the other half)")
+                        help="split to fit the temperature (and --calibration's maps) on (default: 'validation' "
+                             "when the data set has one, else half of the evaluated split, both rows then "
+                             "reporting the other half)")
     result.add_argument("--diagram", help="reliability diagram of the first model (.png, .pdf or .svg)")
     result.add_argument("--output", help="write the results as JSON (a new file, or --overwrite)")
     result.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
@@ -74,10 +85,24 @@ def _row(label: str, report: dict, bins) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def _calibration_methods(text: str | None):
+    """`--calibration`'s methods, checked before any model is loaded."""
+    from keras_calikd.training.posthoc import METHODS
+
+    methods = tuple(m.strip() for m in text.split(",")) if text else ()
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"--calibration: unknown methods {unknown}; give a comma-separated subset of "
+                         f"{','.join(METHODS)}.")
+    return methods
+
+
 def _table(results: dict, bins) -> str:
+    from keras_calikd.training.posthoc import LABELS
+
     columns = ["Acc"] + [f"{m}@{b}" for b in bins for m in ("ECE", "OE")] + ["NLL", "Brier", "images"]
     lines = ["| Model | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
-    notes = []
+    notes, warnings = [], []
     for label, entry in results["models"].items():
         lines.append(_row(label, entry["report"], bins))
         scaled = entry.get("temperature_scaling")
@@ -86,7 +111,16 @@ def _table(results: dict, bins) -> str:
             lines.append(_row(f"{label} + TS (T={scaled['temperature']:.3f})", scaled["temperature_scaled"], bins))
             notes.append(f"{label}: the temperature was fitted on {scaled['fitted_on']}; its two rows "
                          f"'uncalibrated' and '+ TS' both report {scaled['reported_on']}.")
-    return "\n".join(lines + [""] + notes)
+            warnings += [f"warning: {label}: {w}" for w in scaled.get("warnings", [])]
+        maps = entry.get("calibration", {})
+        if maps and not scaled:  # the maps' rows report the images the TS rows would
+            lines.append(_row(f"{label}, uncalibrated", next(iter(maps.values()))["uncalibrated"], bins))
+        for method, fitted in maps.items():
+            lines.append(_row(f"{label} + {LABELS[method]}", fitted["calibrated"], bins))
+            notes.append(f"{label}: {method} scaling was fitted on {fitted['fitted_on']}; its row '+ "
+                         f"{LABELS[method]}' and 'uncalibrated' both report {fitted['reported_on']}.")
+            warnings += [f"warning: {label}: {w}" for w in fitted["warnings"]]
+    return "\n".join(lines + [""] + notes + warnings)
 
 
 def _corruption_table(results: dict, bins) -> str:
@@ -108,6 +142,7 @@ def main(argv=None) -> int:
 
     bins = _bins(args.bins)
     groups = _groups(args.dataset, args.corruptions)
+    calibration = _calibration_methods(args.calibration)
     if args.output:
         claim_output(args.output, None, args.overwrite)
     models = {}
@@ -116,7 +151,7 @@ def main(argv=None) -> int:
         models[label or path] = path
     results = evaluate_models(models, args.dataset, args.split, data_dir=args.data_dir, bins=bins,
                               batch_size=args.batch_size, temperature_scaling=args.temperature_scaling,
-                              calibration_split=args.calibration_split, groups=groups)
+                              calibration_split=args.calibration_split, groups=groups, calibration=calibration)
     print(_corruption_table(results, bins) if groups else _table(results, bins))
     first = next(iter(results["models"].values()))
     if args.diagram and "logits" in first:

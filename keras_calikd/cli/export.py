@@ -1,13 +1,15 @@
-"""calikd-export: a trained model (a `.keras` file) as a checked TensorFlow SavedModel, and optionally TFLite.
+"""calikd-export: a trained model (a `.keras` file) as checked SavedModel, TFLite, ONNX and LiteRT artifacts.
 
     calikd-export --checkpoint runs/cinic10_cutmix/checkpoints/best.keras --output exported/cinic10_cutmix
-    calikd-export --checkpoint best.keras --output exported/kd --tflite
+    calikd-export --checkpoint best.keras --output exported/kd --format saved_model,tflite,onnx,litert
 
-The SavedModel's `serving_default(images: uint8 [N, H, W, C])` returns `logits` and `probabilities`; the
-zoo's models normalise their input themselves, so it takes the same raw images as the `.keras` file. The
-export is run on a few images and compared with the Keras model before it is kept (the largest logit
-difference is printed and saved in `export.json`). The output must be a new path or an earlier export
-(replaced with --overwrite); a run folder is never replaced. Runs on the TensorFlow and the JAX backend.
+Every artifact takes raw uint8 images [N, H, W, C], as the `.keras` file does (the zoo's models normalise their
+input themselves), and returns `logits` and `probabilities`: the SavedModel is the output folder itself
+(signature serving_default), beside it model.tflite, model.onnx and model_litert.tflite. Each is run on the same
+images as the Keras model in its own runtime before the folder is kept; the largest logit differences are
+printed and saved in export.json. onnx needs tf2onnx (jax2onnx on JAX) and onnxruntime, litert needs
+ai-edge-litert and the TensorFlow backend: a format that cannot be written stops the tool before any work. The
+output must be a new path or an earlier export (replaced with --overwrite); a run folder is never replaced.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from keras_calikd.cli import common
 def parser() -> argparse.ArgumentParser:
     result = common.tool_parser("calikd-export", __doc__)
     result.add_argument("--checkpoint", required=True, help="a .keras model file (e.g. checkpoints/best.keras)")
-    result.add_argument("--output", required=True, help="SavedModel folder to write")
-    result.add_argument("--tflite", action="store_true", help="also write model.tflite (checked the same way)")
+    result.add_argument("--output", required=True, help="folder to write (the SavedModel and the other artifacts)")
+    result.add_argument("--format", default="saved_model",
+                        help="comma-separated subset of saved_model,tflite,onnx,litert (default: saved_model)")
+    result.add_argument("--tflite", action="store_true", help=argparse.SUPPRESS)  # replaced by --format
     result.add_argument("--overwrite", action="store_true", help="replace an earlier export at --output")
     common.add_debug_flag(result)
     return result
@@ -30,16 +34,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.tflite:
+        raise ValueError("--tflite was replaced by --format: give --format saved_model,tflite (or any subset of "
+                         "saved_model,tflite,onnx,litert).")
     from keras_calikd.training.evaluation import load_model
-    from keras_calikd.training.export import EXPORT_MARKER, export_saved_model
+    from keras_calikd.training.export import EXPORT_MARKER, check_formats, export_model
     from keras_calikd.files import claim_output
 
-    claim_output(args.output, EXPORT_MARKER, args.overwrite)  # before the model is loaded
-    report = export_saved_model(load_model(args.checkpoint), args.output, overwrite=args.overwrite,
-                                tflite=args.tflite, source=args.checkpoint)
+    formats = check_formats(args.format)  # before the output is claimed and the model loaded
+    claim_output(args.output, EXPORT_MARKER, args.overwrite)
+    report = export_model(load_model(args.checkpoint), args.output, formats, overwrite=args.overwrite,
+                          source=args.checkpoint)
     differences = ", ".join(f"{k} {v:.2g}" for k, v in report["max_logit_difference"].items())
-    print(f"Exported {args.checkpoint} to {args.output} (signature serving_default; largest logit difference "
-          f"to the Keras model: {differences}).")
+    print(f"Exported {args.checkpoint} to {args.output} as {', '.join(formats)} (largest logit difference to the "
+          f"Keras model: {differences}; tolerance {report['tolerance']:.2g}).")
     return 0
 
 

@@ -1,17 +1,22 @@
 """Distillation strategies: losses between the frozen teacher and the student on the clean batch.
 
-Strategies are registered under short names (`kd`, `rkd`, `crd`, `dkd`, `lskd`); `get(name_or_instance)`
-returns an instance. Each strategy is one module of this package, which registers it when imported; importing
-the package imports every module of it, so a new strategy's module needs no line here (CONTRIBUTING.md).
+Strategies are registered under short names (`kd`, `rkd`, `crd`, `dkd`, `lskd`, and `keras_loss` for a
+`keras.distillation` loss); `get(name_or_instance)` returns an instance. `AsDistillationLoss` turns a logit
+strategy into a loss of `keras.distillation.Distiller`. Each strategy is one module of this package, which
+registers it when imported; importing the package imports every module of it, so a new strategy's module needs
+no line here (CONTRIBUTING.md).
 """
 
 import importlib
 import pkgutil
 
+import keras
+
 from keras_calikd.distillations.base import DISTILLATIONS, Batch, Distillation, ModelOutputs
 from keras_calikd.distillations.crd import CRD
 from keras_calikd.distillations.dkd import DKD
 from keras_calikd.distillations.kd import KD
+from keras_calikd.distillations.keras_interop import AsDistillationLoss, KerasLoss
 from keras_calikd.distillations.lskd import LSKD
 from keras_calikd.distillations.rkd import RKD
 
@@ -20,8 +25,11 @@ for _module in pkgutil.iter_modules(__path__):  # each strategy's module registe
 
 
 def get(spec) -> Distillation:
-    """A distillation strategy from a registered name or a `Distillation` instance."""
+    """A distillation strategy from a registered name, a `Distillation` or a `keras.distillation` loss."""
+    if isinstance(spec, keras.distillation.DistillationLoss):
+        return KerasLoss(spec)
     return DISTILLATIONS.resolve(spec)
 
 
-__all__ = ["CRD", "DISTILLATIONS", "DKD", "KD", "LSKD", "RKD", "Batch", "Distillation", "ModelOutputs", "get"]
+__all__ = ["CRD", "DISTILLATIONS", "DKD", "KD", "LSKD", "RKD", "AsDistillationLoss", "Batch", "Distillation",
+           "KerasLoss", "ModelOutputs", "get"]

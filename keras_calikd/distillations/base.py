@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import keras
 
 from keras_calikd import checks
-from keras_calikd.contract import FEATURES, INDICES, KNOWN_REQUIREMENTS, TRAINING_SET
+from keras_calikd.contract import FEATURES, INDICES, KNOWN_REQUIREMENTS, LABELS, TRAINING_SET
 from keras_calikd.registry import Registry
 
 
@@ -48,10 +48,12 @@ class Distillation(keras.layers.Layer):
     inspects a strategy's type):
 
     - `requires`: a frozenset naming what the strategy reads besides logits,
-      from `{"features", "indices", "training_set"}`. The Distiller provides
-      exactly these: penultimate features from the same forward pass as the
-      logits; the samples' dataset indices; and, once before training, the
-      training set's labels by index through `adapt(labels)`.
+      from `{"features", "indices", "training_set", "labels"}`. The Distiller
+      provides exactly these: penultimate features from the same forward pass
+      as the logits; the samples' dataset indices; once before training, the
+      training set's labels by index through `adapt(labels)`; and always the
+      batch's labels and epoch (`Batch`), which a strategy reading them
+      declares as `"labels"` for other trainers' sake.
     - How reports show it (`keras_calikd.training.methods`): `label`, its name
       in tables and figures (e.g. `"KD"`; the class name when empty);
       `table_position`, its place among the distillations in a table's
@@ -67,6 +69,9 @@ class Distillation(keras.layers.Layer):
       labels (NumPy ints ordered by dataset index) before the first step.
       `adapted` says whether the strategy has what it needs (a strategy
       restored from a saved model may have it in its weights already).
+    - `check_models(teacher, student, feature_layer)`: called by the
+      Distiller at construction with its models and feature layer name, so
+      that a strategy that cannot work with them fails there (no-op by default).
     - `compute_loss(teacher, student, batch, training)`: the scalar float32
       loss, written in `keras.ops`, *before* weighting: the Distiller
       multiplies it by `weight`. The teacher's outputs arrive under
@@ -92,6 +97,9 @@ class Distillation(keras.layers.Layer):
 
     def build(self, num_classes=None, teacher_feature_dim=None, student_feature_dim=None):
         self.num_classes = num_classes
+
+    def check_models(self, teacher, student, feature_layer: str) -> None:
+        """Fails, with what to change, when the strategy cannot work with these models (nothing to check here)."""
 
     def compute_loss(self, teacher: ModelOutputs, student: ModelOutputs, batch: Batch, training: bool = True):
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss().")

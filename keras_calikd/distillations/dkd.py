@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras import ops
 
 from keras_calikd import checks
-from keras_calikd.distillations.base import DISTILLATIONS, Distillation
+from keras_calikd.distillations.base import DISTILLATIONS, LABELS, Distillation
 
 
 def _kl(log_p_teacher, log_p_student):
@@ -68,6 +68,7 @@ class DKD(Distillation):
     label = "DKD"
     table_position = 3
     color = "#8172b3"
+    requires = frozenset({LABELS})  # the target class, and the epoch for the warm-up
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: int = 20,
                  weight: float = 1.0, **kwargs):

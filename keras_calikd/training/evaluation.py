@@ -1,8 +1,10 @@
-"""Evaluation of a classifier's accuracy and calibration, and post-hoc temperature scaling."""
+"""Evaluation of a classifier's accuracy and calibration, and post-hoc temperature, vector and matrix scaling."""
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 import zipfile
 from typing import Mapping, Optional, Sequence
 
@@ -12,6 +14,8 @@ from keras import ops
 from keras_calikd.contract import split_inputs
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
 from keras_calikd.quiet import import_tensorflow
+from keras_calikd.training.posthoc import (LABELS, CalibrationWarning, fit_calibration, nll, search_temperature,
+                                           temperature_bound_warning)
 
 
 class ModelFileError(ValueError):
@@ -77,10 +81,7 @@ def _softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _nll(logits, labels):
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
+_nll = nll
 
 
 def calibration_report(logits, labels, bins=(100, 15)) -> dict:
@@ -137,28 +138,19 @@ def fit_temperature(logits, labels, low: float = 0.05, high: float = 20.0, itera
     """The temperature `T` that minimises the NLL of `logits / T` (post-hoc temperature scaling).
 
     The NLL of scaled logits is unimodal in `log T`, so a golden-section
-    search on `[log low, log high]` finds the minimum to float precision.
+    search on `[log low, log high]` finds the minimum to float precision. A
+    temperature on a bound of the search is no minimum: a `CalibrationWarning`
+    says so (`keras_calikd.training.posthoc.fit_calibration` returns it).
 
     Reference:
         Guo et al., "On Calibration of Modern Neural Networks", ICML 2017
         (the baseline the paper's Sec. 1 cites).
     """
-    logits = np.asarray(logits, np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    a, b = np.log(low), np.log(high)
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = _nll(logits / np.exp(c), labels), _nll(logits / np.exp(d), labels)
-    for _ in range(iterations):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = _nll(logits / np.exp(c), labels)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = _nll(logits / np.exp(d), labels)
-    return float(np.exp((a + b) / 2.0))
+    temperature = search_temperature(logits, labels, low, high, iterations)
+    bound = temperature_bound_warning(temperature, low, high)
+    if bound:
+        warnings.warn(bound, CalibrationWarning, stacklevel=2)
+    return temperature
 
 
 def halves(num_examples: int, seed: int = 0):
@@ -172,15 +164,36 @@ def temperature_scaling(fit_logits, fit_labels, logits, labels, bins=(100, 15)) 
     """Fits a temperature on `(fit_logits, fit_labels)` and reports `logits / T` against `labels`.
 
     Returns:
-        `{"temperature": T, "uncalibrated": report, "temperature_scaled": report}`,
-        both reports on the same `(logits, labels)`.
+        `{"temperature": T, "uncalibrated": report, "temperature_scaled": report, "warnings": [...]}`,
+        both reports on the same `(logits, labels)`; the warnings as `posthoc_calibration`'s.
     """
-    temperature = fit_temperature(fit_logits, fit_labels)
-    return {
-        "temperature": temperature,
-        "uncalibrated": calibration_report(logits, labels, bins),
-        "temperature_scaled": calibration_report(np.asarray(logits) / temperature, labels, bins),
-    }
+    result = posthoc_calibration(fit_logits, fit_labels, logits, labels, "temperature", bins)
+    return {"temperature": result["parameters"]["temperature"], "uncalibrated": result["uncalibrated"],
+            "temperature_scaled": result["calibrated"], "warnings": result["warnings"]}
+
+
+def posthoc_calibration(fit_logits, fit_labels, logits, labels, method: str, bins=(100, 15), **options) -> dict:
+    """Fits a post-hoc map (`posthoc.METHODS`) on `(fit_logits, fit_labels)` and reports it on `(logits, labels)`.
+
+    Args:
+        options: For `fit_calibration` (e.g. `off_diagonal_penalty`).
+
+    Returns:
+        `{"method", "parameters", "nll_before", "nll_after", "uncalibrated", "calibrated", "warnings"}`: the
+        fit's summary (its NLLs on the fitting data) and both reports on the same `(logits, labels)`. The
+        warnings are the fit's (a temperature on its search bound, a fit that did not converge or does not
+        lower the fitting data's NLL) and one when the map does not lower the NLL of the reported images.
+    """
+    fit = fit_calibration(fit_logits, fit_labels, method, **options)
+    result = fit.summary()
+    result.update(uncalibrated=calibration_report(logits, labels, bins),
+                  calibrated=calibration_report(fit.apply(logits), labels, bins))
+    if not result["calibrated"]["nll"] < result["uncalibrated"]["nll"]:
+        result["warnings"].append(
+            f"{method} scaling did not lower the NLL of the reported images ({result['uncalibrated']['nll']:.4f} "
+            f"before, {result['calibrated']['nll']:.4f} after): the map does not carry over from the data it was "
+            "fitted on (fit it on more held-out data, or use a map with fewer parameters).")
+    return result
 
 
 def average_reports(reports) -> dict:
@@ -191,10 +204,10 @@ def average_reports(reports) -> dict:
     return averaged
 
 
-def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_split, logits, labels, bins) -> dict:
-    """Post-hoc temperature scaling with both rows on the same images; says where it was fitted and reported.
+def _held_out(logits_of, split: str, dataset_splits, calibration_split, logits, labels, compare) -> dict:
+    """`compare(fit_logits, fit_labels, logits, labels)` with both rows on the same images, saying where each is.
 
-    The temperature is fitted on `calibration_split` (default: the data set's
+    The map is fitted on `calibration_split` (default: the data set's
     `validation` split when it has one and it is not the evaluated split), and
     both rows report the whole evaluated split; without such a split it is
     fitted on one random half of the evaluated split and both rows report the
@@ -204,19 +217,25 @@ def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_spli
         calibration_split = "validation"
     if calibration_split is not None:
         fit_logits, fit_labels = logits_of(calibration_split)
-        result = temperature_scaling(fit_logits, fit_labels, logits, labels, bins)
+        result = compare(fit_logits, fit_labels, logits, labels)
         result.update(fitted_on=calibration_split, reported_on=f"all of {split}")
         return result
     fit, held_out = halves(len(labels))
-    result = temperature_scaling(logits[fit], labels[fit], logits[held_out], labels[held_out], bins)
+    result = compare(logits[fit], labels[fit], logits[held_out], labels[held_out])
     result.update(fitted_on=f"half of {split}", reported_on=f"the other half of {split} ({len(held_out)} images)")
     return result
+
+
+def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_split, logits, labels, bins) -> dict:
+    """Post-hoc temperature scaling with both rows on the same images (see `_held_out`)."""
+    return _held_out(logits_of, split, dataset_splits, calibration_split, logits, labels,
+                     lambda *data: temperature_scaling(*data, bins))
 
 
 def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "test", *, data_dir=None,
                     bins: Sequence[int] = (100, 15), batch_size: int = 500, temperature_scaling: bool = False,
                     calibration_split: Optional[str] = None,
-                    groups: Optional[Mapping[str, Sequence[str]]] = None) -> dict:
+                    groups: Optional[Mapping[str, Sequence[str]]] = None, calibration: Sequence[str] = ()) -> dict:
     """Accuracy, ECE/OE, NLL and Brier of several models on one data set; returns the results (nothing printed).
 
     Args:
@@ -226,14 +245,17 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
         data_dir: TFDS data folder.
         bins: Bin counts of ECE and OE.
         batch_size: Evaluation batch size.
-        temperature_scaling: Also report post-hoc temperature scaling (see `_temperature_scaling`).
-        calibration_split: Where the temperature is fitted.
+        temperature_scaling: Also report post-hoc temperature scaling (see `_held_out`).
+        calibration_split: Where the temperature (and the maps of `calibration`) are fitted.
         groups: For data sets with configs: group name -> configs whose reports are averaged (e.g. a
             CIFAR-100-C corruption -> its five severities). Without it the data set is evaluated as a whole.
+        calibration: Post-hoc maps to report beside the model (`posthoc.METHODS`): `"temperature"` is
+            `temperature_scaling=True`; `"vector"` and `"matrix"` are reported under `calibration`
+            (see `posthoc_calibration`), fitted like the temperature.
 
     Returns:
         `{"dataset", "split", "bins", "models": {label: entry}}`; an entry holds `report` (and
-        `temperature_scaling`), or `groups` (group -> averaged report).
+        `temperature_scaling`, `calibration`: method -> result), or `groups` (group -> averaged report).
 
     Example:
 
@@ -246,10 +268,16 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
     import keras_calikd.data as data
 
     info = data.info(dataset, data_dir)
+    unknown = sorted(set(calibration) - set(LABELS))
+    if unknown:
+        raise ValueError(f"Unknown post-hoc calibration {unknown}; known: {', '.join(LABELS)}.")
+    temperature_scaling = temperature_scaling or "temperature" in calibration
+    maps = [method for method in calibration if method != "temperature"]
     output = {"dataset": dataset, "split": split, "bins": list(bins), "models": {}}
     for label, model in models.items():
         model = load_model(model) if isinstance(model, str) else model
 
+        @functools.lru_cache(maxsize=None)  # the calibration split once, whatever the number of maps fitted on it
         def logits_of(which_split, config=None, model=model):
             pipeline = data.load(dataset, which_split, batch_size, training=False, data_dir=data_dir, config=config)
             return collect_logits(model, pipeline, info.num_classes)
@@ -264,5 +292,9 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
         if temperature_scaling:
             entry["temperature_scaling"] = _temperature_scaling(logits_of, split, info.splits, calibration_split,
                                                                 logits, labels, bins)
+        if maps:
+            entry["calibration"] = {method: _held_out(
+                logits_of, split, info.splits, calibration_split, logits, labels,
+                lambda *held_out, method=method: posthoc_calibration(*held_out, method, bins)) for method in maps}
         output["models"][label] = entry
     return output

@@ -20,6 +20,7 @@ import numpy as np
 from keras_calikd import checks, models
 from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import distribution as distribution_lib
+from keras_calikd.training import posthoc
 from keras_calikd.training.optimizers import SCHEDULES
 from keras_calikd.training.run_folder import is_finished
 
@@ -82,9 +83,12 @@ class Experiment:
         teacher: Name of the teacher's run; its `checkpoints/best.keras` is loaded.
         distiller: Callable `(teacher=..., student=...) -> Distiller`; needed with `teacher`.
         teacher_calibration_split: Held-out data (a split or slice neither the teacher nor this run trains on)
-            on which a temperature is fitted to the teacher before distillation (post-hoc temperature
-            scaling): the student then distils from the calibrated teacher. The temperature is printed and
-            saved in `results.json` (`teacher_temperature`). `None`: the teacher as it is (the paper).
+            on which a post-hoc calibration map is fitted to the teacher before distillation: the student then
+            distils from the calibrated teacher. The fit is printed and saved in `results.json`
+            (`teacher_calibration`: method, parameters, NLL before and after, warnings; and
+            `teacher_temperature` for temperature scaling). `None`: the teacher as it is (the paper).
+        teacher_calibration_method: The map fitted on `teacher_calibration_split`: `"temperature"` (the
+            default), `"vector"` or `"matrix"` (see `keras_calikd.training.teacher_calibration.calibrate`).
         allow_unfinished_teacher: Distil from a teacher run that has not finished (its best checkpoint so far).
         runs_dir: Folder of all runs.
         epochs, batch_size: Training length and batch size.
@@ -135,6 +139,7 @@ class Experiment:
     teacher: Optional[str] = None
     distiller: Optional[Callable] = None
     teacher_calibration_split: Optional[str] = None
+    teacher_calibration_method: str = "temperature"
     allow_unfinished_teacher: bool = False
     runs_dir: str = "runs"
     epochs: int = 240
@@ -174,6 +179,8 @@ class Experiment:
         set_("dataset", checks.text(OWNER, "dataset", self.dataset))
         for split in ("teacher_calibration_split", "temperature_scaling_split"):
             set_(split, checks.text(OWNER, split, getattr(self, split), optional=True))
+        set_("teacher_calibration_method", checks.one_of(OWNER, "teacher_calibration_method",
+                                                         self.teacher_calibration_method, posthoc.METHODS))
         set_("allow_unfinished_teacher", bool(self.allow_unfinished_teacher))
         for field in ("epochs", "batch_size", "eval_batch_size"):
             set_(field, checks.integer(OWNER, field, getattr(self, field)))
@@ -257,6 +264,8 @@ class Experiment:
                          seed=self.seed)
         if self.sync_batch_norm:
             signature.update(sync_batch_norm=True)
+        if self.teacher_calibration_split and self.teacher_calibration_method != "temperature":
+            signature.update(teacher_calibration_method=self.teacher_calibration_method)
         if self.teacher is not None:
             signature.update(alpha=trainer.alpha, distillation=[_config_of(d) for d in trainer.distillations],
                              augmentation=_config_of(trainer.augmentation))

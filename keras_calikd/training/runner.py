@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import Callable, NamedTuple, Optional
 
 import keras
@@ -27,14 +28,14 @@ from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
 from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
 from keras_calikd.training import distribution as distribution_lib
-from keras_calikd.training.evaluation import (bin_statistics, calibration_report, collect_logits, fit_temperature,
-                                              load_model)
+from keras_calikd.training import posthoc
+from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, load_model
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.methods import describe
 from keras_calikd.training.optimizers import SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_writer import ResumePlan, RunWriter
-from keras_calikd.training.teacher_calibration import calibrate_temperature
+from keras_calikd.training.teacher_calibration import calibrate
 from keras_calikd.training.tensorboard import CalibrationTensorBoard, hparams_from_results
 
 
@@ -117,9 +118,19 @@ class ExperimentRunner:
         if run.teacher_calibration_split:
             held_out = data.load(run.dataset, run.teacher_calibration_split, run.eval_batch_size, training=False,
                                  data_dir=run.data_dir)
-            teacher, description["teacher_temperature"] = calibrate_temperature(teacher, held_out)
-            print(f"The teacher's temperature, fitted on {run.teacher_calibration_split}: "
-                  f"{description['teacher_temperature']:.4f}.")
+            with warnings.catch_warnings():  # printed and saved below
+                warnings.simplefilter("ignore", posthoc.CalibrationWarning)
+                teacher, fit = calibrate(teacher, held_out, method=run.teacher_calibration_method)
+            description["teacher_calibration"] = fit.summary()
+            if fit.method == "temperature":
+                description["teacher_temperature"] = fit.parameters["temperature"]
+                print(f"The teacher's temperature, fitted on {run.teacher_calibration_split}: "
+                      f"{description['teacher_temperature']:.4f}.")
+            else:
+                print(f"The teacher's {fit.method} scaling, fitted on {run.teacher_calibration_split}: held-out "
+                      f"NLL {fit.nll_before:.4f} -> {fit.nll_after:.4f}.")
+            for message in fit.warnings:
+                print(f"warning: the teacher's calibration: {message}")
         trainer = run.distiller(teacher=teacher, student=network)
         if TRAINING_SET in trainer.requirements:
             trainer.adapt(self._split_labels(data))
@@ -254,7 +265,13 @@ class ExperimentRunner:
         if run.temperature_scaling_split:
             held_out = data.load(run.dataset, run.temperature_scaling_split, run.eval_batch_size, training=False,
                                  data_dir=run.data_dir)
-            temperature = fit_temperature(*collect_logits(best, held_out))
+            with warnings.catch_warnings():  # printed and saved below
+                warnings.simplefilter("ignore", posthoc.CalibrationWarning)
+                fit = posthoc.fit_calibration(*collect_logits(best, held_out))
+            temperature = fit.parameters["temperature"]
             results["temperature_scaled"] = dict(calibration_report(logits / temperature, labels, run.eval_bins),
-                                                 temperature=temperature, fitted_on=run.temperature_scaling_split)
+                                                 temperature=temperature, fitted_on=run.temperature_scaling_split,
+                                                 warnings=fit.warnings)
+            for message in fit.warnings:
+                print(f"warning: {run.name}: {message}")
         return results, statistics

@@ -1,7 +1,9 @@
-"""Calibrate the teacher first: post-hoc temperature scaling of a model, as a model (Guo et al., 2017)."""
+"""Calibrate the teacher first: a post-hoc calibration map of a model, as a model (Guo et al., 2017;
+Kull et al., 2019)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -9,9 +11,11 @@ import numpy as np
 from keras_calikd import checks
 from keras_calikd.contract import split_inputs
 from keras_calikd.distiller_adapter import declared_input_shape
-from keras_calikd.training.evaluation import collect_logits, fit_temperature
+from keras_calikd.training.evaluation import collect_logits
+from keras_calikd.training.posthoc import CalibrationFit, CalibrationWarning, fit_calibration
 
 SCALING_LAYER = "temperature_scaling"
+VECTOR_LAYER, MATRIX_LAYER, LOG_PROBABILITIES_LAYER = "vector_scaling", "matrix_scaling", "log_probabilities"
 
 
 def _logits_and_labels(model, data, labels, batch_size):
@@ -62,19 +66,24 @@ def temperature_scaled(model, temperature: float, name: Optional[str] = None):
     import keras
 
     temperature = checks.number("temperature_scaled", "temperature", temperature, low=0.0, low_open=True)
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"temperature_scaled: `model` must be a keras.Model returning logits, got "
-                        f"{type(model).__name__}.")
+    logits = _logits_output(model, "temperature_scaled")
     scaling = keras.layers.Rescaling(1.0 / temperature, name=SCALING_LAYER)
-    name = name or f"{model.name}_temperature_scaled"
-    shape = declared_input_shape(model)
-    if shape is not None:
-        if len(model.outputs) != 1:
-            raise ValueError(f"temperature_scaled: the model must return one tensor of logits; {model.name!r} "
-                             f"returns {len(model.outputs)}.")
-        return keras.Model(model.inputs[0], scaling(model.outputs[0]), name=name)
-    raise ValueError(f"temperature_scaled: {model.name!r} declares no input (a subclassed model). Wrap it in a "
-                     "functional model first: `inputs = keras.Input(image_shape); keras.Model(inputs, model(inputs))`.")
+    return keras.Model(model.inputs[0], scaling(logits), name=name or f"{model.name}_temperature_scaled")
+
+
+def _logits_output(model, owner: str):
+    """The logits tensor of a functional model with one input and one output (refusing anything else)."""
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{owner}: `model` must be a keras.Model returning logits, got {type(model).__name__}.")
+    if declared_input_shape(model) is None:
+        raise ValueError(f"{owner}: {model.name!r} declares no input (a subclassed model). Wrap it in a functional "
+                         "model first: `inputs = keras.Input(image_shape); keras.Model(inputs, model(inputs))`.")
+    if len(model.outputs) != 1:
+        raise ValueError(f"{owner}: the model must return one tensor of logits; {model.name!r} returns "
+                         f"{len(model.outputs)}.")
+    return model.outputs[0]
 
 
 def calibrate_temperature(model, data, labels=None, *, batch_size: int = 256,
@@ -117,14 +126,90 @@ def calibrate_temperature(model, data, labels=None, *, batch_size: int = 256,
         Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
         Sec. 4.2 (temperature scaling).
     """
-    batch_size = checks.integer("calibrate_temperature", "batch_size", batch_size)
+    scaled, fit = calibrate(model, data, labels, method="temperature", batch_size=batch_size, name=name)
+    return scaled, fit.parameters["temperature"]
+
+
+def _held_out_logits(model, data, labels, batch_size, owner):
+    batch_size = checks.integer(owner, "batch_size", batch_size)
     logits, held_out_labels = _logits_and_labels(model, data, labels, batch_size)
     if logits.ndim != 2:
-        raise ValueError(f"calibrate_temperature: the model must return (batch, num_classes) logits, got shape "
-                         f"{logits.shape}.")
+        raise ValueError(f"{owner}: the model must return (batch, num_classes) logits, got shape {logits.shape}.")
     if len(held_out_labels) != len(logits):
-        raise ValueError(f"calibrate_temperature: {len(logits)} held-out predictions but {len(held_out_labels)} "
-                         "labels; give class ids of shape (batch,) with each batch.")
-    held_out_labels = checks.class_ids(held_out_labels, logits.shape[1], where="The held-out labels")
-    temperature = fit_temperature(logits, held_out_labels)
-    return temperature_scaled(model, temperature, name=name), temperature
+        raise ValueError(f"{owner}: {len(logits)} held-out predictions but {len(held_out_labels)} labels; give "
+                         "class ids of shape (batch,) with each batch.")
+    return logits, checks.class_ids(held_out_labels, logits.shape[1], where="The held-out labels")
+
+
+def calibrated_model(model, fit: CalibrationFit, name: Optional[str] = None):
+    """A functional model sharing `model`'s layers whose logits go through the fitted map `fit`.
+
+    Built-in Keras layers only, so the model saves and loads without custom
+    objects: `Rescaling(1 / T)` (`"temperature_scaling"`), `Rescaling(w, b)`
+    (`"vector_scaling"`), or `Activation("log_softmax")` then a `Dense` layer
+    holding `W` and `b` (`"matrix_scaling"`). See `temperature_scaled` for
+    the models it takes.
+    """
+    import keras
+
+    if fit.method == "temperature":
+        return temperature_scaled(model, fit.parameters["temperature"], name=name)
+    outputs = _logits_output(model, "calibrated_model")
+    if fit.method == "vector":
+        scaled = keras.layers.Rescaling(np.asarray(fit.parameters["scale"]).tolist(),
+                                        offset=np.asarray(fit.parameters["bias"]).tolist(), name=VECTOR_LAYER)(outputs)
+    else:
+        weights = np.asarray(fit.parameters["weights"], np.float32)
+        matrix = keras.layers.Dense(len(weights), name=MATRIX_LAYER, dtype="float32")
+        scaled = matrix(keras.layers.Activation("log_softmax", name=LOG_PROBABILITIES_LAYER)(outputs))
+        matrix.set_weights([weights.T, np.asarray(fit.parameters["bias"], np.float32)])
+    return keras.Model(model.inputs[0], scaled, name=name or f"{model.name}_{fit.method}_scaled")
+
+
+def calibrate(model, data, labels=None, *, method: str = "temperature", batch_size: int = 256,
+              name: Optional[str] = None, **options) -> Tuple[object, CalibrationFit]:
+    """Fits a post-hoc calibration map to `model` on held-out data; returns the calibrated model and the fit.
+
+    `calibrate_temperature`'s sibling for every map of
+    `keras_calikd.training.posthoc.fit_calibration`: `"temperature"`
+    (`logits / T`), `"vector"` (`w * logits + b`) or `"matrix"` (Dirichlet
+    calibration, `W @ log_softmax(logits) + b`, with off-diagonal and
+    intercept regularisation). The map is fitted by minimising the NLL of the
+    held-out labels; the calibrated model (`calibrated_model`) can be passed
+    to `Distiller` as the teacher and saves/loads as a plain Keras model.
+    Temperature scaling keeps every prediction's argmax; vector and matrix
+    scaling may change some. A fit that should not be trusted (a temperature
+    on its search bound, a fit that did not converge, a map that does not
+    lower the held-out NLL) raises a `CalibrationWarning` and lists it in
+    `fit.warnings`.
+
+    Args:
+        model: A built functional `keras.Model` returning logits.
+        data, labels: Held-out data, as for `calibrate_temperature`.
+        method: `"temperature"`, `"vector"` or `"matrix"`.
+        batch_size: Batch size of the forward passes over NumPy `data`.
+        name: Name of the calibrated model.
+        **options: For `fit_calibration` (`off_diagonal_penalty`, `bias_penalty`, `max_iterations`).
+
+    Returns:
+        `(calibrated_model, fit)`, `fit` a `CalibrationFit` (parameters, NLL before and after, warnings).
+
+    Example:
+
+    ```python
+    from keras_calikd.training.teacher_calibration import calibrate
+
+    calibrated, fit = calibrate(teacher, heldout_images, heldout_labels, method="matrix")
+    distiller = ck.Distiller(calibrated, student, distillation="kd", augmentation="mixup")
+    ```
+
+    Reference:
+        Guo et al., "On Calibration of Modern Neural Networks", ICML 2017;
+        Kull et al., "Beyond temperature scaling: Obtaining well-calibrated
+        multiclass probabilities with Dirichlet calibration", NeurIPS 2019.
+    """
+    logits, held_out_labels = _held_out_logits(model, data, labels, batch_size, "calibrate")
+    fit = fit_calibration(logits, held_out_labels, method, **options)
+    for message in fit.warnings:
+        warnings.warn(message, CalibrationWarning, stacklevel=2)
+    return calibrated_model(model, fit, name=name), fit
