@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,8 +42,13 @@ def installed(tmp_path_factory):
     """The wheel built from the checkout, installed (not editable) into a folder outside it."""
     work = tmp_path_factory.mktemp("installed")
     wheels = work / "wheels"
+    # Built from a copy of the sources: setuptools reuses an in-tree build/ folder, whose modules of an earlier
+    # build (a module renamed or deleted since) would otherwise go into the wheel.
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "runs", "*.egg-info",
+                                                               "__pycache__", ".whl"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), ROOT], check=True, capture_output=True, timeout=600)
+                    str(wheels), str(source)], check=True, capture_output=True, timeout=600)
     site = work / "site"
     wheel = glob.glob(str(wheels / "keras_calikd-*.whl"))[0]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), wheel],

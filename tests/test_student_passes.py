@@ -57,7 +57,9 @@ def assert_same_training(make_distiller, fused_expected=True):
     for (fused_logs, fused_state), (logs, state) in zip(fused_steps, separate_steps):
         assert fused_logs.keys() == logs.keys()
         for key in logs:
-            np.testing.assert_allclose(fused_logs[key], logs[key], rtol=1e-6, err_msg=key)
+            # after the first step the weights differ by float32 rounding (the two passes' gradients add in
+            # another order); a small loss (KD's, ~0.01) then moves by ~1e-6 of the cross-entropy's scale
+            np.testing.assert_allclose(fused_logs[key], logs[key], rtol=1e-6, atol=2e-6, err_msg=key)
         for part, fused_values, values in zip(("weights", "state", "optimizer", "metrics"), fused_state, state):
             for a, b in zip(fused_values, values):
                 if np.issubdtype(b.dtype, np.integer):  # seed states, counters: exactly
@@ -70,32 +72,43 @@ def assert_same_training(make_distiller, fused_expected=True):
     return fused
 
 
-TRANSFORMING = sorted(name for name, cls in ck.augmentations.AUGMENTATIONS.items()
-                      if cls.xla_compatible and cls.transforms_images)
+#: Options the tiny 8x8x1 images of `blobs` (normal values, no fixed range) need.
+OPTIONS = {"cutout": {"size": 4},  # its default hole is for 32x32 images
+           "randaugment": {"value_range": (-3, 3)}, "augmix": {"value_range": (-3, 3)},
+           "keras_layer": {"layer": keras.layers.RandomContrast(0.5, value_range=(-3, 3), seed=1)}}
 
 
-def test_every_strategy_that_runs_on_jax_is_covered():
-    # The strategies left out run only on TensorFlow (keras-cv's layers; the JAX step cannot run them at all).
-    left_out = {name for name, cls in ck.augmentations.AUGMENTATIONS.items() if not cls.xla_compatible}
-    assert left_out == {"gridmask", "fouriermix", "augmix", "randaugment"}
-    assert TRANSFORMING == ["cutmix", "cutout", "mixup"]
+def augmentation(name):
+    return ck.augmentations.AUGMENTATIONS.get(name)(**OPTIONS.get(name, {}))
 
 
-@pytest.mark.parametrize("name", TRANSFORMING)
+TRANSFORMING = sorted(name for name in ck.augmentations.AUGMENTATIONS
+                      if augmentation(name).xla_compatible and augmentation(name).transforms_images)
+#: One strategy per way of making the augmented batch: the fused passes only see its images, so the others
+#: (AugMix and RandAugment: Keras layers like `keras_layer`'s; FourierMix: keras.ops like GridMask) would repeat
+#: the same comparison at 15-35 s each on JAX. They train through the fused step in the conformance suite.
+COMPARED = ["cutmix", "cutout", "gridmask", "keras_layer", "mixup"]
+
+
+def test_every_strategy_runs_on_jax_and_every_transforming_one_is_compared_or_represented():
+    # `xla_compatible` may be a property (KerasLayer's strategies: per backend), so instances are asked.
+    assert all(augmentation(name).xla_compatible for name in ck.augmentations.AUGMENTATIONS)
+    assert set(TRANSFORMING) - set(COMPARED) == {"augmix", "fouriermix", "randaugment"}
+
+
+@pytest.mark.parametrize("name", COMPARED)
 def test_a_fused_step_trains_like_two_passes_with_each_strategy(name):
     """A functional student with batch norm; KD, and with mixup also RKD on the clean pass's features (once:
     RKD doubles the step's compilation time)."""
     def make():
-        options = {"size": 4} if name == "cutout" else {}  # cutout's default hole is for 32x32 images
-        augmentation = ck.augmentations.AUGMENTATIONS.get(name)(**options)
-        return ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation=augmentation,
+        return ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), augmentation=augmentation(name),
                             distillation=["kd", "rkd"] if name == "mixup" else "kd")
 
     assert_same_training(make)
 
 
-@pytest.mark.parametrize("name", sorted(name for name, cls in ck.augmentations.AUGMENTATIONS.items()
-                                        if cls.xla_compatible and not cls.transforms_images))
+@pytest.mark.parametrize("name", sorted(name for name in ck.augmentations.AUGMENTATIONS
+                                        if not augmentation(name).transforms_images))
 def test_strategies_that_keep_the_images_run_the_student_once(name):
     import jax
 
