@@ -19,6 +19,27 @@ import numpy as np
 from keras_calikd.contract import KNOWN_REQUIREMENTS
 
 
+# The first words of every message a check inside a `tf.data` pipeline fails with (`tf.debugging.Assert`): the
+# framework raises its own error with the message inside a dump of the graph; `pipeline_check_message` finds it.
+PIPELINE_CHECK = "keras_calikd:"
+
+
+def pipeline_check_message(error: BaseException) -> Optional[str]:
+    """The sentence of a data check that failed inside a `tf.data` pipeline, or `None` for any other error.
+
+    Example:
+
+    ```python
+    pipeline_check_message(error)  # "training labels must be class ids in [0, 9] for models with 10 classes; ..."
+    ```
+    """
+    text = getattr(error, "message", None) or str(error)
+    if not isinstance(text, str) or PIPELINE_CHECK not in text:
+        return None
+    sentence = text[text.index(PIPELINE_CHECK) + len(PIPELINE_CHECK):].split("\n")[0].strip()
+    return " ".join(sentence.strip("[]' \"").split())
+
+
 def _fail(owner: Optional[str], name: str, expected: str, value: Any):
     where = f"{owner}: `{name}`" if owner else name
     raise ValueError(f"{where} must be {expected}, got {value!r}.")

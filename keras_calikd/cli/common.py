@@ -87,10 +87,10 @@ def _anticipated() -> tuple:
 
 
 def _one_line(error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    if "keras_calikd:" in message:  # a data check inside a tf.data pipeline: our message, without TF's frame
-        message = message[message.index("keras_calikd:") + len("keras_calikd:"):].split("\n")[0].strip()
-        message = message.strip("[]' \"")
+    from keras_calikd.checks import pipeline_check_message
+
+    # A data check inside a tf.data pipeline (the tools' own pipelines): its sentence, without TF's graph dump.
+    message = pipeline_check_message(error) or getattr(error, "message", None) or str(error) or type(error).__name__
     return " ".join(message.split())
 
 
