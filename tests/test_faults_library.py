@@ -48,3 +48,126 @@ def test_a_failed_pipeline_check_raises_the_librarys_value_error(case):
         action(x, y)
     assert type(error.value) is ValueError and str(error.value) == sentence  # the sentence, not a graph dump
     assert error.value.__suppress_context__  # `from None`: no framework traceback chained to it
+
+
+# ---------------------------------------------------------------- loading saved models, and custom code
+
+LAB_MODULE = '''
+import keras
+import keras_calikd as ck
+
+
+@keras.saving.register_keras_serializable(package="lab_parts")
+class Doubled(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+@keras.saving.register_keras_serializable(package="lab_parts")
+class LabKD(ck.distillations.KD):
+    pass
+'''
+
+FRESH_PROCESS = '''
+import sys
+import keras
+import keras_calikd as ck
+
+folder = sys.argv[1]
+distiller = keras.models.load_model(folder + "/distiller.keras")  # the README's promise: nothing else imported
+print("loaded", type(distiller).__name__, type(distiller.optimizer).__module__, distiller.optimizer.momentum)
+
+from keras_calikd.cli.common import import_user_module
+from keras_calikd.training.evaluation import load_model
+
+for name in ("lab_distiller.keras", "lab_student.keras"):
+    try:
+        load_model(folder + "/" + name)
+    except ValueError as error:
+        print("refused", name, error)
+import_user_module(folder + "/lab_parts.py")
+print("then", type(load_model(folder + "/lab_distiller.keras").distillations[0]).__name__,
+      load_model(folder + "/lab_student.keras").layers[1].__class__.__name__)
+'''
+
+
+def _saved_models(folder):
+    from keras_calikd.cli.common import import_user_module
+
+    (folder / "lab_parts.py").write_text(LAB_MODULE)
+    lab = import_user_module(str(folder / "lab_parts.py"))
+    distiller = ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"))
+    distiller.compile(optimizer=ck.training.SGD(0.1, momentum=0.9, l2_weight_decay=5e-4))
+    distiller.save(str(folder / "distiller.keras"))
+    ck.Distiller(tiny_cnn(name="t"), tiny_cnn(name="s"), distillation=lab.LabKD()).save(
+        str(folder / "lab_distiller.keras"))
+    inputs = keras.Input((8, 8, 1))
+    student = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(lab.Doubled()(inputs))))
+    student.save(str(folder / "lab_student.keras"))
+
+
+# Registration is Python import behaviour, the same on every backend (in-process round trips of saved Distillers:
+# tests/test_keras_citizenship.py, both passes): this row starts its new process once, in the TensorFlow pass.
+@pytest.mark.backend_neutral
+def test_a_fresh_process_loads_a_saved_distiller_and_names_the_custom_classes_it_lacks(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _saved_models(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path)], capture_output=True, text=True,
+                          cwd=str(tmp_path.parent), env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+                          timeout=300)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert lines[0] == "loaded Distiller keras_calikd.optimizers 0.9"
+    for line, name in zip(lines[1:3], ("'LabKD' (registered as 'lab_parts>LabKD')",
+                                       "'Doubled' (registered as 'lab_parts>Doubled')")):
+        assert line.startswith("refused") and f"uses the class {name}, which this process does not know" in line
+        assert "--import MODULE" in line and "damaged" not in line
+    assert lines[3] == "then LabKD Doubled"
+
+
+TOOLS = ("train", "evaluate", "export", "report", "benchmark", "benchmark_fit", "benchmark_data", "quickstart")
+
+
+@pytest.mark.backend_neutral
+def test_every_tool_imports_a_users_module_first_and_names_what_is_missing(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from keras_calikd.cli import common
+    from keras_calikd.cli import export as export_tool
+
+    _saved_models(tmp_path)
+    (tmp_path / "lab_parts_copy.py").write_text(LAB_MODULE)
+    (tmp_path / "buggy_parts.py").write_text("raise RuntimeError('a bug in my module')\n")
+    (tmp_path / "needs_more.py").write_text("import a_package_nobody_installed\n")
+    monkeypatch.chdir(tmp_path)  # modules given by name are found in the current folder
+    registered = keras.saving.get_custom_objects()
+    monkeypatch.delitem(registered, "lab_parts>Doubled")  # as in a new process that did not import lab_parts
+    student = ["--checkpoint", "lab_student.keras", "--output", "out"]
+    cases = [
+        (student, "'lab_student.keras' uses the class 'Doubled' (registered as 'lab_parts>Doubled'), which this "
+                  "process does not know: import the module that defines it before loading (the tools: --import "
+                  "MODULE)"),
+        (["--import", "no_such_parts", *student], "--import no_such_parts: no module named 'no_such_parts' in the "
+                                                  "current folder or on the Python path"),
+        (["--import", "no_such_parts.py", *student], "--import no_such_parts.py: no such file."),
+        (["--import", "buggy_parts", *student], "--import buggy_parts: importing it failed (RuntimeError: a bug in "
+                                                "my module)"),
+        (["--import", "needs_more", *student], "--import needs_more: importing it failed: No module named "
+                                               "'a_package_nobody_installed'"),
+    ]
+    for argv, message in cases:
+        status = common.run(export_tool.main, argv)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
+    # Every tool takes --import, and imports before anything else (here: before it finds the format unknown).
+    for tool in TOOLS:
+        main = importlib.import_module(f"keras_calikd.cli.{tool}").main
+        assert common.run(main, ["--import", "no_such_parts.py"]) == 2
+        assert capsys.readouterr().err.strip() == "error: --import no_such_parts.py: no such file.", tool
+    assert common.run(export_tool.main, ["--import", "lab_parts_copy", *student, "--format", "svg"]) == 2
+    assert "svg" in capsys.readouterr().err and "lab_parts>Doubled" in registered

@@ -21,7 +21,7 @@ from keras_calikd import checks, models
 from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training import posthoc
-from keras_calikd.training.optimizers import SCHEDULES
+from keras_calikd.optimizers import SCHEDULES
 from keras_calikd.training.run_folder import is_finished
 
 ROLES = ("teacher", "student", "distilled")
