@@ -220,6 +220,28 @@ def requirements(distillations) -> frozenset:
     return needed
 
 
+def metrics_read_logits(*metrics) -> None:
+    """Fails for a metric that reads probabilities (`from_logits=False`) among metrics given logits (a Distiller's).
+
+    `metrics` as `compile` takes them: metric objects or names, in lists or dicts, nested.
+    """
+    pending = list(metrics)
+    while pending:
+        metric = pending.pop()
+        if isinstance(metric, dict):
+            pending.extend(metric.values())
+        elif isinstance(metric, (list, tuple)):
+            pending.extend(metric)
+        elif metric is not None and not isinstance(metric, str):
+            from_logits = getattr(metric, "from_logits", None)
+            if from_logits is None:  # Keras' own metrics keep it among their function's arguments
+                from_logits = (getattr(metric, "_fn_kwargs", None) or {}).get("from_logits")
+            if from_logits is False:
+                raise ValueError(f"The metric {getattr(metric, 'name', metric)!r} reads probabilities "
+                                 "(from_logits=False), but the Distiller's outputs are the student's logits: create "
+                                 "it with from_logits=True.")
+
+
 def jit_compile_for(augmentation, jit_compile):
     """The `jit_compile` a Distiller can use with `augmentation` (strategies declare `xla_compatible`)."""
     if augmentation.xla_compatible:

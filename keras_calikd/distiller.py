@@ -220,13 +220,15 @@ class Distiller(DistillationStep, keras.Model):
             loss: Must be left out.
             **kwargs: `metrics`, `jit_compile`, `steps_per_execution`, ... as
                 for `keras.Model.compile`. Metrics are computed on the
-                student's logits of the clean batch.
+                student's logits of the clean batch: a metric created with
+                `from_logits=False` is refused.
         """
         if loss is not None:
             raise ValueError(
                 "Distiller.compile() takes no `loss`: training minimises alpha * distillation + (1 - alpha) * "
                 "augmentation loss, set by the Distiller's strategies, and evaluation reports cross-entropy."
             )
+        checks.metrics_read_logits(kwargs.get("metrics"), kwargs.get("weighted_metrics"))
         kwargs["jit_compile"] = checks.jit_compile_for(self.augmentation, kwargs.get("jit_compile", "auto"))
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 

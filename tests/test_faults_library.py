@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_calikd as ck
-from tiny import blobs, tiny_cnn
+from tiny import blobs, dense_model, tiny_cnn
 
 
 # ---------------------------------------------------------------- a failed data check is the library's ValueError
@@ -171,3 +171,91 @@ def test_every_tool_imports_a_users_module_first_and_names_what_is_missing(tmp_p
         assert capsys.readouterr().err.strip() == "error: --import no_such_parts.py: no such file.", tool
     assert common.run(export_tool.main, ["--import", "lab_parts_copy", *student, "--format", "svg"]) == 2
     assert "svg" in capsys.readouterr().err and "lab_parts>Doubled" in registered
+
+
+# ---------------------------------------------------------------- calibration inputs are checked
+
+def _calibration_metrics(from_logits):
+    m = ck.metrics
+    return [m.ExpectedCalibrationError(from_logits=from_logits), m.OverconfidenceError(from_logits=from_logits),
+            m.MaximumCalibrationError(from_logits=from_logits),
+            m.AdaptiveCalibrationError(capacity=64, from_logits=from_logits),
+            m.ClasswiseCalibrationError(num_classes=3, from_logits=from_logits)]
+
+
+PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]], "float32")
+NAN_ROW = PROBABILITIES.copy()
+NAN_ROW[2, 1] = np.nan
+
+BAD_PREDICTIONS = {  # (from_logits, predictions, the message's words)
+    "logits read as probabilities": (False, np.log(PROBABILITIES) * 3.0,
+                                     r"reads probabilities \(from_logits=False\), but the predictions range over "
+                                     r"\[-6\.908, -0\.6694\]: these are logits or scores\. Create the metric with "
+                                     "from_logits=True"),
+    "negative scores": (False, PROBABILITIES - 0.3, r"range over \[-0\.2, 0\.5\]: these are logits or scores"),
+    "scores that are not normalised": (False, PROBABILITIES * 0.5, "a prediction row sums to 0.5, not 1"),
+    "a NaN row (probabilities)": (False, NAN_ROW, "1 of 4 prediction rows hold NaN or infinite values"),
+    "a NaN row (logits)": (True, NAN_ROW, "1 of 4 prediction rows hold NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PREDICTIONS))
+def test_calibration_metrics_refuse_predictions_they_cannot_read(case):
+    from_logits, predictions, message = BAD_PREDICTIONS[case]
+    labels = np.array([0, 1, 2, 0])
+    for metric in _calibration_metrics(from_logits):
+        with pytest.raises(ValueError, match=message):
+            metric.update_state(labels, predictions)
+        metric.update_state(labels, PROBABILITIES)  # the metric still takes good rows
+        assert np.isfinite(float(metric.result())), metric.name
+
+
+def test_in_a_compiled_step_unreadable_rows_make_the_calibration_errors_nan():
+    """A model that outputs logits, metrics reading probabilities: NaN, the rows counted; a NaN row likewise."""
+    x, y = blobs(32, num_classes=3)
+    x[5] = np.nan  # one image whose logits are NaN
+    model = dense_model(3, (8, 8, 1), name="logits_out")  # linear: the NaN image's logits are NaN
+    probabilities, logits = _calibration_metrics(False), ck.metrics.ExpectedCalibrationError(from_logits=True,
+                                                                                            name="ece_logits")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=probabilities + [logits])
+    results = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
+    for metric in probabilities + [logits]:
+        assert np.isnan(results[metric.name]), metric.name
+    assert [float(m.invalid_count.value) for m in probabilities] == [32.0] * 5
+    assert float(logits.invalid_count.value) == 1.0
+    with pytest.raises(ValueError, match="was given 1 prediction rows it cannot read"):
+        logits.bin_statistics()
+
+
+def test_a_distiller_refuses_a_metric_that_reads_probabilities():
+    with pytest.raises(ValueError, match="'oe' reads probabilities .* Distiller's outputs are the student's logits"):
+        _distiller().compile(metrics=["accuracy", ck.metrics.OverconfidenceError(from_logits=False)])
+    with pytest.raises(ValueError, match="'sparse_categorical_crossentropy' reads probabilities"):
+        _distiller().compile(metrics={"x": [keras.metrics.SparseCategoricalCrossentropy()]})
+
+
+@pytest.mark.parametrize("case", ["one image", "all predictions right"])
+def test_temperature_scaling_of_a_degenerate_fit_keeps_the_model_as_it_is(case, rng):
+    from keras_calikd.training.evaluation import posthoc_calibration
+
+    labels = rng.integers(0, 3, 40)
+    logits = 4.0 * np.eye(3)[labels] + rng.normal(size=(40, 3))
+    fit_logits, fit_labels = (logits[:1], labels[:1]) if case == "one image" else (6.0 * np.eye(3)[labels], labels)
+    result = posthoc_calibration(fit_logits, fit_labels, logits, labels, "temperature", bins=(15,))
+    assert result["parameters"] == {"temperature": 1.0}
+    assert result["calibrated"] == result["uncalibrated"]  # no better row from a search bound
+    reason = "on one image" if case == "one image" else "all 40 fitting images are predicted right"
+    assert reason in result["warnings"][0] and "a degenerate fit, so the map keeps T = 1" in result["warnings"][0]
+
+
+@pytest.mark.backend_neutral
+def test_bin_counts_are_bounded(capsys):
+    from keras_calikd.cli import common
+    from keras_calikd.cli import evaluate as evaluate_tool
+
+    status = common.run(evaluate_tool.main, ["--model", "m.keras", "--dataset", "fashion_mnist", "--bins", "1000000"])
+    assert status == 2 and capsys.readouterr().err == (
+        "error: --bins must be comma-separated bin counts from 1 to 1000 (the paper reports 100 and 15), got "
+        "'1000000'.\n")
+    with pytest.raises(ValueError, match=r"Experiment: `eval_bins` must be an integer <= 1000, got 1000000"):
+        ck.training.Experiment(name="x", dataset="fashion_mnist", model="resnet8", eval_bins=(100, 1_000_000))
