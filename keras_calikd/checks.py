@@ -104,6 +104,22 @@ def integer(owner: Optional[str], name: str, value: Any, *, low: Optional[int] =
     return value
 
 
+#: The largest seed every random generator takes (NumPy's and `keras.utils.set_random_seed`'s limit).
+MAX_SEED = 2 ** 32 - 1
+
+
+def seed(owner: Optional[str], value: Any, name: str = "seed") -> Optional[int]:
+    """`value` as a seed: `None` (draw one) or an integer in `[0, 2**32 - 1]`.
+
+    Example:
+
+    ```python
+    seed("MixUp", 2**40)       # ValueError: MixUp: `seed` must be an integer <= 4294967295, got 1099511627776.
+    ```
+    """
+    return integer(owner, name, value, low=0, high=MAX_SEED, optional=True, whole_floats=False)
+
+
 def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:
     """`value` if it is a non-empty string (or `None`, with `optional`)."""
     if (value is None and optional) or (isinstance(value, str) and value):

@@ -259,3 +259,24 @@ def test_bin_counts_are_bounded(capsys):
         "'1000000'.\n")
     with pytest.raises(ValueError, match=r"Experiment: `eval_bins` must be an integer <= 1000, got 1000000"):
         ck.training.Experiment(name="x", dataset="fashion_mnist", model="resnet8", eval_bins=(100, 1_000_000))
+
+
+# ---------------------------------------------------------------- smaller cases: seeds
+
+SEEDS = {
+    "a strategy's seed past 2**32 - 1": (lambda: ck.augmentations.MixUp(seed=2 ** 40),
+                                         "MixUp: `seed` must be an integer <= 4294967295, got 1099511627776."),
+    "a negative strategy seed": (lambda: ck.distillations.CRD(seed=-1), "CRD: `seed` must be an integer >= 0, got -1."),
+    "a fractional strategy seed": (lambda: ck.augmentations.CutMix(seed=1.5), "CutMix: `seed` must be an integer"),
+    "a run's seed past 2**32 - 1": (lambda: ck.training.Experiment(name="x", dataset="fashion_mnist", model="resnet8",
+                                                                   seed=2 ** 32),
+                                    "Experiment: `seed` must be an integer <= 4294967295, got 4294967296."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEEDS))
+def test_a_seed_out_of_range_fails_at_construction(case):
+    make, message = SEEDS[case]
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value).startswith(message)

@@ -197,7 +197,7 @@ class Experiment:
         for split in ("train_split", "validation_split", "test_split"):
             set_(split, checks.text(OWNER, split, getattr(self, split)))
         set_("crop_flip", bool(self.crop_flip))
-        set_("seed", checks.integer(OWNER, "seed", self.seed, low=0))
+        set_("seed", checks.integer(OWNER, "seed", self.seed, low=0, high=checks.MAX_SEED))
         set_("precision", checks.one_of(OWNER, "precision", self.precision, PRECISIONS))
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(f"`Experiment.jit_compile` must be True, False or \"auto\", got {self.jit_compile!r}.")
