@@ -280,3 +280,115 @@ def test_a_seed_out_of_range_fails_at_construction(case):
     with pytest.raises(ValueError) as error:
         make()
     assert str(error.value).startswith(message)
+
+
+# ---------------------------------------------------------------- multi-worker start-up: bounded, one error line
+
+def _free_port():
+    from keras_calikd.training.distribution import free_local_ports
+
+    return free_local_ports(1)[0]
+
+
+def _jax_job(monkeypatch, process_id, coordinator):
+    from keras_calikd.training import distribution
+
+    def start(argv):
+        monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", coordinator)
+        monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", str(process_id))
+        return distribution._jax_cluster("multi_worker", timeout=1.0, heartbeat_timeout=1.0)
+
+    return start
+
+
+def _start_up_faults(monkeypatch, held):
+    import json
+
+    from keras_calikd.training import distribution
+    from keras_calikd.training.cluster import wait_for_processes
+
+    workers = json.dumps({"cluster": {"worker": "127.0.0.1:2222,127.0.0.1:2223"}, "task": {"type": "worker",
+                                                                                          "index": 0}})
+    return {
+        "a worker list given as a string": (
+            lambda argv: distribution.tf_config_description({"TF_CONFIG": workers}),
+            "distribution: TF_CONFIG's 'worker' job must be a list of 'host:port' strings, one per process, got "
+            "'127.0.0.1:2222,127.0.0.1:2223'"),
+        "a worker's port in use": (
+            lambda argv: wait_for_processes(f"127.0.0.1:{held}", [f"127.0.0.1:{_free_port()}"], 60.0),
+            f"distribution: port {held} of this process's address '127.0.0.1:{held}' is in use by another program"),
+        "a peer that never starts": (
+            lambda argv: wait_for_processes(f"127.0.0.1:{_free_port()}", ["127.0.0.1:1"], 1.0),
+            "distribution: 127.0.0.1:1 did not answer within the 1 s the job waits for its processes to start "
+            "(Experiment.worker_timeout). Start the same command on every process of the job"),
+        "the JAX coordinator's port in use": (
+            _jax_job(monkeypatch, 0, f"127.0.0.1:{held}"),
+            f"distribution: port {held} of the coordinator's address (KERAS_DISTRIBUTION_JOB_ADDRESSES, served by "
+            "process 0, this one)"),
+        "an unreachable JAX coordinator": (
+            _jax_job(monkeypatch, 1, "127.0.0.1:1"),
+            "distribution: 127.0.0.1:1 did not answer within the 1 s"),
+    }
+
+
+START_UP_CASES = ["a worker list given as a string", "a worker's port in use", "a peer that never starts",
+                  "the JAX coordinator's port in use", "an unreachable JAX coordinator"]
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("case", START_UP_CASES)
+def test_multi_worker_start_up_fails_fast_with_one_error_line(case, monkeypatch, capsys):
+    import socket
+    import time
+
+    from keras_calikd.cli import common
+
+    with socket.socket() as other_program:  # holds a port, as another program would
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen(1)
+        held = other_program.getsockname()[1]
+        main, message = _start_up_faults(monkeypatch, held)[case]
+        started = time.monotonic()
+        status = common.run(main, [])
+        took = time.monotonic() - started
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert took < 5.0  # the waits keep to their 1 s (a port in use fails at once)
+
+
+@pytest.mark.heavy
+@pytest.mark.backend_neutral
+def test_a_tensorflow_worker_waiting_for_its_peer_ends_on_sigterm(tmp_path):
+    """The wait for a peer that never starts is Python's: SIGTERM ends it (TensorFlow's own wait ignored it)."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    own, peer = _free_port(), _free_port()
+    config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]},
+                         "task": {"type": "worker", "index": 0}})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from keras_calikd.training import distribution; "
+                               "distribution.setup('multi_worker', timeout=300)"],
+        env=dict(os.environ, KERAS_BACKEND="tensorflow", TF_CONFIG=config, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and worker.poll() is None:  # until setup waits, listening on its port
+            try:
+                socket.create_connection(("127.0.0.1", own), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        worker.kill()
+        worker.wait()
