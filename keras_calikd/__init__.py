@@ -6,7 +6,8 @@ Public API:
 - `distillations`, `augmentations`: the registered strategies.
 - `metrics`: `ExpectedCalibrationError`, `OverconfidenceError`, reliability diagrams.
 - `models`: the CIFAR model zoo of the paper, by name.
-- `training`: the paper's optimiser and schedules, checkpoints, evaluation, export, experiments.
+- `training`: the paper's optimiser and schedules (defined in `optimizers`), checkpoints, evaluation, export,
+  experiments.
 - `data`: TFDS input pipelines (imported on first use: the only part that imports TensorFlow).
 """
 
@@ -16,7 +17,9 @@ from keras_calikd.quiet import import_frameworks
 
 import_frameworks()
 
-from keras_calikd import augmentations, distillations, metrics, models  # noqa: E402
+# `optimizers` too: its SGD and schedule are registered Keras serializables, which `keras.models.load_model`
+# of a saved Distiller finds only once they are imported.
+from keras_calikd import augmentations, distillations, metrics, models, optimizers  # noqa: E402
 from keras_calikd.distiller import Distiller  # noqa: E402
 from keras_calikd.registry import Registry  # noqa: E402
 

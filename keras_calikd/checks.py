@@ -19,6 +19,27 @@ import numpy as np
 from keras_calikd.contract import KNOWN_REQUIREMENTS
 
 
+# The first words of every message a check inside a `tf.data` pipeline fails with (`tf.debugging.Assert`): the
+# framework raises its own error with the message inside a dump of the graph; `pipeline_check_message` finds it.
+PIPELINE_CHECK = "keras_calikd:"
+
+
+def pipeline_check_message(error: BaseException) -> Optional[str]:
+    """The sentence of a data check that failed inside a `tf.data` pipeline, or `None` for any other error.
+
+    Example:
+
+    ```python
+    pipeline_check_message(error)  # "training labels must be class ids in [0, 9] for models with 10 classes; ..."
+    ```
+    """
+    text = getattr(error, "message", None) or str(error)
+    if not isinstance(text, str) or PIPELINE_CHECK not in text:
+        return None
+    sentence = text[text.index(PIPELINE_CHECK) + len(PIPELINE_CHECK):].split("\n")[0].strip()
+    return " ".join(sentence.strip("[]' \"").split())
+
+
 def _fail(owner: Optional[str], name: str, expected: str, value: Any):
     where = f"{owner}: `{name}`" if owner else name
     raise ValueError(f"{where} must be {expected}, got {value!r}.")
@@ -81,6 +102,22 @@ def integer(owner: Optional[str], name: str, value: Any, *, low: Optional[int] =
     if high is not None and value > high:
         _fail(owner, name, f"an integer <= {high}", value)
     return value
+
+
+#: The largest seed every random generator takes (NumPy's and `keras.utils.set_random_seed`'s limit).
+MAX_SEED = 2 ** 32 - 1
+
+
+def seed(owner: Optional[str], value: Any, name: str = "seed") -> Optional[int]:
+    """`value` as a seed: `None` (draw one) or an integer in `[0, 2**32 - 1]`.
+
+    Example:
+
+    ```python
+    seed("MixUp", 2**40)       # ValueError: MixUp: `seed` must be an integer <= 4294967295, got 1099511627776.
+    ```
+    """
+    return integer(owner, name, value, low=0, high=MAX_SEED, optional=True, whole_floats=False)
 
 
 def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:
@@ -197,6 +234,28 @@ def requirements(distillations) -> frozenset:
         raise ValueError(f"Distillation strategies require {sorted(unknown)}, which the Distiller cannot provide; "
                          f"it provides {sorted(KNOWN_REQUIREMENTS)}.")
     return needed
+
+
+def metrics_read_logits(*metrics) -> None:
+    """Fails for a metric that reads probabilities (`from_logits=False`) among metrics given logits (a Distiller's).
+
+    `metrics` as `compile` takes them: metric objects or names, in lists or dicts, nested.
+    """
+    pending = list(metrics)
+    while pending:
+        metric = pending.pop()
+        if isinstance(metric, dict):
+            pending.extend(metric.values())
+        elif isinstance(metric, (list, tuple)):
+            pending.extend(metric)
+        elif metric is not None and not isinstance(metric, str):
+            from_logits = getattr(metric, "from_logits", None)
+            if from_logits is None:  # Keras' own metrics keep it among their function's arguments
+                from_logits = (getattr(metric, "_fn_kwargs", None) or {}).get("from_logits")
+            if from_logits is False:
+                raise ValueError(f"The metric {getattr(metric, 'name', metric)!r} reads probabilities "
+                                 "(from_logits=False), but the Distiller's outputs are the student's logits: create "
+                                 "it with from_logits=True.")
 
 
 def jit_compile_for(augmentation, jit_compile):

@@ -220,13 +220,15 @@ class Distiller(DistillationStep, keras.Model):
             loss: Must be left out.
             **kwargs: `metrics`, `jit_compile`, `steps_per_execution`, ... as
                 for `keras.Model.compile`. Metrics are computed on the
-                student's logits of the clean batch.
+                student's logits of the clean batch: a metric created with
+                `from_logits=False` is refused.
         """
         if loss is not None:
             raise ValueError(
                 "Distiller.compile() takes no `loss`: training minimises alpha * distillation + (1 - alpha) * "
                 "augmentation loss, set by the Distiller's strategies, and evaluation reports cross-entropy."
             )
+        checks.metrics_read_logits(kwargs.get("metrics"), kwargs.get("weighted_metrics"))
         kwargs["jit_compile"] = checks.jit_compile_for(self.augmentation, kwargs.get("jit_compile", "auto"))
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
@@ -242,7 +244,8 @@ class Distiller(DistillationStep, keras.Model):
         NumPy arrays are checked whole (image shape, dtype and finiteness;
         labels: integer ids in range or one-hot rows) and `tf.data` pipelines
         batch by batch as they are read, so that a wrong input fails with a
-        message saying what is wrong instead of training on it. Strategies
+        `ValueError` saying what is wrong instead of training on it (a batch
+        that fails its check mid-epoch ends `fit` with that `ValueError`). Strategies
         that draw on the training set are adapted from NumPy data here.
         """
         kwargs = _as_keywords(super().fit, args, kwargs)
@@ -253,12 +256,14 @@ class Distiller(DistillationStep, keras.Model):
             with creation_scope(self):
                 self.prepare_to_fit()
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_EpochCounter()]
-        return super().fit(x, y, **kwargs)
+        with adapter.data_check_errors():
+            return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate` of the student on clean data, after checking the data like `fit` does."""
         x, y = adapter.evaluation_data(self, x, y)
-        return super().evaluate(x, y, **_as_keywords(super().evaluate, args, kwargs))
+        with adapter.data_check_errors():
+            return super().evaluate(x, y, **_as_keywords(super().evaluate, args, kwargs))
 
     # ------------------------------------------------------------------ forward passes
 

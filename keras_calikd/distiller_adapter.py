@@ -16,6 +16,8 @@ The validators these use are `keras_calikd.checks`; the input keys are
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -198,6 +200,24 @@ def _checked_dataset(model, dataset, where):
             return tf.nest.map_structure(tf.identity, (x, y))
 
     return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+@contextlib.contextmanager
+def data_check_errors():
+    """Raises a data check that failed inside a checked pipeline as the library's `ValueError`.
+
+    The framework reports a failed `tf.debugging.Assert` as its own error
+    (TensorFlow's `InvalidArgumentError`, also when JAX reads the pipeline)
+    with the check's sentence inside a dump of the graph; the caller of
+    `fit`/`evaluate` gets the sentence alone, as a `ValueError`.
+    """
+    try:
+        yield
+    except Exception as error:
+        sentence = checks.pipeline_check_message(error)
+        if sentence is None:
+            raise
+        raise ValueError(sentence) from None
 
 
 def fit_data(model, x, y, kwargs):

@@ -124,9 +124,10 @@ def test_base_class_defaults():
 def test_bin_variables_are_named_float32_sums():
     """Named for checkpoints and summed across replicas under a distribution strategy."""
     metric = ck.metrics.ExpectedCalibrationError(4)
-    assert [v.name for v in metric.variables] == ["bin_count", "bin_confidence", "bin_correct"]
+    assert [v.name for v in metric.variables] == ["bin_count", "bin_confidence", "bin_correct", "invalid_count"]
     for variable in metric.variables:
-        assert (tuple(variable.shape), variable.dtype, variable.aggregation) == ((4,), "float32", "sum")
+        shape = () if variable.name == "invalid_count" else (4,)
+        assert (tuple(variable.shape), variable.dtype, variable.aggregation) == (shape, "float32", "sum")
 
 
 def test_metric_counts_in_float32_whatever_floatx(rng):

@@ -73,9 +73,15 @@ def test_a_fit_that_should_not_be_trusted_says_so(rng):
     sure = np.eye(3)[labels]  # always right: the NLL falls as the temperature does, to its lower bound
     with pytest.warns(CalibrationWarning, match="lower bound of its search, 0.05"):
         assert ck.training.fit_temperature(sure, labels) == pytest.approx(0.05, rel=1e-3)
-    assert "lower bound" in fit_calibration(sure, labels, "temperature").warnings[0]
-    flat = np.zeros((50, 3))  # no information: no map lowers the NLL
-    assert any("did not lower the NLL" in w for w in fit_calibration(flat, labels, "temperature").warnings)
+    fit = fit_calibration(sure, labels, "temperature")  # a degenerate fit: the map keeps T = 1
+    assert fit.parameters == {"temperature": 1.0} and fit.nll_after == fit.nll_before
+    assert fit.warnings == ["temperature scaling: all 50 fitting images are predicted right, so their NLL only "
+                            "falls as T falls toward 0; it has no minimum: a degenerate fit, so the map keeps T = 1, "
+                            "the model as it is. Fit it on more held-out data, with right and wrong predictions."]
+    flat = fit_calibration(np.zeros((50, 3)), labels, "temperature")  # no information: flatter is better
+    assert flat.parameters == {"temperature": 1.0} and "on its upper bound, 20" in flat.warnings[0]
+    unmoved = fit_calibration(np.zeros((50, 3)), labels, "matrix", max_iterations=0)  # the identity map
+    assert any("did not lower the NLL" in w for w in unmoved.warnings)
     logits, labels = miscalibrated(rng)
     short = fit_calibration(logits, labels, "matrix", max_iterations=2)
     assert "did not converge in 2 iterations" in short.warnings[0]

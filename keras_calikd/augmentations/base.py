@@ -111,8 +111,8 @@ class Augmentation(SavedSeedState, keras.layers.Layer):
     def __init__(self, label_source: str = "ground_truth", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_source = checks.one_of(type(self).__name__, "label_source", label_source, LABEL_SOURCES)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = checks.seed(type(self).__name__, seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def build(self, input_shape=None, num_classes=None, input_normalization=None):
         self.num_classes = num_classes

@@ -1,7 +1,8 @@
 """What every command-line tool shares: one parser style, a quiet console and one error style.
 
 Every tool is a module of this package with `parser()` made by `tool_parser`
-(`--snake_case` flags, comma-separated lists, `--debug`), `main(argv) -> int`
+(`--snake_case` flags, comma-separated lists, `--debug`, and `--import MODULE` for
+a user's module that registers custom strategies, models or layers), `main(argv) -> int`
 and `console()` running it through `run`. Every anticipated failure (a bad
 argument, bad configuration, missing data or teacher, a file that cannot be
 read or may not be replaced, a non-finite loss, a run in use) ends the tool
@@ -42,8 +43,56 @@ def tool_parser(prog: str, description: str, **kwargs) -> ToolParser:
     add_debug_flag(parser)
     ```
     """
-    return ToolParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                      **kwargs)
+    parser = ToolParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        **kwargs)
+    parser.add_argument(
+        "--import", dest="imports", action=ImportModule, default=[], metavar="MODULE",
+        help="import a module of your own first, a module name (found in the current folder or on the Python "
+             "path) or a .py file: the module that registers your strategies, models or layers, for gin files "
+             "and saved models that use them; repeat it for several modules")
+    return parser
+
+
+class ImportModule(argparse.Action):
+    """`--import MODULE`: imports the module as the arguments are read, before a tool parses gin or loads a model."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        import_user_module(value)
+        getattr(namespace, self.dest).append(value)
+
+
+def import_user_module(name: str):
+    """Imports `name`, a module name (found in the current folder or on the Python path) or a `.py` file's path.
+
+    Raises:
+        ValueError: the module cannot be found, or importing it failed (the cause is chained: `--debug`).
+    """
+    import importlib
+    import importlib.util
+    import os
+
+    is_file = name.endswith(".py")
+    if is_file and not os.path.isfile(name):
+        raise ValueError(f"--import {name}: no such file.")
+    try:
+        if is_file:
+            spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            return module
+        if os.getcwd() not in sys.path and "" not in sys.path:  # a console script's path lacks the current folder
+            sys.path.append(os.getcwd())
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if not is_file and (error.name == name or name.startswith(f"{error.name}.")):
+            raise ValueError(f"--import {name}: no module named {name!r} in the current folder or on the Python "
+                             "path; run the tool from the folder that holds it, add that folder to PYTHONPATH, or "
+                             "give the path of its .py file.") from None
+        raise ValueError(f"--import {name}: importing it failed: {error}") from error
+    except Exception as error:
+        raise ValueError(f"--import {name}: importing it failed ({type(error).__name__}: {error}); --debug shows "
+                         "where.") from error
 
 
 def comma_list(kind=str):
@@ -87,10 +136,10 @@ def _anticipated() -> tuple:
 
 
 def _one_line(error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    if "keras_calikd:" in message:  # a data check inside a tf.data pipeline: our message, without TF's frame
-        message = message[message.index("keras_calikd:") + len("keras_calikd:"):].split("\n")[0].strip()
-        message = message.strip("[]' \"")
+    from keras_calikd.checks import pipeline_check_message
+
+    # A data check inside a tf.data pipeline (the tools' own pipelines): its sentence, without TF's graph dump.
+    message = pipeline_check_message(error) or getattr(error, "message", None) or str(error) or type(error).__name__
     return " ".join(message.split())
 
 

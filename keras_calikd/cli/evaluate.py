@@ -54,12 +54,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _bins(text: str):
+    from keras_calikd.metrics.calibration import MAX_BINS
+
+    wanted = f"--bins must be comma-separated bin counts from 1 to {MAX_BINS} (the paper reports 100 and 15)"
     try:
         bins = tuple(int(b) for b in text.split(","))
     except ValueError:
-        raise ValueError(f"--bins must be comma-separated positive integers, got {text!r}.") from None
-    if not bins or min(bins) < 1:
-        raise ValueError(f"--bins must be comma-separated positive integers, got {text!r}.")
+        raise ValueError(f"{wanted}, got {text!r}.") from None
+    if not bins or min(bins) < 1 or max(bins) > MAX_BINS:
+        raise ValueError(f"{wanted}, got {text!r}.")
     return bins
 
 

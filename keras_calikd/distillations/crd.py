@@ -130,12 +130,12 @@ class CRD(SavedSeedState, Distillation):
         self.temperature = checks.number("CRD", "temperature", temperature, low=0.0, low_open=True)
         self.momentum = checks.fraction("CRD", "momentum", momentum, high_open=True)
         self.negatives = checks.one_of("CRD", "negatives", negatives, NEGATIVE_SAMPLING)
-        self.seed = seed
+        self.seed = checks.seed("CRD", seed)
         # The training set's labels are needed to size the banks when `num_samples` is not given, and to draw
         # negatives from other classes.
         needs_training_set = self.num_samples is None or negatives == "other_classes"
         self.requires = frozenset({FEATURES, INDICES} | ({TRAINING_SET} if needs_training_set else set()))
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.student_embedding = keras.layers.Dense(self.embedding_dim, dtype="float32", name="student_embedding")
         self.teacher_embedding = keras.layers.Dense(self.embedding_dim, dtype="float32", name="teacher_embedding")
         self.memory = MemoryBanks(self.embedding_dim, negatives == "other_classes", seed, name="memory")

@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from keras_calikd import checks
-from keras_calikd.metrics.calibration import CalibrationMetric
+from keras_calikd.metrics.calibration import CalibrationMetric, eager_value, check_predictions, valid_rows
 
 
 def _probabilities(y_pred, from_logits):
@@ -35,22 +35,6 @@ def _sample_weight(sample_weight, like):
     return ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(like))
 
 
-def _eager_value(x):
-    """`x` as a NumPy value when it is concrete (eager code), `None` inside a traced (compiled) function."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            return None
-    elif backend == "jax":
-        import jax
-
-        if isinstance(x, jax.core.Tracer):
-            return None
-    return ops.convert_to_numpy(x)
-
-
 def _compiled_on_jax(*static_argnames):
     """Jits a pure `keras.ops` function on the JAX backend (as is, elsewhere).
 
@@ -66,6 +50,24 @@ def _compiled_on_jax(*static_argnames):
         return jax.jit(function, static_argnames=static_argnames)
 
     return decorate
+
+
+def _readable(metric, y_pred, sample_weight):
+    """`(y_pred, sample_weight, refused)`: rows that cannot be read zeroed and weighted 0, and how many there were.
+
+    Eager `y_pred` is checked first (`check_predictions` raises); in a compiled step the refused rows are counted.
+    """
+    check_predictions(metric, y_pred)
+    y_pred = ops.convert_to_tensor(y_pred)
+    valid = valid_rows(y_pred, metric.from_logits)
+    y_pred = ops.where(valid[:, None] > 0, ops.cast(y_pred, "float32"), 0.0)
+    weight = valid if sample_weight is None else valid * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+    return y_pred, weight, ops.sum(1.0 - valid)
+
+
+def _invalid_count(metric):
+    return metric.add_variable(shape=(), initializer="zeros", dtype="float32", aggregation="sum",
+                               name="invalid_count")
 
 
 @_compiled_on_jax("capacity", "from_logits")
@@ -155,7 +157,7 @@ class MaximumCalibrationError(CalibrationMetric):
     def result(self):
         count, confidence, accuracy, _ = self._bin_means()
         gaps = ops.where(count > 0, ops.abs(accuracy - confidence), 0.0)
-        return ops.max(gaps)
+        return self._unless_invalid(ops.max(gaps))
 
 
 @keras.saving.register_keras_serializable(package="keras_calikd")
@@ -180,7 +182,11 @@ class AdaptiveCalibrationError(keras.metrics.Metric):
     `ValueError` in eager code (naming the capacity to set); inside a compiled
     step it cannot raise, so the extra samples are dropped and `result`
     returns NaN, never a number computed from part of the data. Size
-    `capacity` to the evaluated split (`calibration_report` does). Bin
+    `capacity` to the evaluated split (`calibration_report` does). Inputs are
+    checked as `ExpectedCalibrationError` checks them (rows that are not
+    probabilities with `from_logits=False`, or not finite: a `ValueError` in
+    eager code, a NaN result in a compiled step, counted in `invalid_count`;
+    such rows take a buffer slot with weight 0). Bin
     assignment is exact in float32 for integer sample weights while
     `capacity * num_bins < 2**24`.
 
@@ -224,13 +230,14 @@ class AdaptiveCalibrationError(keras.metrics.Metric):
         self.correct = self._buffer("correct")
         self.weight = self._buffer("weight")
         self.seen = self.add_variable(shape=(), initializer="zeros", dtype="int32", aggregation="sum", name="seen")
+        self.invalid_count = _invalid_count(self)
 
     def _buffer(self, name):
         return self.add_variable(shape=(self.capacity + 1,), initializer="zeros", dtype="float32",
                                  aggregation="sum", name=name)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        seen = _eager_value(self.seen.value)
+        seen = eager_value(self.seen.value)
         size = ops.shape(y_pred)[0]
         if seen is not None and int(seen) + int(size) > self.capacity:
             raise ValueError(
@@ -239,16 +246,17 @@ class AdaptiveCalibrationError(keras.metrics.Metric):
                 "evaluated samples), or reset_state() between evaluations."
             )
         y_true = ops.convert_to_tensor(y_true)
-        y_pred = ops.convert_to_tensor(y_pred)
-        sample_weight = None if sample_weight is None else ops.convert_to_tensor(sample_weight)
+        y_pred, sample_weight, refused = _readable(self, y_pred, sample_weight)
+        self.invalid_count.assign_add(refused)
         updated = _buffers_with(self.confidence.value, self.correct.value, self.weight.value, self.seen.value,
                                 y_true, y_pred, sample_weight, capacity=self.capacity, from_logits=self.from_logits)
         for variable, value in zip((self.confidence, self.correct, self.weight, self.seen), updated):
             variable.assign(value)
 
     def result(self):
-        return _equal_mass_ece(self.confidence.value, self.correct.value, self.weight.value, self.seen.value,
-                               num_bins=self.num_bins, capacity=self.capacity)
+        ece = _equal_mass_ece(self.confidence.value, self.correct.value, self.weight.value, self.seen.value,
+                              num_bins=self.num_bins, capacity=self.capacity)
+        return ops.where(self.invalid_count > 0, float("nan"), ece)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "num_bins": self.num_bins, "capacity": self.capacity,
@@ -266,6 +274,9 @@ class ClasswiseCalibrationError(keras.metrics.Metric):
     `conf_cb` is the mean `p_c` and `freq_cb` the fraction of samples of class
     `c` in bin `b` (weighted by `sample_weight`). Three `(K, num_bins)`
     variables hold the weighted counts, sums of `p_c` and of `1[y = c]`.
+    Inputs are checked as `ExpectedCalibrationError` checks them (a
+    `ValueError` in eager code; in a compiled step a NaN result, the rows
+    counted in `invalid_count`).
 
     Args:
         num_classes: Number of classes `K` (the width of `y_pred`).
@@ -298,13 +309,15 @@ class ClasswiseCalibrationError(keras.metrics.Metric):
         self.bin_count, self.bin_probability, self.bin_frequency = (
             self.add_variable(shape=shape, initializer="zeros", dtype="float32", aggregation="sum", name=variable)
             for variable in ("bin_count", "bin_probability", "bin_frequency"))
+        self.invalid_count = _invalid_count(self)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
         if y_pred.shape[-1] is not None and y_pred.shape[-1] != self.num_classes:
             raise ValueError(f"{type(self).__name__} {self.name!r} was created for num_classes={self.num_classes} "
                              f"but receives predictions of {y_pred.shape[-1]} classes.")
-        sample_weight = None if sample_weight is None else ops.convert_to_tensor(sample_weight)
+        y_pred, sample_weight, refused = _readable(self, y_pred, sample_weight)
+        self.invalid_count.assign_add(refused)
         sums = _classwise_sums(ops.convert_to_tensor(y_true), y_pred, sample_weight, num_classes=self.num_classes,
                                num_bins=self.num_bins, from_logits=self.from_logits)
         for variable, value in zip((self.bin_count, self.bin_probability, self.bin_frequency), sums):
@@ -313,7 +326,7 @@ class ClasswiseCalibrationError(keras.metrics.Metric):
     def result(self):
         total = ops.maximum(ops.sum(self.bin_count.value[0]), 1e-12)  # every sample is in one bin per class
         per_class = ops.sum(ops.abs(self.bin_frequency.value - self.bin_probability.value), axis=-1) / total
-        return ops.mean(per_class)
+        return ops.where(self.invalid_count > 0, float("nan"), ops.mean(per_class))
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "num_classes": self.num_classes, "num_bins": self.num_bins,

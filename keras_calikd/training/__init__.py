@@ -8,7 +8,7 @@ from keras_calikd.training.evaluation import (bin_statistics, calibration_report
 from keras_calikd.training.experiment import Experiment, MissingTeacherError
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.methods import method_label
-from keras_calikd.training.optimizers import SGD, EpochSchedule
+from keras_calikd.optimizers import SGD, EpochSchedule
 from keras_calikd.training.posthoc import CalibrationFit, CalibrationWarning, fit_calibration
 from keras_calikd.training.run_folder import RunFolder, RunInUseError, RunMismatchError
 from keras_calikd.training.teacher_calibration import (calibrate, calibrate_temperature, calibrated_model,

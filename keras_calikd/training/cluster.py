@@ -297,6 +297,86 @@ class Cluster:
 
 
 
+# ---------------------------------------------------------------------------- start-up: every wait bounded
+
+
+def _host_port(address: str, what: str):
+    host, _, port = str(address).strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{OWNER}: {what} must be 'host:port', got {address!r}.")
+    return host.strip("[]"), int(port)
+
+
+def _listen(address: str, what: str):
+    """A socket listening on `address`'s port, or the clear error for a port that another program holds."""
+    import socket
+
+    host, port = _host_port(address, what)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listener not
+    try:
+        listener.bind(("", port))
+    except OSError as error:
+        listener.close()
+        raise ValueError(f"{OWNER}: port {port} of {what} {address!r} is in use by another program ({error.strerror});"
+                         " stop it, or give this process a free port.") from None
+    listener.listen(16)
+    listener.setblocking(False)
+    return listener
+
+
+def _reachable(address: str) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(_host_port(address, "an address"), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_processes(own: Optional[str], peers: Sequence[str], timeout: float,
+                       own_name: str = "this process's address") -> None:
+    """Returns once every address in `peers` accepts a connection; fails after `timeout` seconds.
+
+    The runtimes' own start-up waits in native code, where it cannot be
+    interrupted and (TensorFlow) does not keep to its timeouts: a job whose
+    peer never starts would hang there. This wait comes first and is Python:
+    bounded, and ended by SIGTERM or Ctrl-C like any other. With `own` (this
+    process's `host:port`), the process listens there meanwhile, so that the
+    others find it (a port that another program holds fails at once).
+
+    Raises:
+        ValueError: `own` is in use, or an address is not `host:port`.
+        RuntimeError: a peer did not answer within `timeout`, naming it and what to do.
+    """
+    import time
+
+    for address in peers:
+        _host_port(address, "every address of the job")
+    listener = None if own is None else _listen(own, own_name)
+    waiting, deadline = list(peers), time.monotonic() + timeout
+    try:
+        while waiting:
+            waiting = [address for address in waiting if not _reachable(address)]
+            if listener is not None:  # let the peers' probes complete
+                try:
+                    while True:
+                        listener.accept()[0].close()
+                except OSError:
+                    pass
+            if waiting and time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{OWNER}: {', '.join(waiting)} did not answer within the {timeout:g} s the job waits for its "
+                    "processes to start (Experiment.worker_timeout). Start the same command on every process of the "
+                    "job, check the addresses and that no firewall blocks them, or allow a longer wait.")
+            if waiting:
+                time.sleep(0.2)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
 def _to_words(array: np.ndarray) -> np.ndarray:
     """`array`'s bytes as int32 words (zero-padded to a whole word)."""
     data = array.tobytes()
@@ -334,4 +414,4 @@ def _tensorflow_broadcast(strategy, words):
 
 
 
-__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind"]
+__all__ = ["Cluster", "KINDS", "WorkerLostError", "check_kind", "wait_for_processes"]

@@ -29,6 +29,12 @@ cluster set up in this process (one process, the chief, before `setup`).
 Timeouts bound every wait: a process that dies is noticed by the others
 through the runtime's heartbeats (`heartbeat_timeout`), and a process waits
 at most `timeout` for the others to join at start and to finish at exit.
+Before the runtime starts, each process waits in Python until every other
+process (on JAX: the coordinator) answers on its address
+(`cluster.wait_for_processes`): a peer that never starts, an unreachable coordinator
+or a port another program holds fail there with a clear error, and SIGTERM
+ends the wait; a TensorFlow set-up that still exceeds `timeout` ends the
+process with its error line.
 
 Example:
 
@@ -48,16 +54,19 @@ if cluster.is_chief:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 from typing import Optional
 
 import keras
 
 from keras_calikd.quiet import find_devices
 from keras_calikd.training import keras_patches
-from keras_calikd.training.cluster import KINDS, OWNER, Cluster, WorkerLostError, _check_kind, check_kind
+from keras_calikd.training.cluster import (KINDS, OWNER, Cluster, WorkerLostError, _check_kind, check_kind,
+                                          wait_for_processes)
 
 #: The environment variables that describe a JAX job (Keras' own, read by `keras.distribution.initialize`).
 JAX_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
@@ -135,8 +144,10 @@ def setup(kind: Optional[str] = None, *, timeout: float = 600.0, heartbeat_timeo
 
     Raises:
         ValueError: an unknown kind, a missing or malformed `TF_CONFIG` or JAX
-            job description, or a second setup of another kind.
-        RuntimeError: the runtime had started computing before `setup`.
+            job description, this process's port in use, or a second setup of
+            another kind.
+        RuntimeError: the runtime had started computing before `setup`, or
+            another process of the job did not answer within `timeout`.
 
     Example:
 
@@ -207,6 +218,10 @@ def tf_config_description(environ=None) -> dict:
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{OWNER}: TF_CONFIG is not a cluster description ({error}); expected e.g. "
                          f"'{example}'.") from None
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
+            raise ValueError(f"{OWNER}: TF_CONFIG's {job!r} job must be a list of 'host:port' strings, one per "
+                             f"process, got {addresses!r}; e.g. '{example}'.")
     unknown = sorted(set(cluster) - {"chief", "worker"})
     if unknown:
         raise ValueError(f"{OWNER}: TF_CONFIG names {unknown} jobs; MultiWorkerMirroredStrategy trains with "
@@ -231,9 +246,18 @@ def _tensorflow_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
     # Keras' TensorFlow trainer cannot fit under MultiWorkerMirroredStrategy without two fixes, written for
     # given Keras versions (checked here, before anything is set up).
     keras_patches.install_multi_worker_trainer()
+    cluster = description["cluster"]
+    own = cluster[description["task_type"]][description["task_index"]]
+    wait_for_processes(own, [a for job in ("chief", "worker") for a in cluster.get(job, []) if a != own], timeout,
+                       own_name=f"this process's address in TF_CONFIG ({description['task_type']} "
+                                f"{description['task_index']})")
     _configure_tensorflow_coordination(description, timeout, heartbeat_timeout)
     try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        with _ended_after(timeout, f"{OWNER}: TensorFlow did not finish setting up the {description['num_processes']}"
+                                   f"-process job within {timeout:g} s (Experiment.worker_timeout), although every "
+                                   "process answered: one of them stopped meanwhile. Run the same command on "
+                                   "every process again."):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as error:
         if "startup" in str(error):
             raise RuntimeError(f"{OWNER}: setup('multi_worker') must run before TensorFlow computes anything "
@@ -243,6 +267,27 @@ def _tensorflow_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
     return Cluster(kind, description["num_processes"], description["process_index"], strategy.num_replicas_in_sync,
                    strategy=strategy, description=f"process {description['process_index']} of "
                    f"{description['num_processes']} ({name}, TensorFlow MultiWorkerMirroredStrategy)")
+
+
+@contextlib.contextmanager
+def _ended_after(timeout: float, message: str):
+    """Ends the process (status 2, `message` as its error line) if the block does not finish within `timeout`.
+
+    For a wait in native code that neither keeps to its timeout nor returns on SIGTERM (TensorFlow's
+    registration of a job's processes): nothing in Python can interrupt it, so a watchdog thread ends the process.
+    """
+    done = threading.Event()
+
+    def watch():
+        if not done.wait(timeout):
+            print(f"error: {message}", file=sys.stderr)
+            end_process(2)
+
+    threading.Thread(target=watch, name="keras_calikd-setup-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _configure_tensorflow_coordination(description, timeout, heartbeat_timeout) -> None:
@@ -284,6 +329,12 @@ def _jax_cluster(kind, timeout, heartbeat_timeout) -> Cluster:
         raise ValueError(f"{OWNER}: {JAX_ENVIRONMENT[1]} and {JAX_ENVIRONMENT[2]} must be integers, got "
                          f"{count!r} and {index!r}.") from None
     coordinator = addresses.split(",")[0].strip() if addresses else None
+    if coordinator is not None and index is not None:
+        if index == 0:  # process 0 serves the coordinator: its port must be free
+            wait_for_processes(coordinator, [], timeout, own_name=f"the coordinator's address ({JAX_ENVIRONMENT[0]}, "
+                                                                  "served by process 0, this one)")
+        else:  # the others reach it first, in a wait that keeps to the timeout and ends on SIGTERM
+            wait_for_processes(None, [coordinator], timeout)
 
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=count, process_id=index,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 import zipfile
 from typing import Mapping, Optional, Sequence
@@ -50,9 +51,30 @@ def load_model(path: str):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras reports a damaged archive in many ways
+        missing = _missing_class(error)
+        if missing:
+            raise ModelFileError(f"{path!r} uses the class {missing}, which this process does not know: import "
+                                 "the module that defines it before loading (the tools: --import MODULE), where "
+                                 "it is registered with @keras.saving.register_keras_serializable() (a strategy: "
+                                 "with its registry's register decorator).") from None
         raise ModelFileError(f"{path!r} cannot be loaded as a Keras model ({type(error).__name__}: "
                              f"{str(error).splitlines()[0][:200]}). It may be damaged: use another checkpoint, or "
                              "retrain.") from None
+
+
+def _missing_class(error: BaseException) -> Optional[str]:
+    """The class a failed `keras.models.load_model` could not find (`'Name'`, with its registered name), or `None`.
+
+    Keras names it inside its own message, also where the class sits deep in the saved configuration (a
+    Distiller's strategy, a student's layer): "Could not locate class 'Name' ... 'registered_name': 'pkg>Name'".
+    """
+    text = str(error)
+    found = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if not found:
+        return None
+    name = found.group(1)
+    registered = re.search(r"'registered_name': '([^']*>" + re.escape(name) + ")'", text[found.end():])
+    return f"{name!r} (registered as {registered.group(1)!r})" if registered else repr(name)
 
 
 def collect_logits(model, dataset, num_classes: Optional[int] = None):

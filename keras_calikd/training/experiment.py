@@ -18,10 +18,11 @@ import keras
 import numpy as np
 
 from keras_calikd import checks, models
+from keras_calikd.metrics.calibration import MAX_BINS
 from keras_calikd.metrics.reliability import FORMATS as DIAGRAM_FORMATS
 from keras_calikd.training import distribution as distribution_lib
+from keras_calikd.optimizers import SCHEDULES
 from keras_calikd.training import posthoc
-from keras_calikd.training.optimizers import SCHEDULES
 from keras_calikd.training.run_folder import is_finished
 
 ROLES = ("teacher", "student", "distilled")
@@ -196,11 +197,11 @@ class Experiment:
         for split in ("train_split", "validation_split", "test_split"):
             set_(split, checks.text(OWNER, split, getattr(self, split)))
         set_("crop_flip", bool(self.crop_flip))
-        set_("seed", checks.integer(OWNER, "seed", self.seed, low=0))
+        set_("seed", checks.integer(OWNER, "seed", self.seed, low=0, high=checks.MAX_SEED))
         set_("precision", checks.one_of(OWNER, "precision", self.precision, PRECISIONS))
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(f"`Experiment.jit_compile` must be True, False or \"auto\", got {self.jit_compile!r}.")
-        set_("eval_bins", tuple(checks.integer(OWNER, "eval_bins", b) for b in self.eval_bins))
+        set_("eval_bins", tuple(checks.integer(OWNER, "eval_bins", b, high=MAX_BINS) for b in self.eval_bins))
         if not self.eval_bins:
             raise ValueError(f"{OWNER}: `eval_bins` must name at least one bin count, e.g. (100, 15).")
         formats = (self.diagram_formats,) if isinstance(self.diagram_formats, str) else tuple(self.diagram_formats)

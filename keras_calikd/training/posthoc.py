@@ -65,11 +65,39 @@ def search_temperature(logits, labels, low: float = TEMPERATURE_BOUNDS[0], high:
 def temperature_bound_warning(temperature: float, low: float = TEMPERATURE_BOUNDS[0],
                               high: float = TEMPERATURE_BOUNDS[1]):
     """The warning for a temperature that ended on its search bound, or `None`."""
+    found = _on_bound(temperature, low, high)
+    if found is None:
+        return None
+    bound, side, reason = found
+    return (f"temperature scaling: the temperature ended on the {side} bound of its search, {bound:g}; the "
+            f"held-out NLL falls further beyond it ({reason}), so the fitted map is not the NLL's minimum.")
+
+
+def _degenerate_temperature(logits, labels, temperature: float):
+    """Why a fitted temperature means nothing (one image, all predictions right, a search bound), or `None`.
+
+    With every prediction right the NLL falls as `T` falls toward 0 (to 0 in float64 well above the search's
+    lower bound), so the search stops anywhere on that plateau: no minimum exists.
+    """
+    if len(labels) == 1:
+        return "it was fitted on one image, which says nothing about the model's calibration"
+    if np.all(logits.argmax(axis=1) == labels):
+        return (f"all {len(labels)} fitting images are predicted right, so their NLL only falls as T falls "
+                "toward 0; it has no minimum")
+    bound = _on_bound(temperature, *TEMPERATURE_BOUNDS)
+    if bound:
+        return (f"the NLL of the {len(labels)} fitting images has no minimum inside the search "
+                f"[{TEMPERATURE_BOUNDS[0]:g}, {TEMPERATURE_BOUNDS[1]:g}] but on its {bound[1]} bound, {bound[0]:g} "
+                f"({bound[2]})")
+    return None
+
+
+def _on_bound(temperature: float, low: float, high: float):
+    """`(bound, "lower" or "upper", why)` for a temperature on a bound of its search, else `None`."""
     for bound, side, reason in ((low, "lower", "the logits are almost always right, so sharper is better"),
                                 (high, "upper", "the logits carry almost no information, so flatter is better")):
         if abs(np.log(temperature / bound)) < 1e-3:
-            return (f"temperature scaling: the temperature ended on the {side} bound of its search, {bound:g}; the "
-                    f"held-out NLL falls further beyond it ({reason}), so the fitted map is not the NLL's minimum.")
+            return bound, side, reason
     return None
 
 
@@ -164,7 +192,9 @@ def fit_calibration(logits, labels, method: str = "temperature", *, off_diagonal
     """Fits a post-hoc calibration map to held-out `logits` and integer `labels`.
 
     - `"temperature"`: `z / T`, `T` from a golden-section search on
-      `[0.05, 20]` (Guo et al., 2017).
+      `[0.05, 20]` (Guo et al., 2017). A degenerate fit (one image, every
+      prediction right, a search that ends on a bound: no minimum to find)
+      keeps `T = 1`, the model as it is, and its warnings say so.
     - `"vector"`: `w * z + b` per class (`2 K` parameters; Guo et al.'s vector
       scaling), unregularised.
     - `"matrix"`: `W @ log_softmax(z) + b` (`K**2 + K` parameters): Dirichlet
@@ -207,11 +237,16 @@ def fit_calibration(logits, labels, method: str = "temperature", *, off_diagonal
                          f"{logits.shape} and {len(labels)} labels.")
     classes = logits.shape[1]
     warnings = []
+    degenerate = False
     if method == "temperature":
         temperature = search_temperature(logits, labels)
+        reason = _degenerate_temperature(logits, labels, temperature)
+        if reason:
+            degenerate = True
+            warnings.append(f"temperature scaling: {reason}: a degenerate fit, so the map keeps T = 1, the model as "
+                            "it is. Fit it on more held-out data, with right and wrong predictions.")
+            temperature = 1.0
         parameters = {"temperature": temperature}
-        bound = temperature_bound_warning(temperature)
-        warnings += [bound] if bound else []
     elif method == "vector":
         def objective(x):
             scale, bias = x[:classes], x[classes:]
@@ -244,7 +279,7 @@ def fit_calibration(logits, labels, method: str = "temperature", *, off_diagonal
                         f"gradient entry above {tolerance:g}); the map is not the minimum of its objective.")
     fit = CalibrationFit(method, parameters, nll(logits, labels), 0.0, warnings)
     fit.nll_after = nll(fit.apply(logits), labels)
-    if not fit.nll_after < fit.nll_before:
+    if not degenerate and not fit.nll_after < fit.nll_before:
         warnings.append(f"{method} scaling did not lower the NLL of the data it was fitted on ({fit.nll_before:.4f} "
                         f"before, {fit.nll_after:.4f} after): the model is already calibrated there, or the fit "
                         "failed; the calibrated model is no better than the model.")

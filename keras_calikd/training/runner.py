@@ -32,7 +32,7 @@ from keras_calikd.training import posthoc
 from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, load_model
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.methods import describe
-from keras_calikd.training.optimizers import SGD, EpochSchedule
+from keras_calikd.optimizers import SGD, EpochSchedule
 from keras_calikd.training.report import run_title
 from keras_calikd.training.run_writer import ResumePlan, RunWriter
 from keras_calikd.training.teacher_calibration import calibrate
