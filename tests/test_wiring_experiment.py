@@ -159,8 +159,9 @@ def data_dir(tmp_path_factory):
 
 # ---------------------------------------------------------------- a teacher run
 
-# One epoch: the schedule read back from the checkpoint gives the rate of any later epoch too.
-TEACHER = dict(epochs=1, learning_rate=0.2, momentum=0.8, weight_decay=3e-4, milestones=(1, 3), gamma=0.3)
+# The schedule read back from the checkpoint gives the rate of any epoch; three epochs give the best epoch by
+# validation NLL (`select_by`) a choice.
+TEACHER = dict(epochs=3, learning_rate=0.2, momentum=0.8, weight_decay=3e-4, milestones=(1, 3), gamma=0.3)
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +174,8 @@ def teacher_run(tmp_path_factory, data_dir):
             "Experiment.epochs": t["epochs"], "Experiment.learning_rate": t["learning_rate"],
             "Experiment.momentum": t["momentum"], "Experiment.weight_decay": t["weight_decay"],
             "Experiment.schedule": "'multistep'", "Experiment.milestones": t["milestones"],
-            "Experiment.gamma": t["gamma"], "Experiment.temperature_scaling_split": f"'train[{TRAIN}:]'"})
+            "Experiment.gamma": t["gamma"], "Experiment.temperature_scaling_split": f"'train[{TRAIN}:]'",
+            "Experiment.select_by": "'nll'", "Experiment.validation_split": f"'train[{TRAIN}:]'"})
     return runs / "quickstart" / "teacher"
 
 
@@ -229,6 +231,37 @@ def test_results_are_the_best_checkpoint_on_the_test_split_and_its_temperature_i
     # ... and the scaled model is reported on the test images.
     assert scaled["nll"] == pytest.approx(nll(test_logits / temperature, test_labels), rel=1e-4)
     assert scaled["num_examples"] == 40
+
+    # The 95% intervals: the bootstrap over exactly the best checkpoint's test logits (and over them scaled by the
+    # temperature), each centred on the metric results.json reports.
+    for logits, reported in ((test_logits, results), (test_logits / temperature, scaled)):
+        expected = ck.metrics.bootstrap_intervals(logits, test_labels, bins=(15,), from_logits=True).to_dict()
+        intervals = reported["intervals"]
+        assert {k: intervals[k] for k in ("method", "level", "resamples", "seed", "num_examples")} == \
+            {"method": "basic bootstrap", "level": 0.95, "resamples": 2000, "seed": 0, "num_examples": 40}
+        assert set(intervals["estimates"]) == {"accuracy", "nll", "ece_15", "oe_15"}
+        for name, estimate in intervals["estimates"].items():
+            assert estimate["value"] == pytest.approx(reported[name], rel=1e-5, abs=1e-7), name
+            np.testing.assert_allclose([estimate["low"], estimate["high"]],
+                                       [expected["estimates"][name]["low"], expected["estimates"][name]["high"]],
+                                       rtol=1e-6, atol=1e-7, err_msg=name)
+    # Discriminating (by 400 times the tolerance): the held-out images give other intervals.
+    other = ck.metrics.bootstrap_intervals(held_logits, held_labels, bins=(15,), from_logits=True)
+    assert abs(other["nll"].interval.high - results["intervals"]["estimates"]["nll"]["high"]) > 1e-3
+
+
+def test_the_best_epoch_is_the_one_of_the_lowest_validation_nll_when_selected_by_nll(teacher_run, data_dir):
+    """`Experiment.select_by = 'nll'`: best.keras and the results are the epoch of the lowest logged `val_loss`
+    (the validation NLL), and results.json and run.json say so."""
+    rows = np.genfromtxt(teacher_run / "logs" / "metrics.csv", delimiter=",", names=True)
+    results = json.loads((teacher_run / "results.json").read_text())
+    assert results["select_by"] == "nll" and len(rows) == TEACHER["epochs"]
+    assert results["best_epoch"] == rows["epoch"][np.argmin(rows["val_loss"])]
+    # Discriminating: validation accuracy ties at every epoch (selecting by it keeps the first) and the NLL falls.
+    assert len(set(rows["val_accuracy"])) == 1 and results["best_epoch"] != rows["epoch"][0]
+    best = keras.saving.load_model(teacher_run / "checkpoints" / "best.keras", compile=False)
+    assert nll(*logits_of(best, data_dir, f"train[{TRAIN}:]")) == pytest.approx(rows["val_loss"].min(), rel=1e-5)
+    assert json.loads((teacher_run / "run.json").read_text())["signature"]["select_by"] == "nll"
 
 
 # ---------------------------------------------------------------- calikd-evaluate without a validation split
@@ -398,3 +431,4 @@ def test_the_teacher_temperature_is_fitted_on_the_calibration_split(resumed_runs
     # Discriminating (by 100 times the tolerance): the training images would give another temperature.
     training = scipy_temperature(*logits_of(teacher, data_dir, f"train[:{TRAIN}]"))
     assert abs(training - expected) > 1e-2 * expected
+

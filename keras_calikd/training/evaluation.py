@@ -127,6 +127,21 @@ def calibration_report(logits, labels, bins=(100, 15)) -> dict:
     return report
 
 
+def bootstrap_report(logits, labels, bins=(100, 15)) -> dict:
+    """95% intervals of accuracy, NLL and ECE and OE at each of `bins`, from a bootstrap over the images.
+
+    `keras_calikd.metrics.bootstrap_intervals` on the logits: basic bootstrap intervals, `DEFAULT_RESAMPLES`
+    (2000) resamples drawn with seed 0, so the same logits always give the same intervals (docs/uncertainty.md).
+
+    Returns:
+        `BootstrapResult.to_dict()`: `{"method": "basic bootstrap", "level": 0.95, "resamples": 2000, "seed": 0,
+        "num_examples", "estimates": {"accuracy": {"value", "low", "high", "bias"}, "nll", "ece_<B>", "oe_<B>"}}`.
+    """
+    from keras_calikd.metrics.uncertainty import bootstrap_intervals
+
+    return bootstrap_intervals(logits, labels, bins=tuple(bins), from_logits=True).to_dict()
+
+
 def bin_statistics(logits, labels, num_bins: int = 15) -> dict:
     """Per-bin statistics for a reliability diagram (see `CalibrationMetric.bin_statistics`)."""
     metric = ExpectedCalibrationError(num_bins=num_bins, from_logits=True)
