@@ -313,6 +313,22 @@ def test_evaluate_fits_the_temperature_on_one_half_and_reports_the_other(tmp_pat
         assert abs(scipy_temperature(logits[rows], labels[rows]) - temperature) > 1e-2 * temperature
     assert scaled["temperature_scaled"]["nll"] == pytest.approx(nll(logits[reported] / temperature,
                                                                     labels[reported]), rel=1e-5)
+    # Every row's 95% intervals: the bootstrap over exactly the images and logits the row reports.
+    for report, (row_logits, row_labels) in ((entry["report"], (logits, labels)),
+                                             (scaled["uncalibrated"], (logits[reported], labels[reported])),
+                                             (scaled["temperature_scaled"],
+                                              (logits[reported] / scaled["temperature"], labels[reported]))):
+        expected = ck.metrics.bootstrap_intervals(row_logits, row_labels, bins=(15,), from_logits=True).to_dict()
+        assert report["intervals"]["estimates"].keys() == expected["estimates"].keys() == {"accuracy", "nll",
+                                                                                         "ece_15", "oe_15"}
+        for name, estimate in report["intervals"]["estimates"].items():
+            assert estimate["value"] == pytest.approx(report[name], rel=1e-5, abs=1e-7)
+            np.testing.assert_allclose([estimate["low"], estimate["high"]],
+                                       [expected["estimates"][name]["low"], expected["estimates"][name]["high"]],
+                                       rtol=1e-5, atol=1e-7, err_msg=name)
+    interval_rows = printed.split("| 95% interval |")[1]
+    low, high = (100 * entry["report"]["intervals"]["estimates"]["accuracy"][k] for k in ("low", "high"))
+    assert f"| {path} | [{low:.2f}, {high:.2f}] |" in interval_rows and "basic bootstrap" in interval_rows
 
     # The output may not replace a file it did not just write, and never a folder.
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -431,4 +447,3 @@ def test_the_teacher_temperature_is_fitted_on_the_calibration_split(resumed_runs
     # Discriminating (by 100 times the tolerance): the training images would give another temperature.
     training = scipy_temperature(*logits_of(teacher, data_dir, f"train[:{TRAIN}]"))
     assert abs(training - expected) > 1e-2 * expected
-
