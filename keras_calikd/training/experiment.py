@@ -31,8 +31,6 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 #: `val_loss` is the network's cross-entropy on the validation split (the zoo's networks add no regularisation
 #: loss to it): its NLL. `val_ece` is the ECE at `Experiment.diagram_bins` bins logged each epoch.
 SELECT_BY = {"accuracy": ("val_accuracy", True), "nll": ("val_loss", False), "ece": ("val_ece", False)}
-#: Words for `select_by` in reports.
-SELECT_BY_TEXT = {"accuracy": "validation accuracy", "nll": "validation NLL", "ece": "validation ECE"}
 OWNER = "Experiment"
 
 
@@ -303,6 +301,10 @@ class Experiment:
         identity.update(epochs=self.epochs, precision=self.precision, test_split=self.test_split)
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def checkpoint_monitor(self) -> tuple:
+        """`(logged validation metric, whether higher is better)` that picks the best epoch (`select_by`)."""
+        return SELECT_BY[self.select_by]
 
     def provenance(self) -> dict:
         return {"backend": keras.backend.backend(), "keras": keras.__version__, "precision": self.precision}

@@ -31,7 +31,6 @@ from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training import posthoc
 from keras_calikd.training.evaluation import (bin_statistics, bootstrap_report, calibration_report, collect_logits,
                                               load_model)
-from keras_calikd.training.experiment import SELECT_BY
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.methods import describe
 from keras_calikd.training.optimizers import SGD, EpochSchedule
@@ -190,7 +189,7 @@ class ExperimentRunner:
         if plan.arrays:  # the chief read the state; every process takes the same values
             checkpoint.restore_state(trainer, writer.resumed_arrays(plan), state_path)
             writer.say(f"Resuming {run.name} after epoch {plan.initial_epoch} from {state_path}.")
-        monitor, higher_is_better = SELECT_BY[run.select_by]
+        monitor, higher_is_better = run.checkpoint_monitor()
         saver = callbacks_lib.ExperimentCheckpoint(
             state_path=state_path, best_path=run.path("checkpoints", "best.keras"), monitor=monitor,
             higher_is_better=higher_is_better,
