@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 
+from keras_calikd import metrics
 from keras_calikd.cli import quickstart
 from keras_calikd.cli import report as report_cli
 from keras_calikd.training import report, report_figures
@@ -65,16 +66,41 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_report_cells_and_paired_differences_match_the_t_interval_over_seeds(tmp_path, capsys):
-    root = str(tmp_path / "runs")
-    study(root)
-    output = str(tmp_path / "out" / "table")
-    assert report_cli.main([root, "--bins", "15", "--output", output]) == 0
+STATISTICS = {"edges": [0.0, 0.5, 1.0], "count": [1, 1], "confidence": [0.4, 0.9], "accuracy": [0.0, 1.0]}
+
+
+def test_the_quickstart_over_seeds_reports_cells_and_paired_differences_with_t_intervals(tmp_path, monkeypatch):
+    """calikd-quickstart --seeds 0,1,2 (its training replaced by synthetic runs) -> summary.md and calikd-report's
+    files, checked against the textbook t intervals; the reliability diagrams are seed 0's."""
+    values = {"quickstart/student": "Student", "quickstart/kd": "KD", "quickstart/kd_mixup": "KD + mixup"}
+
+    def train(run, name, seed, runs_dir, bindings):
+        assert f"RUNS_DIR = {str(tmp_path)!r}" in bindings
+        if run == quickstart.TEACHER:
+            return write(runs_dir, name, "teacher", seed, 0.807, 0.058, 0.047, reliability_15=STATISTICS)
+        method = values[run]
+        return write(runs_dir, name, "student" if method == "Student" else "distilled", seed, ACC[method][seed],
+                     ECE[method][seed], method=None if method == "Student" else method, reliability_15=STATISTICS)
+
+    drawn = {}  # the figures' inputs (drawing them is tested in test_report.py and below): seconds saved
+    monkeypatch.setattr(quickstart, "_train", train)
+    monkeypatch.setitem(quickstart.STUDIES, "paper", tuple(values))
+    monkeypatch.setattr(report_figures, "plot_accuracy_calibration",
+                        lambda tables, path: drawn.setdefault("ece_accuracy", (tables, path)) and [path])
+    monkeypatch.setattr(metrics, "plot_reliability_grid",
+                        lambda panels, path: drawn.setdefault("grid", panels) and path)
+    assert quickstart.main(["--runs_dir", str(tmp_path), "--seeds", "0,1,2"]) == 0
+    output = str(tmp_path / "quickstart" / "report")
     markdown = open(output + ".md").read()
+    assert open(str(tmp_path / "quickstart" / "summary.md")).read() == markdown
     mean, sd, low, high = t_interval(ECE["KD"])
     assert f"{mean:.3f} ± {sd:.3f} [{low:.3f}, {high:.3f}]" in markdown
     assert "Seeds per cell: 1, 3." in markdown and "Student's t" in markdown
     assert "| 80.70 |" in markdown  # the teacher: one seed, its value alone
+    tables, path = drawn["ece_accuracy"]
+    assert path == output + "_ece_accuracy.png" and tables[0]["rows"][1]["summaries"]["KD"].n == 3
+    assert [title.split("\n")[0] for title, _ in drawn["grid"]] == [  # seed 0's runs only
+        "resnet14 (teacher)", "resnet8 (from scratch)", "resnet14 → resnet8", "resnet14 → resnet8"]
 
     rows = {row["metric"]: row for row in read_csv(output + ".csv")}
     for metric, scale, values in (("ECE", 1.0, ECE), ("Acc", 100.0, ACC)):
@@ -155,15 +181,12 @@ def test_the_figure_draws_error_bars_for_cells_of_several_seeds(tmp_path):
     assert y_bar.get_segments()[0][:, 1] == pytest.approx([low, high])
 
 
-def test_the_quickstart_summary_is_the_reports_table_with_paired_verdicts(tmp_path):
+def test_a_temperature_scaled_seed_is_its_own_column_paired_on_its_seeds(tmp_path):
     runs = study(str(tmp_path / "runs"))
     runs[2]["temperature_scaled"] = {"accuracy": 0.79, "ece_15": 0.01, "oe_15": 0.005, "temperature": 1.3}
     text = quickstart.summary(runs)
-    mean, sd, low, high = t_interval(ECE["KD"])
-    assert f"{mean:.3f} ± {sd:.3f} [{low:.3f}, {high:.3f}]" in text
-    assert "| resnet14/resnet8 | ECE | KD + mixup | KD | -0.009 [" in text
-    assert "KD + TS" in text  # the one seed that was temperature-scaled: its own column, paired on that seed
-    assert "One seed decides no difference" not in text
+    assert "| resnet14/resnet8 | ECE | KD + TS | KD | -0.010 | 1 | undecided (one seed) |" in text
+    assert "One seed decides no difference" not in text  # the other cells have 3 seeds
 
 
 def test_the_single_seed_summary_states_the_difference_one_seed_cannot_resolve(tmp_path):

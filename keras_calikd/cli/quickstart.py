@@ -14,8 +14,11 @@ With several seeds a cell is mean ± standard deviation [95% Student's t interva
 seeds], and a difference (seed by seed, with its t interval) is called "lower" or "higher" only when its
 interval excludes zero, else "no difference detected at n seeds". With one seed nothing is decided: the
 summary states how large a difference one seed cannot resolve, the median half-width of the runs' 95%
-bootstrap intervals over the test images (the seeds' spread comes on top). Running it again resumes or reuses the finished runs. Fashion-MNIST's IDX files are read
-from `<data_dir>/downloads/manual/fashion-mnist/` or from Debian's /usr/share/datasets/fashion-mnist/.
+bootstrap intervals over the test images (the seeds' spread comes on top). The report beside it
+(`report.md`, `.csv`, `_differences.csv`, the ECE-accuracy figure with error bars) covers every seed; the
+reliability diagrams, the first seed's runs. Running it again resumes or reuses the finished runs.
+Fashion-MNIST's IDX files are read from `<data_dir>/downloads/manual/fashion-mnist/` or from Debian's
+/usr/share/datasets/fashion-mnist/.
 """
 
 from __future__ import annotations
@@ -113,10 +116,16 @@ def main(argv=None) -> int:
     write_text(os.path.join(root, "summary.md"), table)
     print(f"\n{table}\nQuickstart finished in {time.time() - started:.0f}s; runs and summary.md in {root}.")
     from keras_calikd.cli import report
+    from keras_calikd.metrics import plot_reliability_grid
+    from keras_calikd.training.report import reliability_panels
 
-    every_run = [os.path.join(runs_dir, name) for _, name, _ in names]
-    report.main([*every_run, "--bins", "15", "--output", os.path.join(root, "report"),
-                 "--diagrams", os.path.join(root, "reliability_diagrams.png")])
+    report.main([*(os.path.join(runs_dir, name) for _, name, _ in names), "--bins", "15", "--output",
+                 os.path.join(root, "report")])
+    first_seed = [r for r, (_, _, seed) in zip(results, names) if seed == seeds[0]]
+    panels = reliability_panels(first_seed)
+    if panels:
+        path = plot_reliability_grid(panels, os.path.join(root, "reliability_diagrams.png"))
+        print(f"Wrote {path} (and .pdf, .svg beside it), the runs of seed {seeds[0]}")
     return 0
 
 

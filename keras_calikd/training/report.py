@@ -272,7 +272,8 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
                             row["paper_notes"][c] = cell.note
             rows.append(row)
     return {"dataset": dataset, "corruption": corruption, "bins": bins, "paper": paper, "columns": columns,
-            "selection": seed_groups.selection_text(runs), "methods": {label: method for (method, _), label in labels.items()}, "rows": rows}
+            "selection": seed_groups.selection_text(runs),
+            "methods": {label: method for (method, _), label in labels.items()}, "rows": rows}
 
 
 def tables_for(results: Sequence[dict], bins: int = 100, paper: bool = False,
