@@ -102,17 +102,23 @@ def selection_text(runs: Sequence[dict]) -> str:
         key = r.get("select_by", "accuracy")
         counts[key] = counts.get(key, 0) + 1
     if len(counts) == 1:
-        return f"Each run's checkpoint is its best epoch by {SELECT_BY_TEXT.get(*counts, *counts)} (select_by)."
+        (key,) = counts
+        return f"Each run's checkpoint is its best epoch by {SELECT_BY_TEXT.get(key, key)} (select_by)."
     parts = ", ".join(f"{SELECT_BY_TEXT.get(k, k)} ({n} runs)" for k, n in sorted(counts.items()))
     return f"Checkpoints are the best epochs by: {parts} (select_by)."
 
 
-def comparisons(table: dict, references: Sequence[str] = REFERENCES) -> List[dict]:
+def comparisons(table: dict, references: Sequence[str] = REFERENCES, exclude: Sequence[str] = ("Teacher",)
+                ) -> List[dict]:
     """Paired differences of every student-side column against each reference column of the same pair.
+
+    Each pair of columns is compared once: a reference is compared with the references after it, not
+    with those before it (with the defaults: KD - Student, not Student - KD).
 
     Args:
         table: A `report.pairs_table` (its rows carry `summaries`: column -> `SeedSummary` with seeds).
         references: The columns to compare with, when a pair has them.
+        exclude: Columns compared with nothing (the teacher: one run, not trained per seed).
 
     Returns:
         One dict per (pair, metric, column, reference): `{"pair", "metric", "column", "reference", "seeds":
@@ -125,9 +131,9 @@ def comparisons(table: dict, references: Sequence[str] = REFERENCES) -> List[dic
             if reference not in summaries or summaries[reference].seeds is None:
                 continue
             base = dict(zip(summaries[reference].seeds, summaries[reference].values))
+            skip = {reference, *exclude, *references[references.index(reference) + 1:]}
             for column, summary in summaries.items():
-                if column in (reference, "Teacher") or column in references[references.index(reference) + 1:] \
-                        or summary.seeds is None:
+                if column in skip or summary.seeds is None:
                     continue
                 mine = dict(zip(summary.seeds, summary.values))
                 seeds = sorted(set(mine) & set(base))
