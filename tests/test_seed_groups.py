@@ -198,3 +198,4 @@ def test_the_single_seed_summary_states_the_difference_one_seed_cannot_resolve(t
     text = quickstart.summary(runs)
     assert "ECE ±0.005 [0.004, 0.009]" in text  # the median half-width 0.0051 (their mean: 0.0058)
     assert "undecided (one seed)" in text and "| lower |" not in text
+    assert quickstart.MEASURED_SEED_SPREAD in text and "one seed resolves no difference from KD" in text
