@@ -146,6 +146,24 @@ def test_cinic10_cutmix_is_table_3_first_column():
 
 
 @NEUTRAL
+def test_runs_that_differ_only_in_their_seed_share_a_configuration():
+    """results.json's `configuration` groups seeds in the reports; `select_by` enters the signature only when it is
+    not the default, so that runs from before it existed resume."""
+    def of(**settings):
+        run = ck.training.Experiment(name="x", dataset="fashion_mnist", model="resnet8", **settings)
+        return run.configuration(run.signature(None)), run.signature(None)
+
+    base, signature = of(seed=0)
+    assert "select_by" not in signature and of(seed=3)[0] == base
+    for change in (dict(learning_rate=0.01), dict(epochs=10), dict(select_by="nll"), dict(test_split="test[:10]"),
+                   dict(precision="mixed_bfloat16")):
+        assert of(**change)[0] != base, change
+    assert of(select_by="ece")[1]["select_by"] == "ece"
+    with pytest.raises(ValueError, match="select_by.*'accuracy', 'nll', 'ece'"):
+        of(select_by="loss")
+
+
+@NEUTRAL
 def test_gin_files_resolve_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for spelling in ("cifar100/teacher_vgg13", "cifar100/teacher_vgg13.gin"):

@@ -302,7 +302,7 @@ def test_diagram_titles_come_from_the_runs_metadata():
     assert not any("cifar100/" in title for title in titles)  # no run names (paths)
 
 
-# ---------------------------------------------------------------- temperature-scaled runs and the quickstart summary
+# ---------------------------------------------------------------- temperature-scaled runs (the quickstart summary: test_seed_groups.py)
 
 def _quick(role, model, accuracy, ece, oe, method=None, seed=0, scaled=None):
     result = {"dataset": "fashion_mnist", "role": role, "model": model, "accuracy": accuracy, "ece_15": ece,
@@ -322,18 +322,3 @@ def test_a_temperature_scaled_run_becomes_its_own_column():
     assert [r["method"] for r in results] == ["KD", "KD + TS"]
     assert (results[1]["ece_15"], results[1]["name"]) == (0.02, "quickstart/seed0/KD + TS")
     assert "temperature_scaled" not in results[1]
-
-
-def test_the_quickstart_summary_says_which_method_beat_kd_and_the_student():
-    from keras_calikd.cli.quickstart import summary
-
-    results = [_quick("teacher", "resnet14", 0.86, 0.09, 0.07)]
-    for seed, shift in ((0, 0.0), (1, 0.01)):
-        results += [_quick("student", "resnet8", 0.83, 0.10 + shift, 0.08, seed=seed),
-                    _quick("distilled", "resnet8", 0.84, 0.06 + shift, 0.05, "KD", seed, scaled=(0.84, 0.02, 0.01)),
-                    _quick("distilled", "resnet8", 0.84, 0.08 + shift, 0.01, "KD + mixup", seed)]
-    text = summary(results)
-    assert "| ECE | 0.090 | 0.105 ± 0.005 | 0.065 ± 0.005 | 0.020 ± 0.000 | 0.085 ± 0.005 |" in text
-    assert "| KD + mixup | no (+0.020) | yes (-0.040) | yes (-0.020) | yes (-0.070) |" in text
-    assert "| KD + TS | yes (-0.045) | yes (-0.040) | yes (-0.085) | yes (-0.070) |" in text
-    assert "Mean over 2 seeds" in text

@@ -159,8 +159,9 @@ def data_dir(tmp_path_factory):
 
 # ---------------------------------------------------------------- a teacher run
 
-# One epoch: the schedule read back from the checkpoint gives the rate of any later epoch too.
-TEACHER = dict(epochs=1, learning_rate=0.2, momentum=0.8, weight_decay=3e-4, milestones=(1, 3), gamma=0.3)
+# The schedule read back from the checkpoint gives the rate of any epoch; three epochs give the best epoch by
+# validation NLL (`select_by`) a choice.
+TEACHER = dict(epochs=3, learning_rate=0.2, momentum=0.8, weight_decay=3e-4, milestones=(1, 3), gamma=0.3)
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +174,8 @@ def teacher_run(tmp_path_factory, data_dir):
             "Experiment.epochs": t["epochs"], "Experiment.learning_rate": t["learning_rate"],
             "Experiment.momentum": t["momentum"], "Experiment.weight_decay": t["weight_decay"],
             "Experiment.schedule": "'multistep'", "Experiment.milestones": t["milestones"],
-            "Experiment.gamma": t["gamma"], "Experiment.temperature_scaling_split": f"'train[{TRAIN}:]'"})
+            "Experiment.gamma": t["gamma"], "Experiment.temperature_scaling_split": f"'train[{TRAIN}:]'",
+            "Experiment.select_by": "'nll'", "Experiment.validation_split": f"'train[{TRAIN}:]'"})
     return runs / "quickstart" / "teacher"
 
 
@@ -230,6 +232,37 @@ def test_results_are_the_best_checkpoint_on_the_test_split_and_its_temperature_i
     assert scaled["nll"] == pytest.approx(nll(test_logits / temperature, test_labels), rel=1e-4)
     assert scaled["num_examples"] == 40
 
+    # The 95% intervals: the bootstrap over exactly the best checkpoint's test logits (and over them scaled by the
+    # temperature), each centred on the metric results.json reports.
+    for logits, reported in ((test_logits, results), (test_logits / temperature, scaled)):
+        expected = ck.metrics.bootstrap_intervals(logits, test_labels, bins=(15,), from_logits=True).to_dict()
+        intervals = reported["intervals"]
+        assert {k: intervals[k] for k in ("method", "level", "resamples", "seed", "num_examples")} == \
+            {"method": "basic bootstrap", "level": 0.95, "resamples": 2000, "seed": 0, "num_examples": 40}
+        assert set(intervals["estimates"]) == {"accuracy", "nll", "ece_15", "oe_15"}
+        for name, estimate in intervals["estimates"].items():
+            assert estimate["value"] == pytest.approx(reported[name], rel=1e-5, abs=1e-7), name
+            np.testing.assert_allclose([estimate["low"], estimate["high"]],
+                                       [expected["estimates"][name]["low"], expected["estimates"][name]["high"]],
+                                       rtol=1e-6, atol=1e-7, err_msg=name)
+    # Discriminating (by 400 times the tolerance): the held-out images give other intervals.
+    other = ck.metrics.bootstrap_intervals(held_logits, held_labels, bins=(15,), from_logits=True)
+    assert abs(other["nll"].interval.high - results["intervals"]["estimates"]["nll"]["high"]) > 1e-3
+
+
+def test_the_best_epoch_is_the_one_of_the_lowest_validation_nll_when_selected_by_nll(teacher_run, data_dir):
+    """`Experiment.select_by = 'nll'`: best.keras and the results are the epoch of the lowest logged `val_loss`
+    (the validation NLL), and results.json and run.json say so."""
+    rows = np.genfromtxt(teacher_run / "logs" / "metrics.csv", delimiter=",", names=True)
+    results = json.loads((teacher_run / "results.json").read_text())
+    assert results["select_by"] == "nll" and len(rows) == TEACHER["epochs"]
+    assert results["best_epoch"] == rows["epoch"][np.argmin(rows["val_loss"])]
+    # Discriminating: validation accuracy ties at every epoch (selecting by it keeps the first) and the NLL falls.
+    assert len(set(rows["val_accuracy"])) == 1 and results["best_epoch"] != rows["epoch"][0]
+    best = keras.saving.load_model(teacher_run / "checkpoints" / "best.keras", compile=False)
+    assert nll(*logits_of(best, data_dir, f"train[{TRAIN}:]")) == pytest.approx(rows["val_loss"].min(), rel=1e-5)
+    assert json.loads((teacher_run / "run.json").read_text())["signature"]["select_by"] == "nll"
+
 
 # ---------------------------------------------------------------- calikd-evaluate without a validation split
 
@@ -280,6 +313,22 @@ def test_evaluate_fits_the_temperature_on_one_half_and_reports_the_other(tmp_pat
         assert abs(scipy_temperature(logits[rows], labels[rows]) - temperature) > 1e-2 * temperature
     assert scaled["temperature_scaled"]["nll"] == pytest.approx(nll(logits[reported] / temperature,
                                                                     labels[reported]), rel=1e-5)
+    # Every row's 95% intervals: the bootstrap over exactly the images and logits the row reports.
+    for report, (row_logits, row_labels) in ((entry["report"], (logits, labels)),
+                                             (scaled["uncalibrated"], (logits[reported], labels[reported])),
+                                             (scaled["temperature_scaled"],
+                                              (logits[reported] / scaled["temperature"], labels[reported]))):
+        expected = ck.metrics.bootstrap_intervals(row_logits, row_labels, bins=(15,), from_logits=True).to_dict()
+        assert report["intervals"]["estimates"].keys() == expected["estimates"].keys() == {"accuracy", "nll",
+                                                                                         "ece_15", "oe_15"}
+        for name, estimate in report["intervals"]["estimates"].items():
+            assert estimate["value"] == pytest.approx(report[name], rel=1e-5, abs=1e-7)
+            np.testing.assert_allclose([estimate["low"], estimate["high"]],
+                                       [expected["estimates"][name]["low"], expected["estimates"][name]["high"]],
+                                       rtol=1e-5, atol=1e-7, err_msg=name)
+    interval_rows = printed.split("| 95% interval |")[1]
+    low, high = (100 * entry["report"]["intervals"]["estimates"]["accuracy"][k] for k in ("low", "high"))
+    assert f"| {path} | [{low:.2f}, {high:.2f}] |" in interval_rows and "basic bootstrap" in interval_rows
 
     # The output may not replace a file it did not just write, and never a folder.
     with pytest.raises(FileExistsError, match="--overwrite"):

@@ -14,6 +14,17 @@ each row are bold in Markdown and named in the CSV's `best` column.
 ECE against accuracy per method, PREFIX_ece_accuracy.png/.pdf/.svg.
 --paper matches runs to the paper's cells by run name (the gin name, e.g.
 cifar100/wrn_40_2_shufflev1_kd_mixup); the paper's ECE/OE use 100 bins.
+
+Seeds: runs whose results.json share a configuration id (they differ only in
+their seed) fill one cell, printed as mean ± standard deviation (divisor n - 1)
+[95% Student's t interval of the mean, mean ± t(0.975, n - 1) sd / sqrt(n)].
+Each method is compared with KD and with the student from scratch of its
+pair, seed by seed over the seeds both ran: the mean difference A - B with its
+t interval; the verdict is "lower" or "higher" only when the interval excludes
+zero, else "no difference detected at n seeds". The CSV has each cell's n, sd,
+low and high; --output also writes PREFIX_differences.csv; the figure draws the
+intervals as error bars. The tables say which validation metric picked each
+run's checkpoint (Experiment.select_by).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import argparse
 import sys
 
 from keras_calikd.cli import common
-from keras_calikd.training import report, report_figures
+from keras_calikd.training import report, report_figures, seed_groups
 from keras_calikd.files import write_text
 
 
@@ -73,8 +84,13 @@ def main(argv=None) -> int:
     if args.output:
         write_text(args.output + ".md", markdown)
         write_text(args.output + ".csv", report.to_csv(tables))
+        written = [args.output + ".md", args.output + ".csv"]
+        differences = [c for t in tables for c in seed_groups.comparisons(t)]
+        if differences:
+            written.append(args.output + "_differences.csv")
+            write_text(written[-1], seed_groups.comparisons_csv(differences))
         figures = report_figures.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
-        print(f"Wrote {args.output}.md, {args.output}.csv and {', '.join(figures)}")
+        print(f"Wrote {', '.join(written)} and {', '.join(figures)}")
     if args.diagrams:
         from keras_calikd.metrics import plot_reliability_grid
 

@@ -63,7 +63,8 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         last_path: `.keras` file of the exported model after the last epoch.
         csv_path: CSV log, one row per epoch.
         export_model: The model to save in `best_path`/`last_path` (the student of a Distiller).
-        monitor: Log key that decides the best epoch (higher is better).
+        monitor: Log key that decides the best epoch.
+        higher_is_better: Whether the best epoch has the highest `monitor` (accuracy) or the lowest (a loss).
         history: Epoch logs of the run so far (from a resumed state).
         best: Best `monitor` value so far.
         extra_state: Callable returning extra JSON-serialisable state to store.
@@ -72,7 +73,7 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, state_path, best_path, last_path, csv_path, export_model, monitor="val_accuracy",
-                 history=None, best=None, extra_state=dict, write=None):
+                 history=None, best=None, extra_state=dict, write=None, higher_is_better=True):
         super().__init__()
         if write is None:
             from keras_calikd.training import distribution
@@ -82,6 +83,7 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         self.state_path, self.best_path, self.last_path, self.csv_path = state_path, best_path, last_path, csv_path
         self.export_model = export_model
         self.monitor = monitor
+        self.higher_is_better = bool(higher_is_better)
         self.history = list(history or [])
         self.best = best
         # The first epoch that reached the best value: a later epoch that ties it does not replace it.
@@ -104,7 +106,8 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a diverged model
         row = dict(logs, epoch=epoch + 1)
         value = logs.get(self.monitor)
-        improved = value is not None and (self.best is None or value > self.best)
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None or (value > self.best if self.higher_is_better else value < self.best))
         if improved:
             self.best, self.best_epoch = value, epoch + 1
         self.history.append(row)

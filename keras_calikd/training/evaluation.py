@@ -149,6 +149,21 @@ def calibration_report(logits, labels, bins=(100, 15)) -> dict:
     return report
 
 
+def bootstrap_report(logits, labels, bins=(100, 15)) -> dict:
+    """95% intervals of accuracy, NLL and ECE and OE at each of `bins`, from a bootstrap over the images.
+
+    `keras_calikd.metrics.bootstrap_intervals` on the logits: basic bootstrap intervals, `DEFAULT_RESAMPLES`
+    (2000) resamples drawn with seed 0, so the same logits always give the same intervals (docs/uncertainty.md).
+
+    Returns:
+        `BootstrapResult.to_dict()`: `{"method": "basic bootstrap", "level": 0.95, "resamples": 2000, "seed": 0,
+        "num_examples", "estimates": {"accuracy": {"value", "low", "high", "bias"}, "nll", "ece_<B>", "oe_<B>"}}`.
+    """
+    from keras_calikd.metrics.uncertainty import bootstrap_intervals
+
+    return bootstrap_intervals(logits, labels, bins=tuple(bins), from_logits=True).to_dict()
+
+
 def bin_statistics(logits, labels, num_bins: int = 15) -> dict:
     """Per-bin statistics for a reliability diagram (see `CalibrationMetric.bin_statistics`)."""
     metric = ExpectedCalibrationError(num_bins=num_bins, from_logits=True)
@@ -182,22 +197,27 @@ def halves(num_examples: int, seed: int = 0):
     return np.sort(order[:middle]), np.sort(order[middle:])
 
 
-def temperature_scaling(fit_logits, fit_labels, logits, labels, bins=(100, 15)) -> dict:
+def temperature_scaling(fit_logits, fit_labels, logits, labels, bins=(100, 15), intervals: bool = False) -> dict:
     """Fits a temperature on `(fit_logits, fit_labels)` and reports `logits / T` against `labels`.
+
+    `intervals=True` adds each report's bootstrap intervals (`bootstrap_report`) under `"intervals"`.
 
     Returns:
         `{"temperature": T, "uncalibrated": report, "temperature_scaled": report, "warnings": [...]}`,
         both reports on the same `(logits, labels)`; the warnings as `posthoc_calibration`'s.
     """
-    result = posthoc_calibration(fit_logits, fit_labels, logits, labels, "temperature", bins)
+    result = posthoc_calibration(fit_logits, fit_labels, logits, labels, "temperature", bins, intervals=intervals)
     return {"temperature": result["parameters"]["temperature"], "uncalibrated": result["uncalibrated"],
             "temperature_scaled": result["calibrated"], "warnings": result["warnings"]}
 
 
-def posthoc_calibration(fit_logits, fit_labels, logits, labels, method: str, bins=(100, 15), **options) -> dict:
+def posthoc_calibration(fit_logits, fit_labels, logits, labels, method: str, bins=(100, 15),
+                        intervals: bool = False, **options) -> dict:
     """Fits a post-hoc map (`posthoc.METHODS`) on `(fit_logits, fit_labels)` and reports it on `(logits, labels)`.
 
     Args:
+        intervals: Also give each report's bootstrap intervals over the reported images (`bootstrap_report`),
+            under `"intervals"`.
         options: For `fit_calibration` (e.g. `off_diagonal_penalty`).
 
     Returns:
@@ -210,6 +230,9 @@ def posthoc_calibration(fit_logits, fit_labels, logits, labels, method: str, bin
     result = fit.summary()
     result.update(uncalibrated=calibration_report(logits, labels, bins),
                   calibrated=calibration_report(fit.apply(logits), labels, bins))
+    if intervals:
+        result["uncalibrated"]["intervals"] = bootstrap_report(logits, labels, bins)
+        result["calibrated"]["intervals"] = bootstrap_report(fit.apply(logits), labels, bins)
     if not result["calibrated"]["nll"] < result["uncalibrated"]["nll"]:
         result["warnings"].append(
             f"{method} scaling did not lower the NLL of the reported images ({result['uncalibrated']['nll']:.4f} "
@@ -251,7 +274,7 @@ def _held_out(logits_of, split: str, dataset_splits, calibration_split, logits, 
 def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_split, logits, labels, bins) -> dict:
     """Post-hoc temperature scaling with both rows on the same images (see `_held_out`)."""
     return _held_out(logits_of, split, dataset_splits, calibration_split, logits, labels,
-                     lambda *data: temperature_scaling(*data, bins))
+                     lambda *data: temperature_scaling(*data, bins, intervals=True))
 
 
 def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "test", *, data_dir=None,
@@ -277,7 +300,9 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
 
     Returns:
         `{"dataset", "split", "bins", "models": {label: entry}}`; an entry holds `report` (and
-        `temperature_scaling`, `calibration`: method -> result), or `groups` (group -> averaged report).
+        `temperature_scaling`, `calibration`: method -> result), or `groups` (group -> averaged report). Every
+        report but the averaged ones holds its 95% bootstrap intervals over the reported images (`intervals`:
+        `bootstrap_report`).
 
     Example:
 
@@ -311,12 +336,14 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
             continue
         logits, labels = logits_of(split)
         entry = {"report": calibration_report(logits, labels, bins), "logits": logits, "labels": labels}
+        entry["report"]["intervals"] = bootstrap_report(logits, labels, bins)
         if temperature_scaling:
             entry["temperature_scaling"] = _temperature_scaling(logits_of, split, info.splits, calibration_split,
                                                                 logits, labels, bins)
         if maps:
             entry["calibration"] = {method: _held_out(
                 logits_of, split, info.splits, calibration_split, logits, labels,
-                lambda *held_out, method=method: posthoc_calibration(*held_out, method, bins)) for method in maps}
+                lambda *held_out, method=method: posthoc_calibration(*held_out, method, bins, intervals=True))
+                for method in maps}
         output["models"][label] = entry
     return output

@@ -10,6 +10,7 @@ written.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Callable, Optional, Sequence, Union
@@ -27,6 +28,10 @@ from keras_calikd.training.run_folder import is_finished
 
 ROLES = ("teacher", "student", "distilled")
 PRECISIONS = ("float32", "mixed_bfloat16")
+#: `Experiment.select_by` -> the logged validation metric that picks the best epoch, and whether higher is better.
+#: `val_loss` is the network's cross-entropy on the validation split (the zoo's networks add no regularisation
+#: loss to it): its NLL. `val_ece` is the ECE at `Experiment.diagram_bins` bins logged each epoch.
+SELECT_BY = {"accuracy": ("val_accuracy", True), "nll": ("val_loss", False), "ece": ("val_ece", False)}
 OWNER = "Experiment"
 
 
@@ -64,10 +69,12 @@ class Experiment:
 
     The run folder `<runs_dir>/<name>` receives: `run.json` (what the run is,
     where it runs, whether it finished), `checkpoints/` (`state.npz` to
-    resume, `best.keras` by validation accuracy, `last.keras`),
+    resume, `best.keras` by `select_by`, `last.keras`),
     `logs/metrics.csv` and `logs/tensorboard/`, `results.json` (accuracy, ECE
     and OE at each of `eval_bins`, NLL, Brier of the best checkpoint on the
-    test split), `reliability.png`, `.pdf` and `.svg` (`diagram_formats`) and `saved_model/`. Models are built with
+    test split; their 95% bootstrap intervals over the test images under
+    `intervals`; the `seed`, the `configuration` it shares with runs that
+    differ only in their seed, `select_by` and `best_epoch`), `reliability.png`, `.pdf` and `.svg` (`diagram_formats`) and `saved_model/`. Models are built with
     the data set's normalisation inside, so they take raw pixel images.
     Running the same experiment again resumes from the last completed epoch;
     a finished run is left as it is, and more `epochs` continue it. `run()`
@@ -101,6 +108,10 @@ class Experiment:
         train_split, validation_split, test_split: Splits (TFDS slicing allowed,
             e.g. `"train[:10000]"`). Validation picks the best epoch; the final
             metrics are computed on `test_split` with the best checkpoint.
+        select_by: What picks the best epoch on `validation_split`: `"accuracy"` (the highest; the paper's and
+            the default), `"nll"` (the lowest cross-entropy) or `"ece"` (the lowest ECE at `diagram_bins`
+            bins). The first epoch that reaches the best value is kept. `results.json` says which
+            (`select_by`); it is part of the run's signature only when not `"accuracy"`.
         eval_batch_size: Batch size of evaluation.
         data_dir: TFDS data folder (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
         seed: Seeds weight initialisation, strategies and the input pipeline.
@@ -155,6 +166,7 @@ class Experiment:
     crop_flip: bool = True
     validation_split: str = "test"
     test_split: str = "test"
+    select_by: str = "accuracy"
     eval_batch_size: int = 500
     data_dir: Optional[str] = None
     seed: int = 0
@@ -197,6 +209,7 @@ class Experiment:
         for split in ("train_split", "validation_split", "test_split"):
             set_(split, checks.text(OWNER, split, getattr(self, split)))
         set_("crop_flip", bool(self.crop_flip))
+        set_("select_by", checks.one_of(OWNER, "select_by", self.select_by, tuple(SELECT_BY)))
         set_("seed", checks.integer(OWNER, "seed", self.seed, low=0, high=checks.MAX_SEED))
         set_("precision", checks.one_of(OWNER, "precision", self.precision, PRECISIONS))
         if self.jit_compile not in (True, False, "auto"):
@@ -265,12 +278,34 @@ class Experiment:
                          seed=self.seed)
         if self.sync_batch_norm:
             signature.update(sync_batch_norm=True)
+        if self.select_by != "accuracy":  # runs from before the choice existed resume: they picked by accuracy
+            signature.update(select_by=self.select_by)
         if self.teacher_calibration_split and self.teacher_calibration_method != "temperature":
             signature.update(teacher_calibration_method=self.teacher_calibration_method)
         if self.teacher is not None:
             signature.update(alpha=trainer.alpha, distillation=[_config_of(d) for d in trainer.distillations],
                              augmentation=_config_of(trainer.augmentation))
         return json.loads(json.dumps(signature))  # as run.json stores it
+
+    def configuration(self, signature: dict) -> str:
+        """What identifies the run apart from its seed: `results.json`'s `configuration`, by which reports group seeds.
+
+        The first 16 hex digits of the SHA-256 of the run's `signature` without its seed, with the settings of
+        its length and its measurement (`epochs`, `precision`, `test_split`): runs that differ only in their
+        seed share it; any other difference (a setting, the teacher run, the strategies' settings) separates
+        them.
+
+        Args:
+            signature: `signature(trainer)`.
+        """
+        identity = {k: v for k, v in signature.items() if k != "seed"}
+        identity.update(epochs=self.epochs, precision=self.precision, test_split=self.test_split)
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def checkpoint_monitor(self) -> tuple:
+        """`(logged validation metric, whether higher is better)` that picks the best epoch (`select_by`)."""
+        return SELECT_BY[self.select_by]
 
     def provenance(self) -> dict:
         return {"backend": keras.backend.backend(), "keras": keras.__version__, "precision": self.precision}

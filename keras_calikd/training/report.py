@@ -29,6 +29,7 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence
 
+from keras_calikd.training import seed_groups
 from keras_calikd.training.methods import Method, method_of, table_key, temperature_scaled
 
 TEACHER, STUDENT = "Teacher", "Student"
@@ -42,6 +43,8 @@ NOT_CANDIDATES = (TEACHER,)
 NO_ALPHA = "1 x CE + w x loss"
 PAPER_SUFFIX = " (paper)"
 DIFFERENCE_SUFFIX = " (measured - paper)"
+#: With several seeds per cell, the CSV's columns beside each method's mean: seeds, standard deviation, t interval.
+SEED_SUFFIXES = (" n", " sd", " low", " high")
 
 
 def find_results(paths: Sequence[str]) -> List[dict]:
@@ -163,14 +166,6 @@ def _columns(distilled: Sequence[dict]) -> Dict[tuple, str]:
             for method, alpha in keys}
 
 
-def _unique(runs: Sequence[dict], what: str) -> Optional[dict]:
-    if len(runs) > 1:
-        names = ", ".join(sorted(str(r.get("name")) for r in runs))
-        raise ValueError(f"Several runs are {what}: {names}. Report them separately (pass only one of their "
-                         "folders) so that each cell holds one run.")
-    return runs[0] if runs else None
-
-
 def _round(value: float, label: str) -> float:
     return round(value, DECIMALS[label])
 
@@ -209,7 +204,9 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
     scratch and every distillation method found. A pair's teacher cell is the
     teacher run the distilled runs name (else the teacher run of that
     architecture); its student cell is the from-scratch run of the student's
-    architecture.
+    architecture. A cell holds one run or the seeds of one configuration
+    (`seed_groups.cell_runs`): its value is their mean, its `summaries` entry
+    their standard deviation and Student's t interval.
 
     Args:
         results: `results.json` dicts (see `find_results`).
@@ -221,13 +218,14 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
             `<key>_<bins>`).
 
     Returns:
-        `{"dataset", "corruption", "bins", "paper", "columns": [...], "methods": {column: Method}, "rows":
-        [row, ...]}` (`methods` for the distilled columns), each row
-        `{"pair", "teacher", "student", "metric", "values": {column: value}, "runs": {column: run name},
-        "best": [columns], "paper": {column: value}, "paper_notes": {column: note}}`. Accuracy is in percent.
+        `{"dataset", "corruption", "bins", "paper", "columns": [...], "selection": text, "methods": {column:
+        Method}, "rows": [row, ...]}` (`methods` for the distilled columns; `selection`: which validation metric
+        picked the checkpoints), each row `{"pair", "teacher", "student", "metric", "values": {column: mean},
+        "summaries": {column: SeedSummary}, "runs": {column: run name (the first seed's)}, "best": [columns],
+        "paper": {column: value}, "paper_notes": {column: note}}`. Accuracy is in percent.
 
     Raises:
-        ValueError: when two runs would fill one cell.
+        ValueError: when two runs that are not seeds of one configuration would fill one cell.
 
     Example:
 
@@ -253,15 +251,17 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
             [r for r in runs if r.get("role") == "teacher" and r.get("model") == teacher]
         cells[STUDENT] = [r for r in runs if r.get("role") == "student" and r.get("model") == student]
         what = {TEACHER: f"teachers {teacher} {where}", STUDENT: f"from-scratch students {student} {where}"}
-        sources = {c: _unique(cells[c], what.get(c, f"{c} for {teacher}/{student} {where}"))
+        grouped = {c: seed_groups.cell_runs(cells[c], what.get(c, f"{c} for {teacher}/{student} {where}"))
                    for c in columns if cells.get(c)}
+        sources = {c: runs_of[0] for c, runs_of in grouped.items()}
         rows_of = METRICS + tuple(m for m in EXTRA_METRICS if m[0] in extra_metrics)
         for key, label, _ in rows_of:
-            values = {c: _metric(sources[c], key, bins) for c in columns if c in sources}
-            values = {c: v for c, v in values.items() if v is not None}
+            summaries = {c: seed_groups.cell_summary(grouped[c], lambda r: _metric(r, key, bins)) for c in grouped}
+            summaries = {c: s for c, s in summaries.items() if s is not None}
+            values = {c: s.mean for c, s in summaries.items()}
             row = {"pair": f"{teacher}/{student}", "teacher": teacher, "student": student, "metric": label,
                    "values": values, "runs": {c: sources[c].get("name") for c in values}, "paper": {},
-                   "paper_notes": {}}
+                   "paper_notes": {}, "summaries": summaries}
             row["best"] = best_columns(row)
             if paper:
                 for c, name in row["runs"].items():
@@ -272,6 +272,7 @@ def pairs_table(results: Sequence[dict], dataset: str, bins: int = 100, corrupti
                             row["paper_notes"][c] = cell.note
             rows.append(row)
     return {"dataset": dataset, "corruption": corruption, "bins": bins, "paper": paper, "columns": columns,
+            "selection": seed_groups.selection_text(runs),
             "methods": {label: method for (method, _), label in labels.items()}, "rows": rows}
 
 
@@ -330,6 +331,11 @@ def _caption(table: dict) -> List[str]:
         lines.append(f"A method run with two balances has two columns: alpha=a is a x distillation + (1 - a) x "
                      f"augmentation loss; '{NO_ALPHA}' is cross-entropy plus the strategy's own weighted loss "
                      "(the paper's Table 1 RKD/CRD baselines).")
+    counts = seed_groups.seed_counts(table)
+    if counts and counts[-1] > 1:
+        lines.append(f"Seeds per cell: {', '.join(map(str, counts))}. {seed_groups.INTERVALS_TEXT}")
+    if table.get("selection"):
+        lines.append(table["selection"])
     if table.get("paper"):
         lines.append("Each measured cell reads: measured (paper; measured - paper); cells without a paper value "
                      "are runs the paper does not report.")
@@ -358,6 +364,8 @@ def to_markdown(table: dict) -> str:
             text = _format(row["values"].get(c), row["metric"])
             if c in row["best"]:
                 text = f"**{text}**"
+            if c in row.get("summaries", {}):
+                text += seed_groups.spread_text(row["summaries"][c], DECIMALS[row["metric"]])
             difference = _difference(row, c)
             if difference is not None:
                 digits = DECIMALS[row["metric"]]
@@ -366,6 +374,9 @@ def to_markdown(table: dict) -> str:
         lines.append(f"| {row['pair']} | {row['metric']} | " + " | ".join(cells) + " |")
     notes = [f"{row['pair']}, {c}, {row['metric']}: {note.replace('reconstructed: ', '', 1)}"
              for row in table["rows"] for c, note in row.get("paper_notes", {}).items()]
+    differences = seed_groups.comparisons_markdown(seed_groups.comparisons(table), DECIMALS)
+    if differences:
+        lines += ["", differences.rstrip("\n")]
     if notes:
         lines += ["", "Paper values reconstructed from the garbled text extraction (keras_calikd/reference/"
                       "paper_tables.csv):"] + [f"- {n}" for n in notes]
@@ -376,7 +387,9 @@ def to_csv(tables) -> str:
     """The tables as one CSV of numbers: one row per pair and metric, a `best` column naming the best column(s).
 
     Columns: `dataset` (then `corruption` when a table has one), `pair`, `metric`, one numeric column per
-    method (empty where no run fills the cell; rounded to the printed precision), with paper values each
+    method (empty where no run fills the cell; rounded to the printed precision; the mean over seeds), with
+    several seeds in a cell each method's `<method> n`, `<method> sd`, `<method> low` and `<method> high` (seeds,
+    standard deviation and 95% Student's t interval, one digit more), with paper values each
     method's `<method> (paper)` and `<method> (measured - paper)` beside it, and `best`: the best column
     label(s) of the row, `;`-separated (ties: all of them).
 
@@ -399,8 +412,10 @@ def to_csv(tables) -> str:
     with_paper = any(t.get("paper") for t in tables)
     with_corruption = any(t.get("corruption") for t in tables)
     header = ["dataset"] + (["corruption"] if with_corruption else []) + ["pair", "metric"]
+    with_seeds = any(n > 1 for t in tables for n in seed_groups.seed_counts(t))
     for c in columns:
-        header += [c] + ([c + PAPER_SUFFIX, c + DIFFERENCE_SUFFIX] if with_paper else [])
+        header += [c] + ([f"{c}{suffix}" for suffix in SEED_SUFFIXES] if with_seeds else [])
+        header += [c + PAPER_SUFFIX, c + DIFFERENCE_SUFFIX] if with_paper else []
     header.append("best")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -413,6 +428,8 @@ def to_csv(tables) -> str:
             for c in columns:
                 value = row["values"].get(c)
                 record.append("" if value is None else f"{value:.{digits}f}")
+                if with_seeds:
+                    record += _seed_fields(row.get("summaries", {}).get(c), digits)
                 if with_paper:
                     paper_value, difference = row["paper"].get(c), _difference(row, c)
                     record.append("" if paper_value is None else f"{paper_value:.{digits}f}")
@@ -420,6 +437,14 @@ def to_csv(tables) -> str:
             record.append(";".join(row["best"]))
             writer.writerow(record)
     return out.getvalue()
+
+
+def _seed_fields(summary, digits: int) -> List[str]:
+    """`n`, `sd`, `low` and `high` of a cell over seeds (empty where there is no cell or no interval)."""
+    if summary is None:
+        return [""] * len(SEED_SUFFIXES)
+    spread = [summary.std, *summary.interval[:2]] if summary.interval is not None else [None] * 3
+    return [str(summary.n)] + ["" if v is None else f"{v:.{digits + 1}f}" for v in spread]
 
 
 def reliability_statistics(result: dict, bins: Optional[int] = None) -> Optional[dict]:

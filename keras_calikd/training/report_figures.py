@@ -64,12 +64,25 @@ def method_styles(columns: Sequence[str], methods: Optional[Mapping[str, Method]
     return styles
 
 
+def _interval(row: dict, column: str) -> Optional[tuple]:
+    """`(low, high)` of a cell's Student's t interval over seeds, or None (one seed)."""
+    summary = row.get("summaries", {}).get(column)
+    return None if summary is None or summary.interval is None else summary.interval[:2]
+
+
+def _error(value: float, interval: Optional[tuple]):
+    """matplotlib's `[[below], [above]]` error of a point from its interval; None without one."""
+    return None if interval is None else [[value - interval[0]], [interval[1] - value]]
+
+
 def accuracy_calibration_figure(tables: Sequence[dict]):
     """ECE against accuracy: one panel per teacher/student pair (and data set), one marker per method.
 
     Each method keeps one colour and marker (`method_styles`) in every panel.
     With paper values in the tables, the paper's point of each measured cell
     is drawn hollow and joined to the measured (filled) point by a thin line.
+    A cell of several seeds is drawn at its mean with error bars: the 95%
+    Student's t intervals of its accuracy and ECE over the seeds.
 
     Args:
         tables: Tables of `pairs_table`.
@@ -104,7 +117,8 @@ def accuracy_calibration_figure(tables: Sequence[dict]):
             acc, ece = rows.get("Acc"), rows.get("ECE")
             if acc is None or ece is None:
                 continue
-            points = {c: (acc["values"][c], ece["values"][c], acc["paper"].get(c), ece["paper"].get(c))
+            points = {c: (acc["values"][c], ece["values"][c], acc["paper"].get(c), ece["paper"].get(c),
+                          _interval(acc, c), _interval(ece, c))
                       for c in table["columns"] if c in acc["values"] and c in ece["values"]}
             if points:
                 teacher, student = pair.split("/", 1)
@@ -115,6 +129,7 @@ def accuracy_calibration_figure(tables: Sequence[dict]):
     styles = method_styles(all_columns, all_methods)
     used = [c for c in all_columns if any(c in points for _, _, points in panels)]
     with_paper = any(p[2] is not None and p[3] is not None for _, _, points in panels for p in points.values())
+    with_intervals = any(p[4] is not None or p[5] is not None for _, _, points in panels for p in points.values())
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
     with rc_context(_STYLE):
@@ -122,8 +137,11 @@ def accuracy_calibration_figure(tables: Sequence[dict]):
         FigureCanvasAgg(figure)
         axes_list = figure.subplots(rows, columns, squeeze=False).ravel()
         for axes, (title, bins, points) in zip(axes_list, panels):
-            for column, (x, y, paper_x, paper_y) in points.items():
+            for column, (x, y, paper_x, paper_y, x_interval, y_interval) in points.items():
                 color, marker = styles[column]
+                if x_interval is not None or y_interval is not None:  # 95% Student's t intervals over seeds
+                    axes.errorbar([x], [y], xerr=_error(x, x_interval), yerr=_error(y, y_interval), fmt="none",
+                                  ecolor=color, elinewidth=1.0, capsize=3, zorder=2)
                 if paper_x is not None and paper_y is not None:
                     axes.plot([paper_x, x], [paper_y, y], color=color, linewidth=0.8, alpha=0.6, zorder=1)
                     axes.scatter([paper_x], [paper_y], marker=marker, s=60, facecolors="none", edgecolors=color,
@@ -139,6 +157,9 @@ def accuracy_calibration_figure(tables: Sequence[dict]):
             axes.set_visible(False)
         handles = [Line2D([], [], linestyle="none", marker=styles[c][1], markersize=8, color=styles[c][0],
                           markeredgecolor="black", markeredgewidth=0.5, label=c) for c in used]
+        if with_intervals:
+            handles.append(Line2D([], [], color="0.45", marker="|", markersize=8,
+                                  label="95% t interval\nover seeds"))
         if with_paper:
             handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, color="0.45",
                                markeredgecolor="black", markeredgewidth=0.5, label="measured (filled)"),

@@ -29,7 +29,8 @@ from keras_calikd.training import callbacks as callbacks_lib
 from keras_calikd.training import checkpoint
 from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training import posthoc
-from keras_calikd.training.evaluation import bin_statistics, calibration_report, collect_logits, load_model
+from keras_calikd.training.evaluation import (bin_statistics, bootstrap_report, calibration_report, collect_logits,
+                                              load_model)
 from keras_calikd.training.export import export_saved_model
 from keras_calikd.training.methods import describe
 from keras_calikd.optimizers import SGD, EpochSchedule
@@ -188,8 +189,10 @@ class ExperimentRunner:
         if plan.arrays:  # the chief read the state; every process takes the same values
             checkpoint.restore_state(trainer, writer.resumed_arrays(plan), state_path)
             writer.say(f"Resuming {run.name} after epoch {plan.initial_epoch} from {state_path}.")
+        monitor, higher_is_better = run.checkpoint_monitor()
         saver = callbacks_lib.ExperimentCheckpoint(
-            state_path=state_path, best_path=run.path("checkpoints", "best.keras"),
+            state_path=state_path, best_path=run.path("checkpoints", "best.keras"), monitor=monitor,
+            higher_is_better=higher_is_better,
             last_path=run.path("checkpoints", "last.keras"), csv_path=run.path("logs", "metrics.csv"),
             export_model=network, history=plan.history, best=plan.best, extra_state=lambda: {"name": run.name},
             write=writer.writes)
@@ -204,7 +207,8 @@ class ExperimentRunner:
         with cluster.local():
             results, statistics = self.evaluate(data, setup.description)
             results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,
-                           epochs=run.epochs)
+                           epochs=run.epochs, select_by=run.select_by, seed=run.seed,
+                           configuration=run.configuration(run.signature(trainer)))
             results = writer.results(results, statistics, title=run_title(results))
         board.write_test_metrics(results, step=run.epochs)
         board.write_hparams(hparams_from_results(results, run.signature(trainer), epochs=run.epochs))
@@ -259,6 +263,7 @@ class ExperimentRunner:
         test = data.load(run.dataset, run.test_split, run.eval_batch_size, training=False, data_dir=run.data_dir)
         logits, labels = collect_logits(best, test)
         results = calibration_report(logits, labels, bins=run.eval_bins)
+        results["intervals"] = bootstrap_report(logits, labels, run.eval_bins)
         results.update(description or {})
         results.update(name=run.name, dataset=run.dataset, role=run.role, model=run.model, test_split=run.test_split)
         statistics = bin_statistics(logits, labels, run.diagram_bins)
@@ -271,7 +276,9 @@ class ExperimentRunner:
             temperature = fit.parameters["temperature"]
             results["temperature_scaled"] = dict(calibration_report(logits / temperature, labels, run.eval_bins),
                                                  temperature=temperature, fitted_on=run.temperature_scaling_split,
-                                                 warnings=fit.warnings)
+                                                 warnings=fit.warnings,
+                                                 intervals=bootstrap_report(logits / temperature, labels,
+                                                                            run.eval_bins))
             for message in fit.warnings:
                 print(f"warning: {run.name}: {message}")
         return results, statistics
