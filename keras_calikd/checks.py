@@ -83,6 +83,15 @@ def integer(owner: Optional[str], name: str, value: Any, *, low: Optional[int] =
     return value
 
 
+def shortened(message: str, limit: int = 200) -> str:
+    """The first line of `message`, at most `limit` characters, cut between words (ending in "...")."""
+    line = " ".join((str(message).strip().splitlines() or [""])[0].split())
+    if len(line) <= limit:
+        return line
+    cut = line[:limit - 3]
+    return (cut[:cut.rindex(" ")] if " " in cut else cut).rstrip(",;:") + "..."
+
+
 def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:
     """`value` if it is a non-empty string (or `None`, with `optional`)."""
     if (value is None and optional) or (isinstance(value, str) and value):
