@@ -5,13 +5,17 @@ and check the single `error:` line and exit status 2; the crash rows kill real t
 each file write and check that the next start resumes to the result of an uninterrupted run.
 """
 
+import collections
+import contextlib
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -73,7 +77,7 @@ def saved_model(tmp_path, num_classes=10, shape=(28, 28, 1)):
 # ---------------------------------------------------------------- never destroy what the user has
 
 def tree(root):
-    """`{relative path: bytes, or the target of a symbolic link}` of everything under `root`."""
+    """`{relative path: bytes, the target of a symbolic link, or "a folder"}` of everything under `root`."""
     found = {}
     for folder, names, files in os.walk(root):
         for name in names + files:
@@ -83,6 +87,8 @@ def tree(root):
                 found[key] = "-> " + os.readlink(path)
             elif os.path.isfile(path):
                 found[key] = open(path, "rb").read()
+            else:
+                found[key] = "a folder"
     return found
 
 
@@ -392,6 +398,9 @@ RESUME_REFUSALS = {
     "a run around the run": (lambda run: None, "quickstart", 1, r"holds another run"),
     "a run in a user's folder": (lambda run: (run.parent / "mine").mkdir() or (run.parent / "mine" / "a.txt")
                                  .write_text("mine"), "quickstart/mine", 1, r"holds files that are not a run's"),
+    # a new run refused once its folder was made (its teacher cannot be loaded): the folder goes again
+    "a new student of a damaged teacher": (lambda run: (run / "checkpoints" / "best.keras").write_text("damaged"),
+                                           "quickstart/kd", 1, r"teacher/checkpoints/best\.keras' is not a \.keras"),
 }
 
 
@@ -405,7 +414,12 @@ def test_a_run_resumes_only_from_what_it_can_check(tmp_path, fashion_dir, teache
         extra = {"Experiment.epochs": epochs}
         if name:
             extra["Experiment.name"] = repr(name)
-        args = ["--gin", "quickstart/teacher.gin", *bindings(runs, fashion_dir, **extra)]
+        gin = "quickstart/teacher.gin"
+        if name == "quickstart/kd":
+            gin = "quickstart/kd.gin"
+            extra.update({"Experiment.temperature_scaling_split": "'train[48:]'",
+                          "Experiment.teacher_calibration_split": "'train[48:]'"})
+        args = ["--gin", gin, *bindings(runs, fashion_dir, **extra)]
         before = tree(runs)
         assert re.search(message, tool_error(capsys, train_tool.main, args)), case
         assert tree(runs) == before, case
@@ -571,3 +585,269 @@ def test_a_resumed_run_keeps_the_first_epoch_that_reached_the_best_value():
     saver = ExperimentCheckpoint("state.npz", "best.keras", "last.keras", "metrics.csv", export_model=None,
                                  history=history, best=0.75, write=False)
     assert saver.best_epoch == 2  # as in the uninterrupted run, where epoch 3 did not improve on epoch 2
+
+
+# ---------------------------------------------------------------- the invariants, driven at random
+
+class Killed(BaseException):
+    """A process killed at this instant (nothing of it runs afterwards: no cleanup, no except clause)."""
+
+
+@contextlib.contextmanager
+def killed_at_rename(nth):
+    """Emulates a SIGKILL at the `nth` rename of the block: that rename and everything after it never happens;
+    what the process left on disk stays (its temporaries); its OS locks are released, as the OS does."""
+    real_replace, real_rmtree = os.replace, shutil.rmtree
+    state = {"renames": 0, "dead": False}
+
+    def replace(source, target):
+        state["renames"] += 1
+        if state["renames"] == nth:
+            state["dead"] = True
+            raise Killed
+        return real_replace(source, target)
+
+    def rmtree(path, *args, **kwargs):
+        return None if state["dead"] else real_rmtree(path, *args, **kwargs)
+
+    os.replace, shutil.rmtree = replace, rmtree
+    try:
+        yield state
+    except Killed:
+        pass
+    finally:
+        os.replace, shutil.rmtree = real_replace, real_rmtree
+
+
+def temporary_name(path):
+    return re.search(r"(^|/)\.(tmp|old)-[A-Za-z0-9_]{8}(/|$)", path) is not None
+
+
+# Where a tool is pointed: new paths, nested new paths, a path with '=', a user's file and folder, a symbolic
+# link to a user's file, a run folder, paths inside it (also through a link), one inside an earlier export.
+TARGETS = ("out/r", "out/r", "out/deep/er/r", "lr=0.1/r", "user/notes.txt", "user", "link.json",
+           "runs/quickstart/teacher", "runs/quickstart/teacher/r", "runlink/r", "out/x/r", "runs/quickstart/r")
+TRAIN_CHANGES = {
+    "none": [],
+    "another learning rate": ["--gin_param", "SGD.learning_rate = 0.5"],
+    "a run inside the run": ["--gin_param", "Experiment.name = 'quickstart/teacher/inner'"],
+    "a run around the run": ["--gin_param", "Experiment.name = 'quickstart'"],
+    "a path as the name": ["--gin_param", "Experiment.name = '../user'"],
+}
+
+
+def invariant_machine(base, teacher_run, fashion_dir, capsys, outcomes):
+    """A Hypothesis state machine: random sequences of tool calls, kills and a user's own changes in a sandbox
+    holding a finished run, a user's files and links. After every step: no file a tool did not write changed
+    (the user's files, the run's files), a refusal is one `error:` line with exit status 2 and changed nothing
+    (a leftover temporary of a killed write aside), and the run is whole or its rerun is refused naming the
+    damaged file."""
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+    from keras_calikd.training.run_folder import RunFolder
+
+    class Machine(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.root = tempfile.mkdtemp(dir=base)
+            os.chdir(self.root)
+            self.run = os.path.join(self.root, "runs", "quickstart", "teacher")
+            self.teacher_run = teacher_run
+            shutil.copytree(os.path.join(teacher_run, "quickstart", "teacher"), self.run)
+            os.makedirs("user")
+            with open("user/notes.txt", "w") as f:
+                f.write("the user's notes")
+            tiny_cnn(10, (28, 28, 1), name="users_model").save("user/model.keras")
+            os.symlink(os.path.abspath("user/notes.txt"), "link.json")
+            os.symlink(self.run, "runlink")
+            shutil.copytree(self._results(), "results")
+            self.protected = tree(self.root)  # what no tool wrote: every file here now
+            self.original_best = self.protected["runs/quickstart/teacher/checkpoints/best.keras"]
+            self.lock = None
+            self.damaged = False
+
+        def _results(self):
+            folder = os.path.join(self.root, ".results-source")
+            user_files(pathlib.Path(folder))
+            return os.path.join(folder, "results")
+
+        def teardown(self):
+            if self.lock is not None:
+                self.lock.close()
+            os.chdir(base)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+        # ------------------------------------------------------------ running a tool
+
+        def call(self, main, argv, kill=None):
+            before = tree(self.root)
+            if kill is None:
+                status = common.run(main, argv)
+            else:
+                with killed_at_rename(kill) as state:
+                    status = common.run(main, argv)
+                if state["dead"]:
+                    capsys.readouterr()
+                    outcomes[main.__module__.split(".")[-1], "killed"] += 1
+                    return "killed"
+            lines = capsys.readouterr().err.strip().splitlines()
+            assert status in (0, 2), (argv, status, lines)
+            outcomes[main.__module__.split(".")[-1], {0: "done", 2: "refused"}[status]] += 1
+            if status == 2:  # what the refusals said, without the paths (the long search prints them)
+                outcomes["error: " + re.sub(r"'[^']*'|/\S*|\d+", "_", lines[0][7:])[:90]] += 1
+            if status == 2:
+                assert len(lines) == 1 and lines[0].startswith("error: "), (argv, lines)
+                after = {k: v for k, v in tree(self.root).items() if not temporary_name(k)}
+                assert after == {k: v for k, v in before.items() if not temporary_name(k)}, (argv, lines)
+            return status
+
+        def output(self, target, suffix):
+            return target if os.path.lexists(target) else target + suffix
+
+        @rule(where=st.sampled_from(TARGETS), overwrite=st.booleans(), diagram=st.booleans(),
+              kill=st.none() | st.integers(1, 6))
+        def evaluate(self, where, overwrite, diagram, kill):
+            argv = ["--model", "user/model.keras", "--dataset", "fashion_mnist", "--data_dir", fashion_dir,
+                    "--split", "test[:16]", "--bins", "5"]
+            argv += ["--diagram", self.output(where, ".png")] if diagram else ["--output", self.output(where, ".json")]
+            self.call(evaluate_tool.main, argv + (["--overwrite"] if overwrite else []), kill)
+
+        @rule(where=st.sampled_from(TARGETS), overwrite=st.booleans(), kill=st.none() | st.integers(1, 4))
+        def export(self, where, overwrite, kill):
+            argv = ["--checkpoint", "user/model.keras", "--output", where]
+            self.call(export_tool.main, argv + (["--overwrite"] if overwrite else []), kill)
+
+        @rule(where=st.sampled_from(TARGETS), overwrite=st.booleans(), diagrams=st.booleans(),
+              kill=st.none() | st.integers(1, 8))
+        def report(self, where, overwrite, diagrams, kill):
+            argv = ["results", "--bins", "15"]
+            argv += ["--diagrams", self.output(where, ".png")] if diagrams else ["--output", where]
+            self.call(report_tool.main, argv + (["--overwrite"] if overwrite else []), kill)
+
+        @precondition(lambda self: self.run_exists())
+        @rule(change=st.sampled_from(sorted(TRAIN_CHANGES)))
+        def train(self, change):
+            argv = ["--gin", "quickstart/teacher.gin", *bindings(os.path.join(self.root, "runs"), fashion_dir,
+                                                                 **{"Experiment.epochs": 1})]
+            status = self.call(train_tool.main, argv + TRAIN_CHANGES[change])
+            # A finished, whole run is left as it is; anything else is refused.
+            assert status == (0 if change == "none" and self.lock is None and not self.damaged else 2), change
+
+        @precondition(lambda self: self.run_exists())
+        @rule()
+        def quickstart_fresh(self):
+            """--fresh deletes this study's runs (checked first: in use, or holding a user's file, refused); the
+            training that follows is not part of the machine (it stops there)."""
+            class Stop(BaseException):
+                pass
+
+            def stop(*args):
+                raise Stop
+
+            real_train, quickstart_tool._train = quickstart_tool._train, stop
+            try:
+                status = self.call(quickstart_tool.main, ["--runs_dir", "runs", "--data_dir", fashion_dir, "--fresh"])
+            except Stop:
+                status = "deleted"
+            finally:
+                quickstart_tool._train = real_train
+            foreign = "runs/quickstart/teacher/notes.txt" in self.protected  # the user's file, in the run
+            if status == "deleted":
+                assert self.lock is None and not foreign and not os.path.exists(self.run)
+                self.protected = {k: v for k, v in self.protected.items()
+                                  if not (k + "/").startswith("runs/quickstart/teacher/")}
+                self.damaged = False
+            else:
+                assert status == 2 and (self.lock is not None or foreign)
+
+        def run_exists(self):
+            return os.path.isfile(os.path.join(self.run, "run.json"))
+
+        @precondition(lambda self: not os.path.lexists(self.run))
+        @rule()
+        def user_restores_the_run_from_a_copy(self):
+            shutil.copytree(os.path.join(self.teacher_run, "quickstart", "teacher"), self.run)
+            self.protected.update({k: v for k, v in tree(self.root).items()
+                                   if (k + "/").startswith("runs/quickstart/teacher/")})
+
+        # ------------------------------------------------------------ the user
+
+        @precondition(lambda self: self.run_exists())
+        @rule()
+        def user_holds_the_run(self):
+            if self.lock is None:
+                self.lock = RunFolder(self.run)
+                self.lock.open()
+            else:
+                self.lock.close()
+                self.lock = None
+
+        @precondition(lambda self: self.run_exists())
+        @rule()
+        def user_truncates_or_restores_the_best_checkpoint(self):
+            best = os.path.join(self.run, "checkpoints", "best.keras")
+            content = self.original_best if self.damaged else self.original_best[:-100]
+            with open(best, "wb") as f:
+                f.write(content)
+            self.damaged = not self.damaged
+            self.protected["runs/quickstart/teacher/checkpoints/best.keras"] = content
+
+        @precondition(lambda self: self.run_exists())
+        @rule()
+        def user_keeps_notes_in_the_run(self):
+            with open(os.path.join(self.run, "notes.txt"), "w") as f:
+                f.write("the user's notes, in the run folder")
+            self.protected["runs/quickstart/teacher/notes.txt"] = b"the user's notes, in the run folder"
+
+        @rule(data=st.data())
+        def user_edits_a_tool_output(self, data):
+            written = sorted(k for k in tree(self.root) if k not in self.protected and not temporary_name(k)
+                             and not k.endswith((".calikd-outputs.json", ".lock")) and os.path.isfile(k)
+                             and not os.path.islink(k))
+            if written:
+                path = data.draw(st.sampled_from(written))
+                with open(path, "ab") as f:
+                    f.write(b"edited by hand")
+                self.protected[path] = open(path, "rb").read()
+
+        # ------------------------------------------------------------ after every step
+
+        @invariant()
+        def nothing_a_tool_did_not_write_changed(self):
+            now = tree(self.root)
+            changed = [k for k, v in self.protected.items() if now.get(k) != v]
+            assert not changed, changed
+
+        @invariant()
+        def a_run_folder_holds_its_run_alone(self):
+            inside = {k for k in tree(self.root) if k.startswith("runs/quickstart/teacher/")}
+            if self.run_exists():  # its files, and the notes the user put there; nothing a tool added
+                assert inside - {"runs/quickstart/teacher/.lock"} == {
+                    k for k in self.protected if k.startswith("runs/quickstart/teacher/")}, inside
+
+    return Machine
+
+
+@pytest.mark.heavy
+@pytest.mark.xdist_group("teacher_run")  # one worker trains the shared run
+def test_the_invariants_hold_under_random_sequences_of_tools_kills_and_user_changes(
+        tmp_path, fashion_dir, teacher_run, capsys, monkeypatch):
+    """The promises of the README's reliability section as invariants (issue 33), driven by Hypothesis.
+
+    CI runs a few short sequences, derandomized; `CALIKD_INVARIANT_EXAMPLES=<n>` runs a longer random search
+    (docs/testing.md records what the last one found)."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    monkeypatch.chdir(tmp_path)
+    examples = int(os.environ.get("CALIKD_INVARIANT_EXAMPLES", "0"))
+    outcomes = collections.Counter()
+    machine = invariant_machine(str(tmp_path), str(teacher_run), fashion_dir, capsys, outcomes)
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples or 5, stateful_step_count=25 if examples else 8, derandomize=not examples,
+        deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True))
+    if examples:
+        for outcome, count in sorted(outcomes.items(), key=str):
+            print(count, outcome, file=sys.__stderr__)
+    assert outcomes["evaluate", "done"] + outcomes["export", "done"] + outcomes["report", "done"] > 0, outcomes
