@@ -364,9 +364,10 @@ class Outputs:
         run = enclosing_run(path if os.path.isdir(path) else above)
         if run is not None:
             where = "is a run folder" if os.path.realpath(path) == run else f"is inside the run folder {run!r}"
+            elsewhere = os.path.join(os.path.dirname(run), "outputs", os.path.basename(path))
             raise OutputExistsError(
                 f"{shown} {where}; a run's folder is written by its run alone and outputs never replace a run. "
-                f"Write to a path outside it, e.g. {os.path.join(os.path.dirname(run), 'outputs', os.path.basename(path))!r}.")
+                f"Write to a path outside it, e.g. {elsewhere!r}.")
         inside = _folder_output(above)
         if inside is not None:
             raise OutputExistsError(

@@ -28,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--format", default="saved_model",
                         help="comma-separated subset of saved_model,tflite,onnx,litert (default: saved_model)")
     result.add_argument("--tflite", action="store_true", help=argparse.SUPPRESS)  # replaced by --format
-    result.add_argument("--overwrite", action="store_true", help="replace an earlier export at --output (one this tool wrote, unchanged since)")
+    result.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export at --output (one this tool wrote, unchanged since)")
     common.add_debug_flag(result)
     return result
 

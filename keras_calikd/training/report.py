@@ -80,7 +80,8 @@ def find_results(paths: Sequence[str], skipped: Optional[list] = None) -> List[d
             candidates = [os.path.join(folder, "results.json") for folder, _, files in os.walk(path)
                           if "results.json" in files]
         for candidate in sorted(candidates):
-            if not _finished(os.path.dirname(os.path.abspath(candidate))):
+            folder = os.path.dirname(os.path.abspath(candidate))  # a results.json outside a run counts as finished
+            if os.path.isfile(os.path.join(folder, RUN_MARKER)) and not is_finished(folder):
                 if skipped is not None:
                     skipped.append(os.path.dirname(candidate))
                 continue
@@ -93,10 +94,8 @@ def find_results(paths: Sequence[str], skipped: Optional[list] = None) -> List[d
     return found
 
 
-#: What every run's results hold (`Experiment.run`'s results.json), and its numbers.
-RESULT_KEYS = ("name", "dataset", "role", "model", "accuracy")
-ROLES = ("teacher", "student", "distilled")
-_NUMBER_KEY = re.compile(r"^(accuracy|(ece|oe|mce|adaptive_ece|classwise_ece)_\d+)$")
+RESULT_KEYS, ROLES = ("name", "dataset", "role", "model", "accuracy"), ("teacher", "student", "distilled")
+_NUMBER_KEY = re.compile(r"^(accuracy|(ece|oe|mce|adaptive_ece|classwise_ece)_\d+)$")  # what each run's holds
 
 
 def _checked_result(path: str, result) -> dict:
@@ -115,11 +114,6 @@ def _checked_result(path: str, result) -> dict:
     if problem:
         raise ValueError(f"{path} is not a run's results.json ({problem}); rerun that run, or leave the file out.")
     return result
-
-
-def _finished(folder: str) -> bool:
-    """Whether `folder`'s run has finished (a results.json outside a run folder counts as finished)."""
-    return not os.path.isfile(os.path.join(folder, RUN_MARKER)) or is_finished(folder)
 
 
 def _metric(result: dict, key: str, bins: int) -> Optional[float]:

@@ -1,4 +1,4 @@
-"""A run's folder: one writer at a time, a run's alone, leftovers of killed writes cleaned, resumed only by the same run.
+"""A run's folder: one writer at a time, a run's alone, leftovers of killed writes cleaned, resumed by the same run.
 
 `run.json` in the folder records what the run is (the settings that decide
 its training), where it runs (backend, Keras version, precision), whether it
