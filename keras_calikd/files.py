@@ -99,8 +99,9 @@ def _speak_of_the_target(error: Exception, temporary: str, target: str, path: st
 
     with contextlib.suppress(AttributeError, TypeError):
         error.args = tuple(fix(value) for value in error.args)
-        if isinstance(error, OSError):
-            error.filename, error.filename2 = fix(error.filename), fix(error.filename2)
+        for name in ("filename", "filename2"):  # set only where set: an OSError with a filename prints it
+            if isinstance(getattr(error, name, None), str):
+                setattr(error, name, fix(getattr(error, name)))
 
 
 def remove_temporaries(folder: str, recursive: bool = True) -> list:
@@ -339,10 +340,12 @@ class Outputs:
         """Checks that this tool may write `path` (a file, or a whole folder); returns `path`.
 
         Raises:
-            OutputExistsError: with what is there and what to do; nothing was changed.
+            OutputExistsError: with what is there and what to do; nothing was changed but the leftovers of a
+                killed write beside `path` (an earlier output moved aside is put back).
         """
-        self._check(path, folder)
+        self._check(path, folder)  # first: nothing is touched in a place the tool may not write
         remove_temporaries(os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
+        self._check(path, folder)  # again: the cleanup may have put an interrupted replacement's output back
         (self._folders if folder else self._files).add(os.path.abspath(path))
         return path
 
