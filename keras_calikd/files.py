@@ -182,6 +182,16 @@ def nearest_folder(path: str) -> str:
     return path
 
 
+def _dangling_link(path: str):
+    """The symbolic link to nothing at or above `path` (which need not exist), or `None`."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        if os.path.islink(path):
+            return path
+        path = os.path.dirname(path)
+    return None
+
+
 def check_writable(folder: str, needed_bytes: int = 0) -> None:
     """Fails early, with a clear message, if `folder` cannot be written or has too little free space.
 
@@ -361,6 +371,10 @@ class Outputs:
     def _check(self, path: str, folder: bool) -> None:
         shown = repr(path)
         parent = os.path.dirname(os.path.abspath(path))
+        dangling = _dangling_link(parent)
+        if dangling is not None:
+            raise OutputExistsError(f"Cannot write {shown}: {dangling!r} is a symbolic link to "
+                                    f"{os.readlink(dangling)!r}, which does not exist. Give a folder that exists.")
         above = nearest_folder(parent)
         if not os.path.isdir(above):
             raise OutputExistsError(f"Cannot write {shown}: {above!r} is a file, not a folder.")

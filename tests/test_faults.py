@@ -94,8 +94,8 @@ def tree(root):
 
 def result_json(name="cifar10/teacher_vgg13"):
     return {"name": name, "dataset": "cifar10", "role": "teacher", "model": "vgg13", "accuracy": 0.9,
-            "ece_15": 0.05, "oe_15": 0.04, "reliability_15": {"accuracy": [0.9], "confidence": [0.95],
-                                                               "count": [10]}}
+            "ece_15": 0.05, "oe_15": 0.04, "reliability_15": {"accuracy": [0.0, 0.9], "confidence": [0.0, 0.95],
+                                                               "count": [0, 10], "edges": [0.0, 0.5, 1.0]}}
 
 
 def user_files(tmp_path):
@@ -114,6 +114,7 @@ def user_files(tmp_path):
     (tmp_path / "table.md").write_text("my own table")
     os.symlink(mine / "notes.txt", tmp_path / "link.json")
     os.symlink(run, tmp_path / "run_link")
+    os.symlink(tmp_path / "gone", tmp_path / "gone_link")  # to a folder that does not exist
     exported = tmp_path / "exported"
     exported.mkdir()
     (exported / ".calikd-outputs.json").write_text(json.dumps({"folder": True, "tool": "calikd-export", "files": {}}))
@@ -151,6 +152,8 @@ def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
         (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "exported" / "r.json")],
          "a folder calikd-export wrote as a whole"),
         (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "mine.json" / "r.json")], "is a file"),
+        (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "gone_link" / "r.json")],
+         "gone', which does not exist. Give a folder that exists"),
         (report_tool.main, report + ["--output", str(tmp_path / "table"), "--overwrite"],
          "table.md' already exists and was not written by this tool"),
         (report_tool.main, report + ["--diagrams", str(run / "reliability.png"), "--overwrite"], "inside the run"),
