@@ -657,7 +657,7 @@ TARGETS = ("out/r", "out/r", "out/deep/er/r", "lr=0.1/r", "user/notes.txt", "use
            "runs/quickstart/teacher", "runs/quickstart/teacher/r", "runlink/r", "out/x/r", "runs/quickstart/r")
 TRAIN_CHANGES = {
     "none": [],
-    "another learning rate": ["--gin_param", "SGD.learning_rate = 0.5"],
+    "another learning rate": ["--gin_param", "Experiment.learning_rate = 0.5"],
     "a run inside the run": ["--gin_param", "Experiment.name = 'quickstart/teacher/inner'"],
     "a run around the run": ["--gin_param", "Experiment.name = 'quickstart'"],
     "a path as the name": ["--gin_param", "Experiment.name = '../user'"],
