@@ -118,6 +118,13 @@ def seed(owner: Optional[str], value: Any, name: str = "seed") -> Optional[int]:
     ```
     """
     return integer(owner, name, value, low=0, high=MAX_SEED, optional=True, whole_floats=False)
+def shortened(message: str, limit: int = 200) -> str:
+    """The first line of `message`, at most `limit` characters, cut between words (ending in "...")."""
+    line = " ".join((str(message).strip().splitlines() or [""])[0].split())
+    if len(line) <= limit:
+        return line
+    cut = line[:limit - 3]
+    return (cut[:cut.rindex(" ")] if " " in cut else cut).rstrip(",;:") + "..."
 
 
 def text(owner: str, name: str, value: Any, optional: bool = False) -> Optional[str]:

@@ -1,32 +1,46 @@
-"""Files that are never lost: atomic writes, their leftovers cleaned at the next start, outputs claimed safely.
+"""Files that are never lost: atomic writes, their leftovers cleaned at the next start, outputs owned by their tool.
 
 Every file and folder keras_calikd writes goes through `atomic_path`: the
 content is written under a temporary name beside the target (`.tmp-*`) and
 renamed into place in one step, so a process killed at any instant leaves
 either the old file or the new one, never a partial one. A kill can leave the
 temporary itself behind; `remove_temporaries` deletes those (only names this
-module creates) when the next run starts.
+module creates, and only once the process that wrote them has ended: each
+temporary is locked while it is written) when the next run or tool starts.
 
-A tool writes only into a target it owns (`claim_output`): a new path, or one
-it created itself earlier (marked by a small file); a run folder is never
-replaced.
+A tool writes only into a target it owns (`Outputs`): a new path, or one it
+wrote itself earlier and that is unchanged since. What a tool wrote is
+recorded in a manifest (`.calikd-outputs.json`: each file's tool, size and
+SHA-256) in the folder of its files, or inside a folder it writes as a whole;
+nothing is ever written into a run's folder but by its run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 
 TEMPORARY_PREFIXES = (".tmp-", ".old-")
 RUN_MARKER = "run.json"  # present in every run folder of an Experiment
+MANIFEST = ".calikd-outputs.json"  # what the tools wrote into a folder (or, for a folder output, into it)
+_TEMPORARY_NAME = re.compile(r"^\.(tmp|old)-[A-Za-z0-9_]{8}$")  # tempfile.mkdtemp's names, with our prefixes
+_RECORDER = contextvars.ContextVar("keras_calikd_outputs", default=None)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary path beside `path`; on success it replaces `path` in one rename, else it is removed.
+
+    Inside an `Outputs` scope, a claimed path is recorded in its manifest as it
+    is renamed into place. An error raised while writing names `path`, not the
+    temporary.
 
     Args:
         path: Final file or folder path.
@@ -35,46 +49,106 @@ def atomic_path(path: str, suffix: str = ""):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[0], dir=folder)
+    held = _hold(temporary)  # a cleanup by another process leaves a temporary alone while it is written
     target = os.path.join(temporary, "item" + suffix)
+    recorder = _RECORDER.get()
     try:
         yield target
         if os.path.isfile(target):
             with open(target, "rb") as f:
                 os.fsync(f.fileno())
+        if recorder is not None:
+            recorder._replacing(path, target)
         if os.path.isdir(path) and not os.path.islink(path):
             # Folders cannot be replaced in one rename: move the old one aside first.
             old = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[1], dir=folder)
-            with open(os.path.join(old, "target"), "w") as f:  # lets remove_temporaries put it back
-                f.write(os.path.basename(path))
-            os.replace(path, os.path.join(old, "item"))
-            os.replace(target, path)
-            shutil.rmtree(old, ignore_errors=True)
+            held_old = _hold(old)
+            try:
+                with open(os.path.join(old, "target"), "w") as f:  # lets remove_temporaries put it back
+                    f.write(os.path.basename(path))
+                os.replace(path, os.path.join(old, "item"))
+                os.replace(target, path)
+                shutil.rmtree(old, ignore_errors=True)
+            finally:
+                os.close(held_old)
         else:
             os.replace(target, path)
+        if recorder is not None:
+            recorder._replaced(path)
+    except Exception as error:
+        _speak_of_the_target(error, temporary, target, path)
+        raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+        os.close(held)
 
 
-def remove_temporaries(folder: str) -> list:
-    """Deletes the temporaries that killed atomic writes left anywhere under `folder`; returns their paths.
+def _hold(folder: str) -> int:
+    """Locks `folder` (an OS lock, released when the process ends, also on SIGKILL); returns the descriptor."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
 
-    Only folders named by `atomic_path` (`.tmp-*`, `.old-*`) are removed. A
-    folder moved aside (`.old-*`) whose target is missing is moved back first:
-    it is the last complete version.
+
+def _speak_of_the_target(error: Exception, temporary: str, target: str, path: str) -> None:
+    """Makes an error raised inside `atomic_path` name the path the user asked for, not the temporary."""
+    folder = os.path.dirname(os.path.abspath(path))
+
+    def fix(value):
+        return value.replace(target, path).replace(temporary, folder) if isinstance(value, str) else value
+
+    with contextlib.suppress(AttributeError, TypeError):
+        error.args = tuple(fix(value) for value in error.args)
+        for name in ("filename", "filename2"):  # set only where set: an OSError with a filename prints it
+            if isinstance(getattr(error, name, None), str):
+                setattr(error, name, fix(getattr(error, name)))
+
+
+def remove_temporaries(folder: str, recursive: bool = True) -> list:
+    """Deletes the temporaries that killed atomic writes left in `folder`; returns their paths.
+
+    Only folders named by `atomic_path` (`.tmp-*`, `.old-*`) whose writer has
+    ended are removed (a living writer holds their lock); a subfolder holding a
+    run of its own (`run.json`) is left to that run. A folder moved aside
+    (`.old-*`) whose target is missing is moved back first: it is the last
+    complete version.
+
+    Args:
+        folder: Where to look.
+        recursive: Also in its subfolders (a run's folder), or in `folder` alone (beside a tool's output).
     """
     removed = []
     for root, folders, _ in os.walk(folder):
         for name in list(folders):
-            if not name.startswith(TEMPORARY_PREFIXES):
-                continue
             path = os.path.join(root, name)
+            if not _TEMPORARY_NAME.match(name):
+                if not recursive or os.path.isfile(os.path.join(path, RUN_MARKER)):
+                    folders.remove(name)
+                continue
             folders.remove(name)
-            if name.startswith(TEMPORARY_PREFIXES[1]) and os.path.exists(os.path.join(path, "item")) \
-                    and os.path.isfile(os.path.join(path, "target")):
-                _restore_moved_aside(root, path)
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            if _remove_if_abandoned(root, path):
+                removed.append(path)
     return removed
+
+
+def _remove_if_abandoned(root: str, path: str) -> bool:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # its writer is alive
+        os.close(descriptor)
+        return False
+    try:
+        if os.path.basename(path).startswith(TEMPORARY_PREFIXES[1]) and os.path.exists(os.path.join(path, "item")) \
+                and os.path.isfile(os.path.join(path, "target")):
+            _restore_moved_aside(root, path)
+        shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def _restore_moved_aside(root: str, aside: str) -> None:
@@ -100,19 +174,37 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
 
 
+def nearest_folder(path: str) -> str:
+    """The nearest folder that exists at or above `path` (which need not exist)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _dangling_link(path: str):
+    """The symbolic link to nothing at or above `path` (which need not exist), or `None`."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        if os.path.islink(path):
+            return path
+        path = os.path.dirname(path)
+    return None
+
+
 def check_writable(folder: str, needed_bytes: int = 0) -> None:
-    """Fails early, with a clear message, if `folder` cannot be written or has too little free space."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        os.close(handle)
-        os.remove(probe)
-    except OSError as error:
+    """Fails early, with a clear message, if `folder` cannot be written or has too little free space.
+
+    Nothing is created: a missing `folder` is checked through the nearest folder above it.
+    """
+    existing = nearest_folder(folder)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing!r} is a file" if not os.path.isdir(existing) else f"{existing!r} is read-only"
         raise PermissionError(
-            f"The output folder {folder!r} is not writable ({error.strerror}). Choose another folder "
+            f"The output folder {folder!r} is not writable ({why}). Choose another folder "
             "(e.g. --gin_param 'RUNS_DIR=\"/path/with/space\"') or fix its permissions."
-        ) from None
-    free = shutil.disk_usage(folder).free
+        )
+    free = shutil.disk_usage(existing).free
     if needed_bytes and free < needed_bytes:
         raise OSError(
             f"The output folder {folder!r} has {free / 2**20:.0f} MiB free, but checkpoints and exports need "
@@ -120,35 +212,252 @@ def check_writable(folder: str, needed_bytes: int = 0) -> None:
         )
 
 
+# ---------------------------------------------------------------------- what a tool owns
+
+def checksum(path: str) -> dict:
+    """`{"size", "sha256"}` of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def folder_checksums(folder: str, skip=()) -> dict:
+    """`{relative path: checksum}` of every file under `folder` but `skip` (relative paths) and temporaries."""
+    found = {}
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not _TEMPORARY_NAME.match(name))
+        for name in sorted(files):
+            relative = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if relative not in skip:
+                found[relative] = checksum(os.path.join(root, name))
+    return found
+
+
+def describe_change(recorded: dict, path: str) -> str:
+    """Why the file at `path` is not the one `recorded` (`checksum`'s dict); "" when it is."""
+    if not os.path.isfile(path):
+        return "it is missing"
+    now = checksum(path)
+    if now["size"] != recorded.get("size"):
+        return f"{now['size']} bytes now, {recorded.get('size')} when written"
+    return "" if now["sha256"] == recorded.get("sha256") else "its content changed since it was written"
+
+
 class OutputExistsError(FileExistsError):
     """An output path holds something the tool did not create, or that it may not replace."""
 
 
-def claim_output(path: str, marker: str | None, overwrite: bool = False) -> None:
-    """Checks that a tool may write its output at `path`, before any work starts.
+def enclosing_run(path: str):
+    """The run folder at or above `path` (symbolic links resolved), or `None`."""
+    folder = os.path.realpath(path)
+    while True:
+        if os.path.isfile(os.path.join(folder, RUN_MARKER)):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
-    The path must be new, or hold an output this tool created earlier (a
-    folder holding `marker`, or a file for `marker=None` outputs that are
-    single files); an earlier output is replaced only with `overwrite`. A
-    folder holding a run (`run.json`) or anything else is never replaced.
 
-    Raises:
-        OutputExistsError: with what is there and what to do.
+def _read_manifest(folder: str) -> dict:
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else {}
+
+
+def _write_manifest(folder: str, manifest: dict) -> None:
+    """The manifest, written atomically (itself not recorded)."""
+    token = _RECORDER.set(None)
+    try:
+        write_json(os.path.join(folder, MANIFEST), manifest)
+    finally:
+        _RECORDER.reset(token)
+
+
+@contextlib.contextmanager
+def _manifest_lock(folder: str):
+    """Holds `folder`'s lock while its manifest is read and rewritten (tools writing into one folder at once)."""
+    descriptor = _hold(folder)
+    try:
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _folder_output(folder: str):
+    """The manifest of the output folder at or above `folder` (a folder a tool wrote as a whole), or `None`."""
+    folder = os.path.realpath(folder)
+    while True:
+        manifest = _read_manifest(folder)
+        if manifest.get("folder"):
+            return folder, manifest
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _version_on_disk(entry: dict, path: str):
+    """The version `entry` recorded that the file at `path` is (the new one, or the one it replaced if a kill came
+    between the record and the rename), or `None`."""
+    return next((version for version in (entry, entry.get("previous"))
+                 if version and not describe_change(version, path)), None)
+
+
+class Outputs:
+    """What one tool call writes: each file and folder claimed before any work, and recorded as it is written.
+
+    A path can be claimed when it is new, or when it holds an output this same
+    tool wrote and nobody changed since (replaced only with `overwrite`); a
+    file the user edited afterwards is not the tool's any more. Symbolic
+    links, other programs' files, outputs of another tool, anything inside a
+    run folder (written by its run alone) and anything inside a folder a tool
+    wrote as a whole are refused, with what to do. Claims are checked again,
+    under the folder's lock, just before each replacement.
+
+    Files are recorded in the manifest of their folder (`.calikd-outputs.json`:
+    name -> tool, size, SHA-256; the previous version is kept beside the new
+    one until the rename is done, so a kill at any instant leaves a file the
+    tool still recognises); a folder output holds its own manifest, listing
+    every file in it.
+
+    Args:
+        tool: The tool's name, recorded with each output.
+        overwrite: Replace this tool's earlier outputs.
+
+    Example:
+
+    ```python
+    outputs = Outputs("calikd-report", overwrite=args.overwrite)
+    outputs.claim("reports/table1.md")            # before any work: refused with a message
+    ...
+    with outputs:                                  # writes inside are recorded
+        write_text("reports/table1.md", markdown)
+    ```
     """
-    if not os.path.lexists(path):
+
+    def __init__(self, tool: str, overwrite: bool = False):
+        self.tool, self.overwrite = tool, bool(overwrite)
+        self._files, self._folders = set(), set()
+        self._tokens = []
+
+    def claim(self, path: str, folder: bool = False) -> str:
+        """Checks that this tool may write `path` (a file, or a whole folder); returns `path`.
+
+        Raises:
+            OutputExistsError: with what is there and what to do; nothing was changed but the leftovers of a
+                killed write beside `path` (an earlier output moved aside is put back).
+        """
+        self._check(path, folder)  # first: nothing is touched in a place the tool may not write
+        remove_temporaries(os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
+        self._check(path, folder)  # again: the cleanup may have put an interrupted replacement's output back
+        (self._folders if folder else self._files).add(os.path.abspath(path))
+        return path
+
+    def __enter__(self):
+        self._tokens.append(_RECORDER.set(self))
+        return self
+
+    def __exit__(self, *exc):
+        _RECORDER.reset(self._tokens.pop())
+
+    # ------------------------------------------------------------------ the rule
+
+    def _check(self, path: str, folder: bool) -> None:
+        shown = repr(path)
         parent = os.path.dirname(os.path.abspath(path))
-        if os.path.exists(parent) and not os.path.isdir(parent):
-            raise OutputExistsError(f"Cannot write {path!r}: {parent!r} is a file, not a folder.")
-        return
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, RUN_MARKER)):
-        raise OutputExistsError(f"{path!r} is a run folder; outputs never replace a run. Write to a new path, "
-                                f"e.g. {os.path.join(path, 'exported')!r}.")
-    ours = os.path.isfile(os.path.join(path, marker)) if marker else os.path.isfile(path)
-    if os.path.isdir(path) and not os.listdir(path):
-        return
-    if not ours:
-        raise OutputExistsError(f"{path!r} already exists and was not written by this tool; nothing was changed. "
-                                "Choose a new path.")
-    if not overwrite:
-        raise OutputExistsError(f"{path!r} holds an earlier output; pass --overwrite to replace it, or choose a "
-                                "new path.")
+        dangling = _dangling_link(parent)
+        if dangling is not None:
+            raise OutputExistsError(f"Cannot write {shown}: {dangling!r} is a symbolic link to "
+                                    f"{os.readlink(dangling)!r}, which does not exist. Give a folder that exists.")
+        above = nearest_folder(parent)
+        if not os.path.isdir(above):
+            raise OutputExistsError(f"Cannot write {shown}: {above!r} is a file, not a folder.")
+        run = enclosing_run(path if os.path.isdir(path) else above)
+        if run is not None:
+            where = "is a run folder" if os.path.realpath(path) == run else f"is inside the run folder {run!r}"
+            elsewhere = os.path.join(os.path.dirname(run), "outputs", os.path.basename(path))
+            raise OutputExistsError(
+                f"{shown} {where}; a run's folder is written by its run alone and outputs never replace a run. "
+                f"Write to a path outside it, e.g. {elsewhere!r}.")
+        inside = _folder_output(above)
+        if inside is not None:
+            raise OutputExistsError(
+                f"{shown} is inside {inside[0]!r}, a folder {inside[1].get('tool', 'a tool')} wrote as a whole; "
+                "write to a path outside it.")
+        if os.path.islink(path):
+            raise OutputExistsError(f"{shown} is a symbolic link; the tools never write over or through one. "
+                                    "Give the real path, or a new one.")
+        if not os.path.exists(path):
+            return
+        problem = self._not_ours(path, folder)
+        if problem:
+            raise OutputExistsError(f"{shown} {problem}; nothing was changed. Choose a new path (or move it away).")
+        if not self.overwrite:
+            raise OutputExistsError(f"{shown} holds an earlier output of {self.tool}; pass --overwrite to replace it, "
+                                    "or choose a new path.")
+
+    def _not_ours(self, path: str, folder: bool) -> str:
+        """Why the existing `path` is not this tool's to replace; "" when it is."""
+        if folder:
+            if not os.path.isdir(path):
+                return "is a file, where a folder is written"
+            manifest = _read_manifest(path)
+            if not os.listdir(path):
+                return ""  # an empty folder: nothing to lose
+            if not manifest.get("folder") or manifest.get("tool") != self.tool:
+                return "already exists and was not written by this tool"
+            present = folder_checksums(path, skip={MANIFEST})
+            extra = sorted(set(present) - set(manifest["files"]))
+            if extra:
+                return f"holds {extra[0]!r}, which {self.tool} did not write"
+            changed = [name for name, entry in sorted(manifest["files"].items())
+                       if name in present and present[name] != {k: entry.get(k) for k in ("size", "sha256")}]
+            return f"holds {changed[0]!r}, changed since {self.tool} wrote it" if changed else ""
+        if not os.path.isfile(path):
+            return "is a folder, where a file is written"
+        entry = _read_manifest(os.path.dirname(os.path.abspath(path))).get("files", {}).get(os.path.basename(path))
+        if not entry or entry.get("tool") != self.tool:
+            return "already exists and was not written by this tool"
+        if _version_on_disk(entry, path) is None:
+            return f"was written by {self.tool} but changed since, so it is not the tool's any more"
+        return ""
+
+    # ------------------------------------------------------------------ called by atomic_path
+
+    def _replacing(self, path: str, temporary: str) -> None:
+        key = os.path.abspath(path)
+        if key in self._folders:
+            _write_manifest(temporary, {"folder": True, "tool": self.tool,
+                                        "files": folder_checksums(temporary, skip={MANIFEST})})
+            self._check(path, folder=True)  # nothing changed there while the tool worked
+            return
+        if key not in self._files:
+            raise RuntimeError(f"internal error: {path!r} is written without having been claimed by {self.tool}.")
+        folder = os.path.dirname(key)
+        with _manifest_lock(folder):
+            self._check(path, folder=False)
+            manifest = _read_manifest(folder) or {"files": {}}
+            old = manifest["files"].get(os.path.basename(key))
+            entry = dict(checksum(temporary), tool=self.tool)
+            current = _version_on_disk(old, key) if old else None
+            if current is not None:
+                entry["previous"] = {"size": current["size"], "sha256": current["sha256"]}
+            manifest["files"][os.path.basename(key)] = entry
+            _write_manifest(folder, manifest)
+
+    def _replaced(self, path: str) -> None:
+        key = os.path.abspath(path)
+        if key in self._folders:
+            return
+        folder = os.path.dirname(key)
+        with _manifest_lock(folder):
+            manifest = _read_manifest(folder)
+            entry = manifest.get("files", {}).get(os.path.basename(key))
+            if entry and entry.pop("previous", None) is not None:
+                _write_manifest(folder, manifest)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import tokenize
 from typing import Iterable, Sequence
 
 _REGISTERED = False
@@ -146,6 +147,7 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
 
     register_configurables()
     paths = [resolve(path) for path in files]
+    bindings = list(bindings)
     here = os.getcwd()
     if here not in _SEARCH_PATHS:  # the user's own includes, after the shipped ones
         gin.add_config_file_search_path(here)
@@ -161,12 +163,36 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
         with gin.unlock_config():
             gin.clear_config()
             gin.parse_config_files_and_bindings(paths, prefix + list(bindings), skip_unknown=False)
-    except (ValueError, KeyError, TypeError, SyntaxError, IOError) as error:
-        raise ValueError(f"invalid gin configuration: {' '.join(str(error).split())}") from None
+    except (ValueError, KeyError, TypeError, SyntaxError, IOError, tokenize.TokenError) as error:
+        binding = _unparsable(bindings)
+        if binding is not None:  # name the binding: gin's parser reports its lines joined, without it
+            raise ValueError(f"invalid gin configuration: the binding {binding!r} does not parse ("
+                             f"{_error_text(error)}); write it as 'Configurable.parameter = value', e.g. "
+                             "'Experiment.epochs = 3'.") from None
+        raise ValueError(f"invalid gin configuration: {_error_text(error)}") from None
     finally:
         os.chdir(here)
         root.removeFilter(_quiet_include_lookup)
     return paths
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, tokenize.TokenError):  # ('EOF in multi-line statement', (line, column))
+        return f"{error.args[0]}: a bracket or quote is not closed"
+    return " ".join(str(error).split())
+
+
+def _unparsable(bindings: Iterable[str]):
+    """The first binding that does not parse on its own (syntax only; names are not looked up), or `None`."""
+    from gin import config, config_parser
+
+    for binding in bindings:
+        try:
+            for _ in config_parser.ConfigParser(binding, config.ParserDelegate(skip_unknown=True)):
+                pass
+        except (ValueError, SyntaxError, tokenize.TokenError):
+            return binding
+    return None
 
 
 def _quiet_include_lookup(record) -> bool:

@@ -117,5 +117,5 @@ def test_a_converter_that_fails_leaves_nothing_and_says_which_format(tmp_path, m
 def test_tflite_without_the_saved_model_leaves_only_its_file(tmp_path):
     """TFLite is converted from a SavedModel, written aside and removed when the SavedModel was not asked for."""
     report = export.export_model(zoo_tiny(3, (4, 4, 1), name="m"), str(tmp_path / "out"), "tflite")
-    assert sorted(os.listdir(tmp_path / "out")) == ["export.json", "model.tflite"]
+    assert sorted(os.listdir(tmp_path / "out")) == [".calikd-outputs.json", "export.json", "model.tflite"]
     assert report["artifacts"] == {"tflite": "model.tflite"} and set(report["max_logit_difference"]) == {"tflite"}

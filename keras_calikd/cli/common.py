@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -150,6 +151,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     if not debug:
         quiet_frameworks()
     try:
+        _check_working_folder()
         return main(argv)
     except KeyboardInterrupt:
         if debug:
@@ -163,6 +165,14 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
             print(f"error: {_one_line(error)}", file=sys.stderr)
         _end_if_job_lost(error)
         return EXIT_ERROR
+
+
+def _check_working_folder() -> None:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise FileNotFoundError("the working folder no longer exists (it was deleted or moved): change into an "
+                                "existing folder (cd) and run the command again.") from None
 
 
 def _end_if_job_lost(error: BaseException) -> None:

@@ -23,6 +23,7 @@ not lower the held-out NLL) prints a `warning:` line and is saved with the resul
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from keras_calikd.cli import common
@@ -47,9 +48,11 @@ def parser() -> argparse.ArgumentParser:
                         help="split to fit the temperature (and --calibration's maps) on (default: 'validation' "
                              "when the data set has one, else half of the evaluated split, both rows then "
                              "reporting the other half)")
-    result.add_argument("--diagram", help="reliability diagram of the first model (.png, .pdf or .svg)")
+    result.add_argument("--diagram", help="reliability diagram of the first model: this .png, .pdf or .svg and "
+                                          "the other two formats beside it")
     result.add_argument("--output", help="write the results as JSON (a new file, or --overwrite)")
-    result.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    result.add_argument("--overwrite", action="store_true",
+                        help="replace the --output and --diagram files this tool wrote earlier (unchanged since)")
     result.add_argument("--batch_size", type=int, default=500)
     common.add_debug_flag(result)
     return result
@@ -81,6 +84,16 @@ def _groups(dataset: str, corruptions: str | None):
     if unknown:
         raise ValueError(f"unknown corruptions {unknown}; known: {', '.join(CORRUPTIONS)}.")
     return {name: [config_name(name, severity) for severity in SEVERITIES] for name in names}
+
+
+def _models(specs) -> dict:
+    """`--model [LABEL=]PATH` values: label -> path. A path may contain `=`: the first split whose path exists."""
+    models = {}
+    for spec in specs:
+        splits = [("", spec)] + [(spec[:i], spec[i + 1:]) for i, c in enumerate(spec) if c == "="]
+        label, path = next(((label, path) for label, path in splits if os.path.exists(path)), splits[-1])
+        models[label or path] = path
+    return models
 
 
 def _row(label: str, report: dict, bins) -> str:
@@ -164,31 +177,33 @@ def _corruption_table(results: dict, bins) -> str:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    from keras_calikd.files import Outputs, write_json
     from keras_calikd.metrics import plot_reliability_diagram
+    from keras_calikd.metrics.reliability import figure_paths
     from keras_calikd.training.evaluation import bin_statistics, evaluate_models
-    from keras_calikd.files import claim_output, write_json
 
     bins = _bins(args.bins)
     groups = _groups(args.dataset, args.corruptions)
     calibration = _calibration_methods(args.calibration)
-    if args.output:
-        claim_output(args.output, None, args.overwrite)
-    models = {}
-    for spec in args.model:
-        label, _, path = spec.rpartition("=")
-        models[label or path] = path
+    if args.diagram and groups:
+        raise ValueError("--diagram draws one model on one split; it does not apply to --corruptions.")
+    outputs = Outputs("calikd-evaluate", args.overwrite)  # every output checked before any work
+    for path in ([args.output] if args.output else []) + (figure_paths(args.diagram) if args.diagram else []):
+        outputs.claim(path)
+    models = _models(args.model)
     results = evaluate_models(models, args.dataset, args.split, data_dir=args.data_dir, bins=bins,
                               batch_size=args.batch_size, temperature_scaling=args.temperature_scaling,
                               calibration_split=args.calibration_split, groups=groups, calibration=calibration)
     print(_corruption_table(results, bins) if groups else _table(results, bins))
     first = next(iter(results["models"].values()))
-    if args.diagram and "logits" in first:
-        plot_reliability_diagram(bin_statistics(first["logits"], first["labels"], 15), args.diagram,
-                                 title=next(iter(results["models"])))
-    for entry in results["models"].values():
-        entry.pop("logits", None), entry.pop("labels", None)
-    if args.output:
-        write_json(args.output, results)
+    with outputs:
+        if args.diagram:
+            plot_reliability_diagram(bin_statistics(first["logits"], first["labels"], 15), args.diagram,
+                                     title=next(iter(results["models"])))
+        for entry in results["models"].values():
+            entry.pop("logits", None), entry.pop("labels", None)
+        if args.output:
+            write_json(args.output, results)
     return 0
 
 

@@ -9,7 +9,8 @@ input themselves), and returns `logits` and `probabilities`: the SavedModel is t
 images as the Keras model in its own runtime before the folder is kept; the largest logit differences are
 printed and saved in export.json. onnx needs tf2onnx (jax2onnx on JAX) and onnxruntime, litert needs
 ai-edge-litert and the TensorFlow backend: a format that cannot be written stops the tool before any work. The
-output must be a new path or an earlier export (replaced with --overwrite); a run folder is never replaced.
+output must be a new path or an earlier export nobody changed since (replaced with --overwrite); nothing is
+written into a run folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--format", default="saved_model",
                         help="comma-separated subset of saved_model,tflite,onnx,litert (default: saved_model)")
     result.add_argument("--tflite", action="store_true", help=argparse.SUPPRESS)  # replaced by --format
-    result.add_argument("--overwrite", action="store_true", help="replace an earlier export at --output")
+    result.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export at --output (one this tool wrote, unchanged since)")
     common.add_debug_flag(result)
     return result
 
@@ -37,14 +39,16 @@ def main(argv=None) -> int:
     if args.tflite:
         raise ValueError("--tflite was replaced by --format: give --format saved_model,tflite (or any subset of "
                          "saved_model,tflite,onnx,litert).")
+    from keras_calikd.files import Outputs
     from keras_calikd.training.evaluation import load_model
-    from keras_calikd.training.export import EXPORT_MARKER, check_formats, export_model
-    from keras_calikd.files import claim_output
+    from keras_calikd.training.export import TOOL, check_formats, export_into
 
     formats = check_formats(args.format)  # before the output is claimed and the model loaded
-    claim_output(args.output, EXPORT_MARKER, args.overwrite)
-    report = export_model(load_model(args.checkpoint), args.output, formats, overwrite=args.overwrite,
-                          source=args.checkpoint)
+    outputs = Outputs(TOOL, args.overwrite)
+    outputs.claim(args.output, folder=True)
+    model = load_model(args.checkpoint)
+    with outputs:
+        report = export_into(model, args.output, formats, source=args.checkpoint)
     differences = ", ".join(f"{k} {v:.2g}" for k, v in report["max_logit_difference"].items())
     print(f"Exported {args.checkpoint} to {args.output} as {', '.join(formats)} (largest logit difference to the "
           f"Keras model: {differences}; tolerance {report['tolerance']:.2g}).")

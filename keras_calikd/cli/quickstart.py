@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
 from keras_calikd.cli import common
-from keras_calikd.files import RUN_MARKER, write_text
+from keras_calikd.cli import report
+from keras_calikd.files import RUN_MARKER, Outputs, write_text
 
 TEACHER = "quickstart/teacher"
 STUDIES = {
@@ -57,9 +57,12 @@ def parser() -> argparse.ArgumentParser:
     result = common.tool_parser("calikd-quickstart", __doc__)
     result.add_argument("--runs_dir", default="runs", help="where the runs go (default: runs)")
     result.add_argument("--data_dir", help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    result.add_argument("--seeds", default="0", help="comma-separated seeds of the students (default: 0)")
+    result.add_argument("--seeds", type=common.comma_list(int), default=[0],
+                        help="comma-separated seeds of the students (default: 0)")
     result.add_argument("--study", default="paper", choices=sorted(STUDIES), help="which methods (default: paper)")
-    result.add_argument("--fresh", action="store_true", help="delete this study's earlier runs first")
+    result.add_argument("--fresh", action="store_true",
+                        help="delete this study's earlier runs first (refused while one is in use, or holds files "
+                             "its run did not write)")
     result.add_argument("--gin_param", action="append", default=[], help="extra gin binding for every run")
     common.add_debug_flag(result)
     return result
@@ -104,15 +107,27 @@ def summary(results) -> str:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    from keras_calikd.training.run_folder import remove_run
+
+    seeds = list(dict.fromkeys(args.seeds))
+    if not seeds:
+        raise ValueError("--seeds must name at least one seed, e.g. --seeds 0,1.")
     runs_dir = os.path.abspath(args.runs_dir)
     root = os.path.join(runs_dir, "quickstart")
     names = [(TEACHER, TEACHER, seeds[0])] + [(run, _run_name(run, seed, seeds[0]), seed)
                                               for seed in seeds for run in STUDIES[args.study]]
-    if args.fresh:  # only this study's own run folders, never anything else under the runs folder
-        for _, name, _ in names:
-            if os.path.isfile(os.path.join(runs_dir, name, RUN_MARKER)):
-                shutil.rmtree(os.path.join(runs_dir, name))
+    # Every output is checked before any work: the summary and the report are this tool's to replace.
+    summary_output = Outputs("calikd-quickstart", overwrite=True)
+    summary_output.claim(os.path.join(root, "summary.md"))
+    report_files = (os.path.join(root, "report"), os.path.join(root, "reliability_diagrams.png"))
+    diagrams_output = report.claim(*report_files, overwrite=True)  # the report's files and the diagrams
+    if args.fresh:  # only this study's own run folders, each checked before any is deleted
+        fresh = [os.path.join(runs_dir, name) for _, name, _ in names
+                 if os.path.isfile(os.path.join(runs_dir, name, RUN_MARKER))]
+        for folder in fresh:
+            remove_run(folder, check_only=True)
+        for folder in fresh:
+            remove_run(folder)
     bindings = [f"RUNS_DIR = {runs_dir!r}"] + ([f"DATA_DIR = {args.data_dir!r}"] if args.data_dir else [])
     bindings += args.gin_param
     started, results = time.time(), []
@@ -120,18 +135,18 @@ def main(argv=None) -> int:
         print(f"\n=== {name} ({time.time() - started:.0f}s so far) ===", flush=True)
         results.append(_train(run, name, seed, runs_dir, bindings))
     table = summary(results)
-    write_text(os.path.join(root, "summary.md"), table)
+    with summary_output:
+        write_text(os.path.join(root, "summary.md"), table)
     print(f"\n{table}\nQuickstart finished in {time.time() - started:.0f}s; runs and summary.md in {root}.")
-    from keras_calikd.cli import report
     from keras_calikd.metrics import plot_reliability_grid
     from keras_calikd.training.report import reliability_panels
 
     report.main([*(os.path.join(runs_dir, name) for _, name, _ in names), "--bins", "15", "--output",
-                 os.path.join(root, "report")])
-    first_seed = [r for r, (_, _, seed) in zip(results, names) if seed == seeds[0]]
-    panels = reliability_panels(first_seed)
+                 report_files[0], "--overwrite"])
+    panels = reliability_panels([r for r, (_, _, seed) in zip(results, names) if seed == seeds[0]])
     if panels:
-        path = plot_reliability_grid(panels, os.path.join(root, "reliability_diagrams.png"))
+        with diagrams_output:
+            path = plot_reliability_grid(panels, report_files[1])
         print(f"Wrote {path} (and .pdf, .svg beside it), the runs of seed {seeds[0]}")
     return 0
 

@@ -11,7 +11,10 @@ RKD, CRD, KD + cutout, KD + mixup, KD + CutMix, ...). The best value(s) of
 each row are bold in Markdown and named in the CSV's `best` column.
 
 --output PREFIX writes PREFIX.md, PREFIX.csv (numbers only) and the figure of
-ECE against accuracy per method, PREFIX_ece_accuracy.png/.pdf/.svg.
+ECE against accuracy per method, PREFIX_ece_accuracy.png/.pdf/.svg: new files,
+or this tool's earlier ones, unchanged since, with --overwrite (never inside a
+run folder). A run that has not finished (being continued, or stopped) is
+left out, with a note.
 --paper matches runs to the paper's cells by run name (the gin name, e.g.
 cifar100/wrn_40_2_shufflev1_kd_mixup); the paper's ECE/OE use 100 bins.
 
@@ -33,8 +36,8 @@ import argparse
 import sys
 
 from keras_calikd.cli import common
+from keras_calikd.files import Outputs, write_text
 from keras_calikd.training import report, report_figures, seed_groups
-from keras_calikd.files import write_text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--diagrams",
                         help="write the runs' reliability diagrams (each at its Experiment.diagram_bins, 15 by "
                              "default) side by side to this .png (with .pdf and .svg beside it)")
+    result.add_argument("--overwrite", action="store_true",
+                        help="replace the files this tool wrote earlier at --output/--diagrams (unchanged since)")
     common.add_debug_flag(result)
     return result
 
@@ -59,7 +64,11 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.bins < 1:
         raise ValueError(f"--bins must be a positive bin count, got {args.bins}.")
-    results = report.with_temperature_scaled(report.find_results(args.runs))
+    outputs = claim(args.output, args.diagrams, args.overwrite)  # every output checked before any work
+    skipped = []
+    results = report.with_temperature_scaled(report.find_results(args.runs, skipped))
+    for folder in skipped:
+        print(f"Note: {folder} is left out: it has not finished (it is being continued, or was stopped).")
     if not results:
         raise ValueError(f"no results.json under {', '.join(args.runs)}; finish a run first.")
     stored = sorted({int(k.split("_")[1]) for r in results for k in r if k.startswith("ece_") and k[4:].isdigit()})
@@ -81,25 +90,43 @@ def main(argv=None) -> int:
     if args.paper and not any(row["paper"] for table in tables for row in table["rows"]):
         print("Note: no run matched a cell of the paper; runs match by name, the gin file's path under gin/ "
               "(e.g. cifar100/wrn_40_2_shufflev1_kd_mixup), data set and corruption.")
-    if args.output:
-        write_text(args.output + ".md", markdown)
-        write_text(args.output + ".csv", report.to_csv(tables))
-        written = [args.output + ".md", args.output + ".csv"]
-        differences = [c for t in tables for c in seed_groups.comparisons(t)]
-        if differences:
-            written.append(args.output + "_differences.csv")
-            write_text(written[-1], seed_groups.comparisons_csv(differences))
-        figures = report_figures.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
-        print(f"Wrote {', '.join(written)} and {', '.join(figures)}")
-    if args.diagrams:
-        from keras_calikd.metrics import plot_reliability_grid
+    panels = report.reliability_panels(results) if args.diagrams else None
+    if args.diagrams and not panels:
+        raise ValueError("no run stored its reliability statistics (reliability_<bins> in results.json).")
+    with outputs:
+        if args.output:
+            write_text(args.output + ".md", markdown)
+            write_text(args.output + ".csv", report.to_csv(tables))
+            written = [args.output + ".md", args.output + ".csv"]
+            differences = [c for t in tables for c in seed_groups.comparisons(t)]
+            if differences:
+                written.append(args.output + "_differences.csv")
+                write_text(written[-1], seed_groups.comparisons_csv(differences))
+            figures = report_figures.plot_accuracy_calibration(tables, args.output + "_ece_accuracy.png")
+            print(f"Wrote {', '.join(written)} and {', '.join(figures)}")
+        if args.diagrams:
+            from keras_calikd.metrics import plot_reliability_grid
 
-        panels = report.reliability_panels(results)
-        if not panels:
-            raise ValueError("no run stored its reliability statistics (reliability_<bins> in results.json).")
-        plot_reliability_grid(panels, args.diagrams)
-        print(f"Wrote {args.diagrams} (and .pdf, .svg beside it)")
+            plot_reliability_grid(panels, args.diagrams)
+            print(f"Wrote {args.diagrams} (and .pdf, .svg beside it)")
     return 0
+
+
+def output_paths(output, diagrams) -> list:
+    """Every file `--output PREFIX` and `--diagrams PATH` write."""
+    from keras_calikd.metrics.reliability import figure_paths
+
+    paths = ([output + ".md", output + ".csv", output + "_differences.csv"] + figure_paths(output + "_ece_accuracy.png")
+             if output else [])
+    return paths + (figure_paths(diagrams) if diagrams else [])
+
+
+def claim(output, diagrams, overwrite: bool) -> Outputs:
+    """This tool's claim on the files of `--output` and `--diagrams` (refused with a message before any work)."""
+    outputs = Outputs("calikd-report", overwrite)
+    for path in output_paths(output, diagrams):
+        outputs.claim(path)
+    return outputs
 
 
 def console() -> int:

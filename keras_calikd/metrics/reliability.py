@@ -298,6 +298,19 @@ def _formats(path: str, formats: Optional[Sequence[str]]) -> list:
     return [extension] + [f for f in formats if f != extension]
 
 
+def figure_paths(path: str, formats: Optional[Sequence[str]] = None) -> list:
+    """The files `save_figure(figure, path, formats)` writes, `path` first (checked before any work).
+
+    Example:
+
+    ```python
+    figure_paths("plots/kd.png")  # ["plots/kd.png", "plots/kd.pdf", "plots/kd.svg"]
+    ```
+    """
+    stem = os.path.splitext(path)[0]
+    return [path] + [f"{stem}.{fmt}" for fmt in _formats(path, formats)[1:]]
+
+
 def save_figure(figure, path: str, formats: Optional[Sequence[str]] = None, dpi: int = PNG_DPI) -> list:
     """Writes `figure` at `path` and, beside it, in the other formats; each file atomically.
 
@@ -318,13 +331,11 @@ def save_figure(figure, path: str, formats: Optional[Sequence[str]] = None, dpi:
     """
     from matplotlib import rc_context
 
-    written = []
-    stem = os.path.splitext(path)[0]
-    for fmt in _formats(path, formats):
-        target = path if not written else f"{stem}.{fmt}"
+    written = figure_paths(path, formats)
+    for target in written:
+        fmt = os.path.splitext(target)[1][1:].lower()
         with atomic_path(target, suffix=f".{fmt}") as temporary, rc_context(_STYLE):
             figure.savefig(temporary, format=fmt, dpi=dpi, metadata=_metadata(fmt))
-        written.append(target)
     return written
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import time
 
 import keras
 
 from keras_calikd.training import checkpoint
-from keras_calikd.files import atomic_path, write_text
+from keras_calikd.files import atomic_path, checksum, write_text
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,10 +72,15 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         extra_state: Callable returning extra JSON-serialisable state to store.
         write: Whether this process writes the files; default: only the chief of a multi-process job
             (`keras_calikd.training.distribution.is_chief()`).
+        files: Size and SHA-256 of the best and last checkpoints when they were written (by file name), from a
+            resumed state; kept up to date in every state written.
+        train_seconds: The training time of the epochs of a resumed state, to which this process's adds.
+        resumes: How many times training continued from a saved state before this process.
     """
 
     def __init__(self, state_path, best_path, last_path, csv_path, export_model, monitor="val_accuracy",
-                 history=None, best=None, extra_state=dict, write=None, higher_is_better=True):
+                 history=None, best=None, extra_state=dict, write=None, files=None, train_seconds=0.0, resumes=0,
+                 higher_is_better=True):
         super().__init__()
         if write is None:
             from keras_calikd.training import distribution
@@ -89,6 +96,9 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         # The first epoch that reached the best value: a later epoch that ties it does not replace it.
         self.best_epoch = min((row["epoch"] for row in self.history if row.get(monitor) == best), default=None)
         self.extra_state = extra_state
+        self.files = dict(files or {})
+        self.train_seconds, self.resumes = float(train_seconds), int(resumes)
+        self._timing = None
 
     def rewrite_log(self) -> None:
         """Writes the CSV log from the history (a kill between the state and the log left it one row short)."""
@@ -100,10 +110,17 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
             return "none yet"
         return f"{self.state_path} (after epoch {self.history[-1]['epoch']})"
 
+    def on_train_begin(self, logs=None):
+        self._timing = (self.train_seconds, time.perf_counter())  # this process adds its time to the saved epochs'
+        if self.history:
+            self.resumes += 1
+
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         if not math.isfinite(logs.get("loss", 0.0)):
             return  # never checkpoint a diverged model
+        if self._timing is not None:
+            self.train_seconds = self._timing[0] + time.perf_counter() - self._timing[1]
         row = dict(logs, epoch=epoch + 1)
         value = logs.get(self.monitor)
         improved = value is not None and math.isfinite(value) and (
@@ -113,12 +130,12 @@ class ExperimentCheckpoint(keras.callbacks.Callback):
         self.history.append(row)
         if not self.write:
             return
-        if improved:
-            save_model(self.export_model, self.best_path)
-        save_model(self.export_model, self.last_path)
+        for path in ([self.best_path] if improved else []) + [self.last_path]:
+            save_model(self.export_model, path)
+            self.files[os.path.basename(path)] = checksum(path)  # checked before the best one is evaluated
         checkpoint.save_state(self.state_path, self.model, dict(
-            epoch=epoch + 1, history=self.history, best=self.best, best_epoch=self.best_epoch,
-            **self.extra_state()))
+            epoch=epoch + 1, history=self.history, best=self.best, best_epoch=self.best_epoch, files=self.files,
+            train_seconds=self.train_seconds, resumes=self.resumes, **self.extra_state()))
         write_text(self.csv_path, history_csv(self.history))
 
 

@@ -70,7 +70,7 @@ def read_state(path: str):
             arrays = {key: archive[key] for key in archive.files}
         metadata = json.loads(arrays.pop("metadata").tobytes().decode())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise ValueError(f"The training checkpoint {path!r} cannot be read ({error}). Delete it to start over.") from None
+        raise ValueError(f"The training checkpoint {path!r} cannot be read ({error}).") from None
     return arrays, metadata
 
 

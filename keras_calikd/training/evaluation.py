@@ -12,6 +12,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from keras import ops
 
+from keras_calikd.checks import shortened
 from keras_calikd.contract import split_inputs
 from keras_calikd.metrics import ExpectedCalibrationError, OverconfidenceError
 from keras_calikd.quiet import import_tensorflow
@@ -48,6 +49,9 @@ def load_model(path: str):
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path!r} is not a .keras model file (a .keras file is a zip archive; this one is "
                              "truncated or of another kind). Use the run's checkpoints/best.keras or retrain.")
+    if _is_training_state(path):
+        raise ModelFileError(f"{path!r} is a run's training state (what a run resumes from), not a model; give the "
+                             f"run's best model, {os.path.join(os.path.dirname(path), 'best.keras')!r}.")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras reports a damaged archive in many ways
@@ -58,7 +62,7 @@ def load_model(path: str):
                                  "it is registered with @keras.saving.register_keras_serializable() (a strategy: "
                                  "with its registry's register decorator).") from None
         raise ModelFileError(f"{path!r} cannot be loaded as a Keras model ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:200]}). It may be damaged: use another checkpoint, or "
+                             f"{shortened(str(error))}). It may be damaged: use another checkpoint, or "
                              "retrain.") from None
 
 
@@ -75,6 +79,13 @@ def _missing_class(error: BaseException) -> Optional[str]:
     name = found.group(1)
     registered = re.search(r"'registered_name': '([^']*>" + re.escape(name) + ")'", text[found.end():])
     return f"{name!r} (registered as {registered.group(1)!r})" if registered else repr(name)
+
+
+def _is_training_state(path: str) -> bool:
+    """Whether the zip archive `path` is a training state (`checkpoint.save_state`'s NumPy arrays, no model)."""
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    return "metadata.npy" in names and "config.json" not in names
 
 
 def collect_logits(model, dataset, num_classes: Optional[int] = None):

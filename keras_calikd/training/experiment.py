@@ -58,6 +58,21 @@ def _checked_role(role, teacher, distiller) -> str:
     return role
 
 
+def _checked_run_name(field: str, value, optional: bool = False) -> Optional[str]:
+    """A run name: folder names joined by `/`, inside `runs_dir` (its folder is `<runs_dir>/<name>`)."""
+    value = checks.text(OWNER, field, value, optional=optional)
+    if value is None:
+        return None
+    parts = value.split("/")
+    bad = (os.path.isabs(value) or value.startswith("~") or "\\" in value
+           or any(part in ("", ".", "..") or part.startswith(".") for part in parts))
+    if bad:
+        raise ValueError(f"{OWNER}: `{field}` must be a run name under RUNS_DIR, folder names joined by '/' (e.g. "
+                         f"'cifar100/kd'): no absolute path, no '.', '..' or empty part, no part starting with '.'; "
+                         f"got {value!r}.")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A training run's configuration: frozen, checked when it is made (gin binds it for `calikd-train`).
@@ -74,16 +89,21 @@ class Experiment:
     and OE at each of `eval_bins`, NLL, Brier of the best checkpoint on the
     test split; their 95% bootstrap intervals over the test images under
     `intervals`; the `seed`, the `configuration` it shares with runs that
-    differ only in their seed, `select_by` and `best_epoch`), `reliability.png`, `.pdf` and `.svg` (`diagram_formats`) and `saved_model/`. Models are built with
+    differ only in their seed, `select_by` and `best_epoch`; its training
+    time over every process and how often it was resumed), `reliability.png`,
+    `.pdf` and `.svg` (`diagram_formats`) and `saved_model/`. Models are built with
     the data set's normalisation inside, so they take raw pixel images.
     Running the same experiment again resumes from the last completed epoch;
-    a finished run is left as it is, and more `epochs` continue it. `run()`
+    a finished run is left as it is (once its files are checked against the
+    checksums it recorded), more `epochs` continue it, fewer are refused. `run()`
     hands the configuration to an `ExperimentRunner` (`training/runner.py`),
     whose `RunWriter` (`training/run_writer.py`) alone writes the run folder.
 
     Args:
-        name: Run name; its folder is `<runs_dir>/<name>`. `calikd-train` uses
-            the gin file's path under `gin/`, e.g. `cifar100/vgg13_mobilenetv2_kd_mixup`.
+        name: Run name, folder names joined by `/` (no absolute path, `.`, `..` or
+            hidden part); its folder is `<runs_dir>/<name>`, which never holds nor
+            sits inside another run's. `calikd-train` uses the gin file's path
+            under `gin/`, e.g. `cifar100/vgg13_mobilenetv2_kd_mixup`.
         dataset: A data set name of `keras_calikd.data` (e.g. `"cifar100"`).
         model: A model name of `keras_calikd.models`: the network this run trains.
         role: `"teacher"`, `"student"` (from scratch) or `"distilled"`
@@ -188,7 +208,8 @@ class Experiment:
 
         set_("role", _checked_role(self.role, self.teacher, self.distiller))
         models.MODELS.get(self.model)  # unknown names fail here, listing the known ones
-        set_("name", checks.text(OWNER, "name", self.name))
+        set_("name", _checked_run_name("name", self.name))
+        set_("teacher", _checked_run_name("teacher", self.teacher, optional=True))
         set_("dataset", checks.text(OWNER, "dataset", self.dataset))
         for split in ("teacher_calibration_split", "temperature_scaling_split"):
             set_(split, checks.text(OWNER, split, getattr(self, split), optional=True))

@@ -28,10 +28,12 @@ import shutil
 import keras
 import numpy as np
 
+from keras_calikd.checks import shortened
+from keras_calikd.files import Outputs, atomic_path
 from keras_calikd.quiet import import_tensorflow
-from keras_calikd.files import atomic_path, claim_output
 
-EXPORT_MARKER = "export.json"  # written into every exported folder: the folder is this tool's to replace
+EXPORT_MARKER = "export.json"  # written into every exported folder: what was checked, with which versions
+TOOL = "calikd-export"  # whose output an exported folder is (keras_calikd.files.Outputs)
 FORMATS = ("saved_model", "tflite", "onnx", "litert")
 ARTIFACTS = {"saved_model": ".", "tflite": "model.tflite", "onnx": "model.onnx", "litert": "model_litert.tflite"}
 TFLITE_FILE = ARTIFACTS["tflite"]
@@ -195,10 +197,11 @@ def export_model(model: keras.Model, path: str, formats=("saved_model",), overwr
     probe images in its runtime and must match the Keras model's logits
     within `tolerance` (times the logits' scale); otherwise
     `ExportMismatchError` is raised and nothing is left at `path`. The folder
-    is written atomically and marked as this tool's output (`export.json`,
-    which records each artifact's largest logit difference, the tolerance,
-    the input contract and the versions used). Which formats work on which
-    backend and what they need: see the module's docstring.
+    is written atomically, with `export.json` (each artifact's largest logit
+    difference, the tolerance, the input contract and the versions used), and
+    recorded as calikd-export's output (`keras_calikd.files.Outputs`): `path`
+    must be new or an earlier export nobody changed since. Which formats work
+    on which backend and what they need: see the module's docstring.
 
     Args:
         model: A `keras.Model` returning logits (e.g. `distiller.student`).
@@ -226,7 +229,17 @@ def export_model(model: keras.Model, path: str, formats=("saved_model",), overwr
     ```
     """
     formats = check_formats(formats)
-    claim_output(path, EXPORT_MARKER, overwrite)
+    outputs = Outputs(TOOL, overwrite)
+    outputs.claim(path, folder=True)
+    with outputs:
+        return export_into(model, path, formats, tolerance, source)
+
+
+def export_into(model: keras.Model, path: str, formats=("saved_model",), tolerance: float = 1e-3,
+                source: str | None = None) -> dict:
+    """`export_model` without its claim on `path`: for a writer that owns `path` already (a run's `saved_model`,
+    or a tool inside its `Outputs` scope, which records the folder)."""
+    formats = check_formats(formats)
     serving = _serving_model(model)
     images = probe_images(model.input_shape[1:])
     reference = np.asarray(keras.ops.convert_to_numpy(model(images.astype("float32"), training=False)), np.float64)
@@ -249,10 +262,10 @@ def export_model(model: keras.Model, path: str, formats=("saved_model",), overwr
             try:
                 outputs = writers[export_format](os.path.join(temporary, ARTIFACTS[export_format]))
             except Exception as error:  # the converters' own errors: an operation they lack, a failed check
-                first_line = (str(error).strip().splitlines() or [""])[0][:300]
                 raise ExportConversionError(
                     f"The {export_format} export of {source or model.name} failed ({type(error).__name__}: "
-                    f"{first_line}). Export the other formats without it; nothing was written to {path}."
+                    f"{shortened(str(error).replace(temporary, path), 300)}). Export the other formats without "
+                    f"it; nothing was written to {path}."
                 ) from error
             differences[export_format] = _max_difference(reference, outputs)
         if saved_model != temporary:

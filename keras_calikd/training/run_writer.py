@@ -24,7 +24,7 @@ import numpy as np
 from keras_calikd.files import check_writable, write_json, write_text
 from keras_calikd.metrics import plot_reliability_diagram
 from keras_calikd.training import checkpoint
-from keras_calikd.training.run_folder import RunFolder, RunMismatchError
+from keras_calikd.training.run_folder import RunDamagedError, RunFolder, RunMismatchError
 
 
 class ResumePlan(NamedTuple):
@@ -37,6 +37,9 @@ class ResumePlan(NamedTuple):
         best: The best epoch so far and its monitored value, or `None`.
         arrays: `[key, shape, dtype]` of the saved training state, which every process takes from the chief.
         message: Why the chief refused the folder.
+        files: Size and SHA-256 of `best.keras` and `last.keras` when the saved epochs wrote them.
+        train_seconds: The training time of the saved epochs, over every process that trained them.
+        resumes: How many times training continued from a saved state so far.
     """
 
     status: str
@@ -45,6 +48,9 @@ class ResumePlan(NamedTuple):
     best: Optional[dict] = None
     arrays: Sequence[list] = ()
     message: str = ""
+    files: Optional[dict] = None
+    train_seconds: float = 0.0
+    resumes: int = 0
 
     @classmethod
     def from_json(cls, value: dict) -> "ResumePlan":
@@ -77,6 +83,7 @@ class RunWriter:
         self._folder = None
         self._refusal = None
         self._arrays = None
+        self._start = None
 
     @staticmethod
     def for_process(experiment, cluster) -> "RunWriter":
@@ -110,20 +117,48 @@ class RunWriter:
         check_writable(self.experiment.output_dir, needed_bytes=8 * 4 * network.count_params() + 2**20)
 
     def plan(self, signature: dict, provenance: dict) -> ResumePlan:
-        """Refuse a folder of another run, report a finished one, or train from the last completed epoch."""
+        """Refuse a folder of another run or one that cannot be checked, report a finished one (whole), or train
+        from the last completed epoch."""
+        self._start = (signature, provenance)
         try:
             self._folder.check_resumable(signature, provenance)
-        except RunMismatchError as error:
+            return self._plan()
+        except (RunMismatchError, RunDamagedError) as error:
             self._refusal = error
             return ResumePlan("refused", message=str(error))
-        if self._folder.finished_epochs() == self.experiment.epochs and os.path.isfile(self.path("results.json")):
+
+    def _plan(self) -> ResumePlan:
+        epochs, finished = self.experiment.epochs, self._folder.finished_epochs()
+        self._check_not_shortened(finished)
+        if finished == epochs and os.path.isfile(self.path("results.json")):
+            self._folder.verify()  # "nothing to do" only for a run whose files are the ones it wrote
             return ResumePlan("finished")
         state_path = self.path("checkpoints", "state.npz")
         if not checkpoint.exists(state_path):
+            if os.path.isfile(self.path("logs", "metrics.csv")):  # written only after a state: the state was removed
+                raise RunDamagedError(
+                    f"{state_path} is missing, but the run has trained (logs/metrics.csv holds its epochs): it cannot "
+                    "continue without its training state. Restore the file, or train the run again under another "
+                    "Experiment.name (or after deleting its folder).")
             return ResumePlan("train")
-        self._arrays, metadata = checkpoint.read_state(state_path)
+        try:
+            self._arrays, metadata = checkpoint.read_state(state_path)
+        except ValueError as error:
+            raise RunDamagedError(f"{error} Restore it from a copy, or train the run again under another "
+                                  "Experiment.name (or after deleting its folder).") from None
+        self._check_not_shortened(metadata["epoch"])
         return ResumePlan("train", metadata["epoch"], metadata["history"], metadata["best"],
-                          [[key, list(value.shape), value.dtype.str] for key, value in sorted(self._arrays.items())])
+                          [[key, list(value.shape), value.dtype.str] for key, value in sorted(self._arrays.items())],
+                          files=metadata.get("files", {}), train_seconds=metadata.get("train_seconds", 0.0),
+                          resumes=metadata.get("resumes", 0))
+
+    def _check_not_shortened(self, trained: Optional[int]) -> None:
+        epochs = self.experiment.epochs
+        if trained is not None and trained > epochs:
+            raise RunMismatchError(
+                f"{self.experiment.output_dir} has trained {trained} epochs, and Experiment.epochs = {epochs} is "
+                f"fewer: a run is never shortened. Run it with Experiment.epochs = {trained} (or more), or train "
+                f"{epochs} epochs as a new run (another Experiment.name).")
 
     def shared_plan(self, signature: dict, provenance: dict) -> ResumePlan:
         """The chief's plan, on every process (a collective step); a refusal raises, on every process."""
@@ -144,7 +179,9 @@ class RunWriter:
             return json.load(f)
 
     def begin(self, config_text: Optional[str]) -> None:
-        """Marks a finished run as continuing (more epochs) and saves the configuration it trains with."""
+        """The first writes of a start: run.json of a new run (or a finished run marked as continuing, with more
+        epochs) and the configuration it trains with. Everything before writes nothing."""
+        self._folder.start(*self._start)
         if self._folder.finished_epochs() is not None:  # more epochs: the run is not finished until they are done
             self._folder.mark_finished(self._folder.finished_epochs(), finished=False)
         if config_text is not None:
@@ -163,6 +200,10 @@ class RunWriter:
     def say(self, message: str) -> None:
         """Prints a line about the run (once per job)."""
         print(message)
+
+    def verify_checkpoints(self, files: dict) -> None:
+        """Checks that `checkpoints/<name>` are the files the run wrote (`files`: name -> checksum when written)."""
+        self._folder.verify(recorded={f"checkpoints/{name}": value for name, value in files.items()})
 
     # ------------------------------------------------------------------ after training
 
@@ -226,6 +267,9 @@ class ReadOnlyRun(RunWriter):
         return {key: np.zeros(shape, np.dtype(dtype)) for key, shape, dtype in plan.arrays}
 
     def say(self, message: str) -> None:
+        pass
+
+    def verify_checkpoints(self, files: dict) -> None:
         pass
 
     def results(self, results, statistics, title):

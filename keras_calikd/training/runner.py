@@ -16,7 +16,6 @@ instead, so the steps below read the same on every process of a job:
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from typing import Callable, NamedTuple, Optional
 
@@ -31,7 +30,7 @@ from keras_calikd.training import distribution as distribution_lib
 from keras_calikd.training import posthoc
 from keras_calikd.training.evaluation import (bin_statistics, bootstrap_report, calibration_report, collect_logits,
                                               load_model)
-from keras_calikd.training.export import export_saved_model
+from keras_calikd.training.export import export_into
 from keras_calikd.training.methods import describe
 from keras_calikd.optimizers import SGD, EpochSchedule
 from keras_calikd.training.report import run_title
@@ -89,8 +88,7 @@ class ExperimentRunner:
             if plan.status == "finished":
                 print(f"{run.name} finished its {run.epochs} epochs already; nothing to do.")
                 return writer.finished_results()
-            writer.begin(config_text)
-            results = self.train_and_evaluate(data, setup, plan, writer, cluster)
+            results = self.train_and_evaluate(data, setup, plan, writer, cluster, config_text)
             if not writer.writes:
                 return results
             with cluster.local():
@@ -99,7 +97,7 @@ class ExperimentRunner:
 
     def _export(self) -> None:
         best = self.experiment.path("checkpoints", "best.keras")
-        export_saved_model(load_model(best), self.experiment.path("saved_model"), overwrite=True, source=best)
+        export_into(load_model(best), self.experiment.path("saved_model"), source=best)  # the run's own folder
 
     # ------------------------------------------------------------------ what the run trains
 
@@ -178,7 +176,8 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ training and evaluation
 
-    def train_and_evaluate(self, data, setup: Setup, plan: ResumePlan, writer, cluster) -> dict:
+    def train_and_evaluate(self, data, setup: Setup, plan: ResumePlan, writer, cluster,
+                           config_text: Optional[str] = None) -> dict:
         run = self.experiment
         trainer, network = setup.trainer, setup.network
         split = data.read(run.dataset, run.train_split, data_dir=run.data_dir)
@@ -195,19 +194,21 @@ class ExperimentRunner:
             higher_is_better=higher_is_better,
             last_path=run.path("checkpoints", "last.keras"), csv_path=run.path("logs", "metrics.csv"),
             export_model=network, history=plan.history, best=plan.best, extra_state=lambda: {"name": run.name},
-            write=writer.writes)
+            write=writer.writes, files=plan.files, train_seconds=plan.train_seconds, resumes=plan.resumes)
+        writer.begin(config_text)  # the start's first write: everything before could still refuse the run
         saver.rewrite_log()  # a kill between the state and the log: the log follows the state
         board = CalibrationTensorBoard(run.path("logs", "tensorboard"), ece, title=run_title(self.describe(setup)),
                                        write=writer.writes)
-        started = time.time()
         if plan.initial_epoch < run.epochs:
             self._fit(data, setup, plan, split, steps_per_epoch, [saver, board], writer, cluster)
         if not writer.writes:
             return writer.outcome({})
         with cluster.local():
+            writer.verify_checkpoints(saver.files)  # the best checkpoint evaluated is the one the run wrote
             results, statistics = self.evaluate(data, setup.description)
-            results.update(train_seconds=round(time.time() - started, 1), best_epoch=saver.best_epoch,
-                           epochs=run.epochs, select_by=run.select_by, seed=run.seed,
+            # Every process's training time (the epochs kept), and how often training continued from a state.
+            results.update(train_seconds=round(saver.train_seconds, 1), resumes=saver.resumes,
+                           best_epoch=saver.best_epoch, epochs=run.epochs, select_by=run.select_by, seed=run.seed,
                            configuration=run.configuration(run.signature(trainer)))
             results = writer.results(results, statistics, title=run_title(results))
         board.write_test_metrics(results, step=run.epochs)
