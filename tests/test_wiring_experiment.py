@@ -333,7 +333,7 @@ def test_evaluate_fits_the_temperature_on_one_half_and_reports_the_other(tmp_pat
     # The output may not replace a file it did not just write, and never a folder.
     with pytest.raises(FileExistsError, match="--overwrite"):
         evaluate_tool.main(arguments + ["--output", str(output)])
-    with pytest.raises(FileExistsError, match="not written by this tool"):
+    with pytest.raises(FileExistsError, match="is a folder, where a file is written; nothing was changed"):
         evaluate_tool.main(arguments + ["--output", str(tmp_path)])
 
 
