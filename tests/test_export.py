@@ -69,7 +69,8 @@ def test_every_format_gives_the_keras_models_predictions_on_raw_pixels(tmp_path,
     with pytest.raises(FileExistsError, match="--overwrite"):
         export_tool.main(["--checkpoint", checkpoint, "--output", exported])
     assert export_tool.main(["--checkpoint", checkpoint, "--output", exported, "--overwrite"]) == 0
-    assert sorted(os.listdir(exported)) == ["assets", "export.json", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(exported)) == [".calikd-outputs.json", "assets", "export.json", "fingerprint.pb",
+                                            "saved_model.pb", "variables"]  # the manifest: what calikd-export wrote
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text("{}")
     with pytest.raises(FileExistsError, match="run folder"):
