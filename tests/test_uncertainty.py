@@ -77,11 +77,27 @@ def test_bootstrap_equals_a_loop_bootstrap_with_the_same_draws(chunk_elements, i
     for name, (value, low, high, mean) in expected.items():
         if interval == "basic":  # the percentile interval reflected about the value
             low, high = 2 * value - high, 2 * value - low
+        ceiling = np.inf if name == "nll" else 1.0  # cut at what the metric can take: [0, 1], NLL [0, inf)
+        low, high = np.clip(low, 0.0, ceiling), np.clip(high, 0.0, ceiling)
         estimate = result[name]
         np.testing.assert_allclose([estimate.value, *estimate.interval[:2], estimate.bias],
                                    [value, low, high, mean - value], rtol=1e-12, atol=1e-15, err_msg=name)
         assert estimate.interval.level == 0.9 and estimate.interval.method == f"{interval} bootstrap"
     assert (result.num_examples, result.resamples, result.seed, result.method) == (257, 81, 5, f"{interval} bootstrap")
+
+
+def test_basic_intervals_stay_within_what_the_metric_can_take():
+    # Calibrated predictions on 300 images: the resampled ECEs sit above the ECE (its upward bias), so the
+    # reflected (basic) interval's lower end falls below 0 unless it is cut there; all-correct predictions make
+    # the accuracy 1, whose reflection cannot pass 1 either.
+    probs, labels = calibrated_probabilities(300, bins=(15,))
+    result = ck.metrics.bootstrap_intervals(probs, labels, bins=15, resamples=400, seed=1)
+    raw = reference_bootstrap(probs, labels, (15,), resamples=400, seed=1, level=0.95)
+    value, q_low, q_high, _ = raw["ece_15"]
+    assert 2 * value - q_high < 0.0  # the uncut basic interval would say an ECE below 0 is possible
+    assert result["ece_15"].interval.low == 0.0 and result["ece_15"].interval.high == pytest.approx(2 * value - q_low)
+    for name, estimate in result.items():
+        assert 0.0 <= estimate.interval.low <= estimate.interval.high and (name == "nll" or estimate.interval.high <= 1)
 
 
 def test_accuracy_interval_has_the_binomial_width():

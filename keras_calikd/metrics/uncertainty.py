@@ -217,6 +217,11 @@ class _Binned:
         return {"accuracy": accuracy, "nll": np.dot(weights, self.nll) / total, **calibration}
 
 
+def metric_range(name: str) -> Tuple[float, float]:
+    """The values metric `name` can take: accuracy, ECE and OE in [0, 1], NLL in [0, inf)."""
+    return (0.0, math.inf) if name == "nll" else (0.0, 1.0)
+
+
 def bootstrap_intervals(predictions, labels, *, bins: Union[int, Sequence[int]] = (100, 15),
                         from_logits: bool = False, level: float = DEFAULT_LEVEL,
                         resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -229,7 +234,10 @@ def bootstrap_intervals(predictions, labels, *, bins: Union[int, Sequence[int]] 
     `q_low`, `q_high` the `(1 - level) / 2` and `(1 + level) / 2` quantiles of
     the resampled values (`np.quantile`, linear interpolation), the percentile
     interval is `[q_low, q_high]` and the basic interval (the default)
-    `[2 v - q_high, 2 v - q_low]`. The values `v` are the metrics' on the whole
+    `[2 v - q_high, 2 v - q_low]`, cut at the metric's range (`metric_range`:
+    reflected about a small ECE, its lower end can fall below 0, which no ECE
+    reaches; the cut changes no interval's coverage, since the metric's true
+    value lies in its range). The values `v` are the metrics' on the whole
     test set: ECE and OE as `ExpectedCalibrationError` and
     `OverconfidenceError` define them (equal-width bins on the top-class
     confidence, rounded to float32 as those metrics see it), accuracy of the
@@ -303,6 +311,8 @@ def bootstrap_intervals(predictions, labels, *, bins: Union[int, Sequence[int]] 
     estimates = {}
     for name, value in values.items():
         low, high = BOOTSTRAP_INTERVALS[interval](value, *np.quantile(draws[name], [tail, 1.0 - tail]).tolist())
+        floor, ceiling = metric_range(name)
+        low, high = min(max(low, floor), ceiling), min(max(high, floor), ceiling)
         estimates[name] = Estimate(value, Interval(low, high, level, method), float(draws[name].mean()) - value)
     return BootstrapResult(estimates, num_images, resamples, seed, level, method)
 
