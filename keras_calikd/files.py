@@ -1,18 +1,21 @@
 """Files that are never lost: atomic writes, their leftovers cleaned at the next start, outputs owned by their tool.
 
 Every file and folder keras_calikd writes goes through `atomic_path`: the
-content is written under a temporary name beside the target (`.tmp-*`) and
-renamed into place in one step, so a process killed at any instant leaves
+content is written under a temporary name beside the target (`.calikd-tmp-*`)
+and renamed into place in one step, so a process killed at any instant leaves
 either the old file or the new one, never a partial one. A kill can leave the
-temporary itself behind; `remove_temporaries` deletes those (only names this
-module creates, and only once the process that wrote them has ended: each
-temporary is locked while it is written) when the next run or tool starts.
+temporary itself behind; `remove_temporaries` deletes those when the next run
+or tool starts: only folders with a name this module makes that carry its
+marker file (`.calikd-temporary`, written first; or are still empty), and only
+once the process that wrote them has ended (each temporary is locked while it
+is written). Names beginning with `.calikd-` are reserved: no output may take one.
 
 A tool writes only into a target it owns (`Outputs`): a new path, or one it
 wrote itself earlier and that is unchanged since. What a tool wrote is
 recorded in a manifest (`.calikd-outputs.json`: each file's tool, size and
 SHA-256) in the folder of its files, or inside a folder it writes as a whole;
-nothing is ever written into a run's folder but by its run.
+nothing is ever written into a run's folder but by its run. A file of that
+name that is not such a manifest is the user's: the tools refuse to write beside it.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import re
 import shutil
 import tempfile
 
-TEMPORARY_PREFIXES = (".tmp-", ".old-")
+TEMPORARY_PREFIXES = (".calikd-tmp-", ".calikd-old-")
+TEMPORARY_MARK = ".calikd-temporary"  # inside every temporary folder: what makes it provably this library's
+RESERVED_PREFIX = ".calikd-"  # the manifest's and the temporaries' names; never an output's
 RUN_MARKER = "run.json"  # present in every run folder of an Experiment
 MANIFEST = ".calikd-outputs.json"  # what the tools wrote into a folder (or, for a folder output, into it)
-_TEMPORARY_NAME = re.compile(r"^\.(tmp|old)-[A-Za-z0-9_]{8}$")  # tempfile.mkdtemp's names, with our prefixes
+_TEMPORARY_NAME = re.compile(r"^\.calikd-(tmp|old)-[A-Za-z0-9_]{8}$")  # tempfile.mkdtemp's names, our prefixes
 _RECORDER = contextvars.ContextVar("keras_calikd_outputs", default=None)
 
 
@@ -48,8 +53,7 @@ def atomic_path(path: str, suffix: str = ""):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[0], dir=folder)
-    held = _hold(temporary)  # a cleanup by another process leaves a temporary alone while it is written
+    temporary, held = make_temporary(folder)  # a cleanup by another process leaves it alone while it is written
     target = os.path.join(temporary, "item" + suffix)
     recorder = _RECORDER.get()
     try:
@@ -61,8 +65,7 @@ def atomic_path(path: str, suffix: str = ""):
             recorder._replacing(path, target)
         if os.path.isdir(path) and not os.path.islink(path):
             # Folders cannot be replaced in one rename: move the old one aside first.
-            old = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[1], dir=folder)
-            held_old = _hold(old)
+            old, held_old = make_temporary(folder, aside=True)
             try:
                 with open(os.path.join(old, "target"), "w") as f:  # lets remove_temporaries put it back
                     f.write(os.path.basename(path))
@@ -81,6 +84,23 @@ def atomic_path(path: str, suffix: str = ""):
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
         os.close(held)
+
+
+def make_temporary(folder: str, aside: bool = False):
+    """A new temporary folder in `folder`, locked and marked as this library's; returns `(path, descriptor)`.
+
+    The lock is released by closing the descriptor (or by the process's end). A kill between the folder's
+    creation and its marker leaves an empty folder, which `remove_temporaries` may delete: nothing is lost.
+
+    Args:
+        folder: Where (beside the target it is written for).
+        aside: A folder holding an earlier version moved aside (`.calikd-old-*`), not a new one.
+    """
+    temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[1 if aside else 0], dir=folder)
+    held = _hold(temporary)
+    with open(os.path.join(temporary, TEMPORARY_MARK), "w") as f:
+        f.write("keras_calikd temporary: removed at the next start of a keras_calikd tool or run\n")
+    return temporary, held
 
 
 def _hold(folder: str) -> int:
@@ -107,11 +127,13 @@ def _speak_of_the_target(error: Exception, temporary: str, target: str, path: st
 def remove_temporaries(folder: str, recursive: bool = True) -> list:
     """Deletes the temporaries that killed atomic writes left in `folder`; returns their paths.
 
-    Only folders named by `atomic_path` (`.tmp-*`, `.old-*`) whose writer has
-    ended are removed (a living writer holds their lock); a subfolder holding a
-    run of its own (`run.json`) is left to that run. A folder moved aside
-    (`.old-*`) whose target is missing is moved back first: it is the last
-    complete version.
+    Only folders that are provably this library's temporaries are removed: a
+    name `make_temporary` makes (`.calikd-tmp-*`, `.calikd-old-*`), its marker
+    file inside (or nothing at all inside: killed before the marker was written),
+    and a writer that has ended (a living writer holds their lock). A subfolder
+    holding a run of its own (`run.json`) is left to that run. A folder moved
+    aside (`.calikd-old-*`) whose target is missing is moved back first: it is
+    the last complete version.
 
     Args:
         folder: Where to look.
@@ -133,7 +155,9 @@ def remove_temporaries(folder: str, recursive: bool = True) -> list:
 
 def _remove_if_abandoned(root: str, path: str) -> bool:
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        if os.path.islink(path) or not (os.path.isfile(os.path.join(path, TEMPORARY_MARK)) or not os.listdir(path)):
+            return False  # not provably ours: a user's folder that only has a name like ours
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -267,7 +291,29 @@ def _read_manifest(folder: str) -> dict:
             manifest = json.load(f)
     except (OSError, ValueError):
         return {}
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else {}
+    return manifest if _is_manifest(manifest) else {}
+
+
+def _is_manifest(manifest) -> bool:
+    """Whether `manifest` (parsed JSON) has the structure `Outputs` writes."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return False
+    return all(isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
+               for entry in manifest["files"].values())
+
+
+def foreign_manifest(folder: str):
+    """The path of a file in `folder` named like the manifest that is not one `Outputs` wrote (a user's), or `None`."""
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isfile(path):
+        return path
+    try:
+        with open(path) as f:
+            return None if _is_manifest(json.load(f)) else path
+    except (OSError, ValueError):
+        return path
 
 
 def _write_manifest(folder: str, manifest: dict) -> None:
@@ -300,6 +346,12 @@ def _folder_output(folder: str):
         if parent == folder:
             return None
         folder = parent
+
+
+def _real(path: str) -> str:
+    """`path` with its folder's symbolic links resolved (the path itself may not exist)."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 def _version_on_disk(entry: dict, path: str):
@@ -344,19 +396,27 @@ class Outputs:
     def __init__(self, tool: str, overwrite: bool = False):
         self.tool, self.overwrite = tool, bool(overwrite)
         self._files, self._folders = set(), set()
+        self._claimed = {}  # real path -> (path as given, option)
         self._tokens = []
 
-    def claim(self, path: str, folder: bool = False) -> str:
+    def claim(self, path: str, folder: bool = False, option: str = "") -> str:
         """Checks that this tool may write `path` (a file, or a whole folder); returns `path`.
+
+        Args:
+            path: The file or folder.
+            folder: `path` is a folder written as a whole.
+            option: The command-line option that names `path` (e.g. `"--output"`), for the messages.
 
         Raises:
             OutputExistsError: with what is there and what to do; nothing was changed but the leftovers of a
                 killed write beside `path` (an earlier output moved aside is put back).
         """
+        self._check_name(path, folder, option)
         self._check(path, folder)  # first: nothing is touched in a place the tool may not write
         remove_temporaries(os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
         self._check(path, folder)  # again: the cleanup may have put an interrupted replacement's output back
         (self._folders if folder else self._files).add(os.path.abspath(path))
+        self._claimed[_real(path)] = (path, option)
         return path
 
     def __enter__(self):
@@ -367,6 +427,25 @@ class Outputs:
         _RECORDER.reset(self._tokens.pop())
 
     # ------------------------------------------------------------------ the rule
+
+    def _check_name(self, path: str, folder: bool, option: str) -> None:
+        """Refuses a name that is reserved, that names a folder where a file is written, or that this call
+        already claimed (two of its outputs would write one path)."""
+        shown = f"{option} {path!r}" if option else repr(path)
+        name = os.path.basename(path)
+        if not folder and (path.endswith((os.sep, "/")) or not name or name in (".", "..")):
+            raise OutputExistsError(f"{shown} names a folder, where a file is written; give a file name, "
+                                    f"e.g. {os.path.join(path, 'results')!r}.")
+        if name.startswith(RESERVED_PREFIX):
+            raise OutputExistsError(f"{shown}: names beginning with {RESERVED_PREFIX!r} are reserved for "
+                                    f"keras_calikd's own records ({MANIFEST}) and temporaries; choose another name.")
+        real = _real(path)
+        for claimed, (earlier, earlier_option) in self._claimed.items():
+            if real == claimed or real.startswith(claimed + os.sep) or claimed.startswith(real + os.sep):
+                first = f"{earlier_option} {earlier!r}" if earlier_option else repr(earlier)
+                clash = f"would both write {path!r}" if real == claimed else "overlap (one is inside the other)"
+                raise OutputExistsError(f"{shown} and {first} {clash}; one call writes each path once: give its "
+                                        "outputs different names.")
 
     def _check(self, path: str, folder: bool) -> None:
         shown = repr(path)
@@ -393,8 +472,15 @@ class Outputs:
         if os.path.islink(path):
             raise OutputExistsError(f"{shown} is a symbolic link; the tools never write over or through one. "
                                     "Give the real path, or a new one.")
+        foreign = None if folder else foreign_manifest(parent)
+        if foreign is not None:
+            raise OutputExistsError(
+                f"Cannot write {shown}: {foreign!r} is not a keras_calikd manifest (the tools record their outputs "
+                f"in a file of that name beside them), so it is someone else's; move it away, or write elsewhere.")
         if not os.path.exists(path):
             return
+        if folder and os.path.isdir(path) and not os.listdir(path):
+            return  # an empty folder: nothing to lose, it is written like a new path
         problem = self._not_ours(path, folder)
         if problem:
             raise OutputExistsError(f"{shown} {problem}; nothing was changed. Choose a new path (or move it away).")
@@ -408,8 +494,6 @@ class Outputs:
             if not os.path.isdir(path):
                 return "is a file, where a folder is written"
             manifest = _read_manifest(path)
-            if not os.listdir(path):
-                return ""  # an empty folder: nothing to lose
             if not manifest.get("folder") or manifest.get("tool") != self.tool:
                 return "already exists and was not written by this tool"
             present = folder_checksums(path, skip={MANIFEST})
