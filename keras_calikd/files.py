@@ -4,8 +4,8 @@ Every file and folder keras_calikd writes goes through `atomic_path`: the
 content is written under a temporary name beside the target (`.calikd-tmp-*`)
 and renamed into place in one step, so a process killed at any instant leaves
 either the old file or the new one, never a partial one. A kill can leave the
-temporary itself behind; `remove_temporaries` deletes those when the next run
-or tool starts: only folders with a name this module makes that carry its
+temporary itself behind; `remove_temporaries` (`keras_calikd.temporaries`)
+deletes those when the next run or tool starts: only folders with a name this module makes that carry its
 marker file (`.calikd-temporary`, written first; or are still empty), and only
 once the process that wrote them has ended (each temporary is locked while it
 is written). Names beginning with `.calikd-` are reserved: no output may take one.
@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
-import tempfile
 
-TEMPORARY_PREFIXES = (".calikd-tmp-", ".calikd-old-")
-TEMPORARY_MARK = ".calikd-temporary"  # inside every temporary folder: what makes it provably this library's
+from keras_calikd.temporaries import (  # noqa: F401 (RUN_MARKER, remove_temporaries, TEMPORARY_*: re-exported)
+    RUN_MARKER, TEMPORARY_MARK, TEMPORARY_NAME as _TEMPORARY_NAME, TEMPORARY_PREFIXES, hold as _hold, make_temporary,
+    remove_temporaries)
+
 RESERVED_PREFIX = ".calikd-"  # the manifest's and the temporaries' names; never an output's
-RUN_MARKER = "run.json"  # present in every run folder of an Experiment
 MANIFEST = ".calikd-outputs.json"  # what the tools wrote into a folder (or, for a folder output, into it)
-_TEMPORARY_NAME = re.compile(r"^\.calikd-(tmp|old)-[A-Za-z0-9_]{8}$")  # tempfile.mkdtemp's names, our prefixes
 _RECORDER = contextvars.ContextVar("keras_calikd_outputs", default=None)
 
 
@@ -86,30 +83,6 @@ def atomic_path(path: str, suffix: str = ""):
         os.close(held)
 
 
-def make_temporary(folder: str, aside: bool = False):
-    """A new temporary folder in `folder`, locked and marked as this library's; returns `(path, descriptor)`.
-
-    The lock is released by closing the descriptor (or by the process's end). A kill between the folder's
-    creation and its marker leaves an empty folder, which `remove_temporaries` may delete: nothing is lost.
-
-    Args:
-        folder: Where (beside the target it is written for).
-        aside: A folder holding an earlier version moved aside (`.calikd-old-*`), not a new one.
-    """
-    temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[1 if aside else 0], dir=folder)
-    held = _hold(temporary)
-    with open(os.path.join(temporary, TEMPORARY_MARK), "w") as f:
-        f.write("keras_calikd temporary: removed at the next start of a keras_calikd tool or run\n")
-    return temporary, held
-
-
-def _hold(folder: str) -> int:
-    """Locks `folder` (an OS lock, released when the process ends, also on SIGKILL); returns the descriptor."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
-    return descriptor
-
-
 def _speak_of_the_target(error: Exception, temporary: str, target: str, path: str) -> None:
     """Makes an error raised inside `atomic_path` name the path the user asked for, not the temporary."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -122,65 +95,6 @@ def _speak_of_the_target(error: Exception, temporary: str, target: str, path: st
         for name in ("filename", "filename2"):  # set only where set: an OSError with a filename prints it
             if isinstance(getattr(error, name, None), str):
                 setattr(error, name, fix(getattr(error, name)))
-
-
-def remove_temporaries(folder: str, recursive: bool = True) -> list:
-    """Deletes the temporaries that killed atomic writes left in `folder`; returns their paths.
-
-    Only folders that are provably this library's temporaries are removed: a
-    name `make_temporary` makes (`.calikd-tmp-*`, `.calikd-old-*`), its marker
-    file inside (or nothing at all inside: killed before the marker was written),
-    and a writer that has ended (a living writer holds their lock). A subfolder
-    holding a run of its own (`run.json`) is left to that run. A folder moved
-    aside (`.calikd-old-*`) whose target is missing is moved back first: it is
-    the last complete version.
-
-    Args:
-        folder: Where to look.
-        recursive: Also in its subfolders (a run's folder), or in `folder` alone (beside a tool's output).
-    """
-    removed = []
-    for root, folders, _ in os.walk(folder):
-        for name in list(folders):
-            path = os.path.join(root, name)
-            if not _TEMPORARY_NAME.match(name):
-                if not recursive or os.path.isfile(os.path.join(path, RUN_MARKER)):
-                    folders.remove(name)
-                continue
-            folders.remove(name)
-            if _remove_if_abandoned(root, path):
-                removed.append(path)
-    return removed
-
-
-def _remove_if_abandoned(root: str, path: str) -> bool:
-    try:
-        if os.path.islink(path) or not (os.path.isfile(os.path.join(path, TEMPORARY_MARK)) or not os.listdir(path)):
-            return False  # not provably ours: a user's folder that only has a name like ours
-        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # its writer is alive
-        os.close(descriptor)
-        return False
-    try:
-        if os.path.basename(path).startswith(TEMPORARY_PREFIXES[1]) and os.path.exists(os.path.join(path, "item")) \
-                and os.path.isfile(os.path.join(path, "target")):
-            _restore_moved_aside(root, path)
-        shutil.rmtree(path, ignore_errors=True)
-    finally:
-        os.close(descriptor)
-    return True
-
-
-def _restore_moved_aside(root: str, aside: str) -> None:
-    """Puts a folder moved aside by an interrupted replacement back where it was, if nothing took its place."""
-    with open(os.path.join(aside, "target")) as f:
-        target = os.path.join(root, f.read().strip())
-    if not os.path.exists(target):
-        os.replace(os.path.join(aside, "item"), target)
 
 
 def write_json(path: str, payload) -> None:
@@ -442,10 +356,13 @@ class Outputs:
         real = _real(path)
         for claimed, (earlier, earlier_option) in self._claimed.items():
             if real == claimed or real.startswith(claimed + os.sep) or claimed.startswith(real + os.sep):
+                if real == claimed:
+                    raise OutputExistsError(
+                        f"{path!r} would be written twice by this call (by {earlier_option or 'one output'} and by "
+                        f"{option or 'another'}); give the outputs different names.")
                 first = f"{earlier_option} {earlier!r}" if earlier_option else repr(earlier)
-                clash = f"would both write {path!r}" if real == claimed else "overlap (one is inside the other)"
-                raise OutputExistsError(f"{shown} and {first} {clash}; one call writes each path once: give its "
-                                        "outputs different names.")
+                raise OutputExistsError(f"{shown} and {first} overlap (one is inside the other); give the outputs "
+                                        "different names.")
 
     def _check(self, path: str, folder: bool) -> None:
         shown = repr(path)

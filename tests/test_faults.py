@@ -162,9 +162,9 @@ def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
         (report_tool.main, report + ["--output", str(run / "report")], "inside the run folder"),
         # Two outputs of one call on one path (the diagram also writes its .pdf and .svg).
         (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "f4.pdf"), "--diagram", str(tmp_path / "f4.png")],
-         "--diagram '" + str(tmp_path / "f4.pdf") + "' and --output '" + str(tmp_path / "f4.pdf") + "' would both"),
+         "f4.pdf' would be written twice by this call (by --output and by --diagram); give the outputs different"),
         (report_tool.main, report + ["--output", str(tmp_path / "t"), "--diagrams",
-                                     str(tmp_path / "t_ece_accuracy.png")], "would both write"),
+                                     str(tmp_path / "t_ece_accuracy.png")], "(by --output and by --diagrams)"),
         # A user's file named like the manifest is neither read as one nor replaced by one.
         (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "own" / "r.json")], "is not a keras_calikd manif"),
         (report_tool.main, report + ["--output", str(tmp_path / "own" / "t")], "is not a keras_calikd manifest"),
