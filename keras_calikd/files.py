@@ -1,36 +1,38 @@
 """Files that are never lost: atomic writes, their leftovers cleaned at the next start, outputs owned by their tool.
 
 Every file and folder keras_calikd writes goes through `atomic_path`: the
-content is written under a temporary name beside the target (`.tmp-*`) and
-renamed into place in one step, so a process killed at any instant leaves
+content is written under a temporary name beside the target (`.calikd-tmp-*`)
+and renamed into place in one step, so a process killed at any instant leaves
 either the old file or the new one, never a partial one. A kill can leave the
-temporary itself behind; `remove_temporaries` deletes those (only names this
-module creates, and only once the process that wrote them has ended: each
-temporary is locked while it is written) when the next run or tool starts.
+temporary itself behind; `remove_temporaries` (`keras_calikd.temporaries`)
+deletes those when the next run or tool starts: only folders with a name this module makes that carry its
+marker file (`.calikd-temporary`, written first; or are still empty), and only
+once the process that wrote them has ended (each temporary is locked while it
+is written). Names beginning with `.calikd-` are reserved: no output may take one.
 
 A tool writes only into a target it owns (`Outputs`): a new path, or one it
 wrote itself earlier and that is unchanged since. What a tool wrote is
 recorded in a manifest (`.calikd-outputs.json`: each file's tool, size and
 SHA-256) in the folder of its files, or inside a folder it writes as a whole;
-nothing is ever written into a run's folder but by its run.
+nothing is ever written into a run's folder but by its run. A file of that
+name that is not such a manifest is the user's: the tools refuse to write beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
-import tempfile
 
-TEMPORARY_PREFIXES = (".tmp-", ".old-")
-RUN_MARKER = "run.json"  # present in every run folder of an Experiment
+from keras_calikd.temporaries import (  # noqa: F401 (RUN_MARKER, remove_temporaries, TEMPORARY_*: re-exported)
+    RUN_MARKER, TEMPORARY_MARK, TEMPORARY_NAME as _TEMPORARY_NAME, TEMPORARY_PREFIXES, hold as _hold, make_temporary,
+    remove_temporaries)
+
+RESERVED_PREFIX = ".calikd-"  # the manifest's and the temporaries' names; never an output's
 MANIFEST = ".calikd-outputs.json"  # what the tools wrote into a folder (or, for a folder output, into it)
-_TEMPORARY_NAME = re.compile(r"^\.(tmp|old)-[A-Za-z0-9_]{8}$")  # tempfile.mkdtemp's names, with our prefixes
 _RECORDER = contextvars.ContextVar("keras_calikd_outputs", default=None)
 
 
@@ -48,8 +50,7 @@ def atomic_path(path: str, suffix: str = ""):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[0], dir=folder)
-    held = _hold(temporary)  # a cleanup by another process leaves a temporary alone while it is written
+    temporary, held = make_temporary(folder)  # a cleanup by another process leaves it alone while it is written
     target = os.path.join(temporary, "item" + suffix)
     recorder = _RECORDER.get()
     try:
@@ -61,8 +62,7 @@ def atomic_path(path: str, suffix: str = ""):
             recorder._replacing(path, target)
         if os.path.isdir(path) and not os.path.islink(path):
             # Folders cannot be replaced in one rename: move the old one aside first.
-            old = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[1], dir=folder)
-            held_old = _hold(old)
+            old, held_old = make_temporary(folder, aside=True)
             try:
                 with open(os.path.join(old, "target"), "w") as f:  # lets remove_temporaries put it back
                     f.write(os.path.basename(path))
@@ -83,13 +83,6 @@ def atomic_path(path: str, suffix: str = ""):
         os.close(held)
 
 
-def _hold(folder: str) -> int:
-    """Locks `folder` (an OS lock, released when the process ends, also on SIGKILL); returns the descriptor."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
-    return descriptor
-
-
 def _speak_of_the_target(error: Exception, temporary: str, target: str, path: str) -> None:
     """Makes an error raised inside `atomic_path` name the path the user asked for, not the temporary."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -102,61 +95,6 @@ def _speak_of_the_target(error: Exception, temporary: str, target: str, path: st
         for name in ("filename", "filename2"):  # set only where set: an OSError with a filename prints it
             if isinstance(getattr(error, name, None), str):
                 setattr(error, name, fix(getattr(error, name)))
-
-
-def remove_temporaries(folder: str, recursive: bool = True) -> list:
-    """Deletes the temporaries that killed atomic writes left in `folder`; returns their paths.
-
-    Only folders named by `atomic_path` (`.tmp-*`, `.old-*`) whose writer has
-    ended are removed (a living writer holds their lock); a subfolder holding a
-    run of its own (`run.json`) is left to that run. A folder moved aside
-    (`.old-*`) whose target is missing is moved back first: it is the last
-    complete version.
-
-    Args:
-        folder: Where to look.
-        recursive: Also in its subfolders (a run's folder), or in `folder` alone (beside a tool's output).
-    """
-    removed = []
-    for root, folders, _ in os.walk(folder):
-        for name in list(folders):
-            path = os.path.join(root, name)
-            if not _TEMPORARY_NAME.match(name):
-                if not recursive or os.path.isfile(os.path.join(path, RUN_MARKER)):
-                    folders.remove(name)
-                continue
-            folders.remove(name)
-            if _remove_if_abandoned(root, path):
-                removed.append(path)
-    return removed
-
-
-def _remove_if_abandoned(root: str, path: str) -> bool:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # its writer is alive
-        os.close(descriptor)
-        return False
-    try:
-        if os.path.basename(path).startswith(TEMPORARY_PREFIXES[1]) and os.path.exists(os.path.join(path, "item")) \
-                and os.path.isfile(os.path.join(path, "target")):
-            _restore_moved_aside(root, path)
-        shutil.rmtree(path, ignore_errors=True)
-    finally:
-        os.close(descriptor)
-    return True
-
-
-def _restore_moved_aside(root: str, aside: str) -> None:
-    """Puts a folder moved aside by an interrupted replacement back where it was, if nothing took its place."""
-    with open(os.path.join(aside, "target")) as f:
-        target = os.path.join(root, f.read().strip())
-    if not os.path.exists(target):
-        os.replace(os.path.join(aside, "item"), target)
 
 
 def write_json(path: str, payload) -> None:
@@ -267,7 +205,29 @@ def _read_manifest(folder: str) -> dict:
             manifest = json.load(f)
     except (OSError, ValueError):
         return {}
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else {}
+    return manifest if _is_manifest(manifest) else {}
+
+
+def _is_manifest(manifest) -> bool:
+    """Whether `manifest` (parsed JSON) has the structure `Outputs` writes."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return False
+    return all(isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
+               for entry in manifest["files"].values())
+
+
+def foreign_manifest(folder: str):
+    """The path of a file in `folder` named like the manifest that is not one `Outputs` wrote (a user's), or `None`."""
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isfile(path):
+        return path
+    try:
+        with open(path) as f:
+            return None if _is_manifest(json.load(f)) else path
+    except (OSError, ValueError):
+        return path
 
 
 def _write_manifest(folder: str, manifest: dict) -> None:
@@ -300,6 +260,12 @@ def _folder_output(folder: str):
         if parent == folder:
             return None
         folder = parent
+
+
+def _real(path: str) -> str:
+    """`path` with its folder's symbolic links resolved (the path itself may not exist)."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 def _version_on_disk(entry: dict, path: str):
@@ -344,19 +310,27 @@ class Outputs:
     def __init__(self, tool: str, overwrite: bool = False):
         self.tool, self.overwrite = tool, bool(overwrite)
         self._files, self._folders = set(), set()
+        self._claimed = {}  # real path -> (path as given, option)
         self._tokens = []
 
-    def claim(self, path: str, folder: bool = False) -> str:
+    def claim(self, path: str, folder: bool = False, option: str = "") -> str:
         """Checks that this tool may write `path` (a file, or a whole folder); returns `path`.
+
+        Args:
+            path: The file or folder.
+            folder: `path` is a folder written as a whole.
+            option: The command-line option that names `path` (e.g. `"--output"`), for the messages.
 
         Raises:
             OutputExistsError: with what is there and what to do; nothing was changed but the leftovers of a
                 killed write beside `path` (an earlier output moved aside is put back).
         """
+        self._check_name(path, folder, option)
         self._check(path, folder)  # first: nothing is touched in a place the tool may not write
         remove_temporaries(os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
         self._check(path, folder)  # again: the cleanup may have put an interrupted replacement's output back
         (self._folders if folder else self._files).add(os.path.abspath(path))
+        self._claimed[_real(path)] = (path, option)
         return path
 
     def __enter__(self):
@@ -367,6 +341,28 @@ class Outputs:
         _RECORDER.reset(self._tokens.pop())
 
     # ------------------------------------------------------------------ the rule
+
+    def _check_name(self, path: str, folder: bool, option: str) -> None:
+        """Refuses a name that is reserved, that names a folder where a file is written, or that this call
+        already claimed (two of its outputs would write one path)."""
+        shown = f"{option} {path!r}" if option else repr(path)
+        name = os.path.basename(path)
+        if not folder and (path.endswith((os.sep, "/")) or not name or name in (".", "..")):
+            raise OutputExistsError(f"{shown} names a folder, where a file is written; give a file name, "
+                                    f"e.g. {os.path.join(path, 'results')!r}.")
+        if name.startswith(RESERVED_PREFIX):
+            raise OutputExistsError(f"{shown}: names beginning with {RESERVED_PREFIX!r} are reserved for "
+                                    f"keras_calikd's own records ({MANIFEST}) and temporaries; choose another name.")
+        real = _real(path)
+        for claimed, (earlier, earlier_option) in self._claimed.items():
+            if real == claimed or real.startswith(claimed + os.sep) or claimed.startswith(real + os.sep):
+                if real == claimed:
+                    raise OutputExistsError(
+                        f"{path!r} would be written twice by this call (by {earlier_option or 'one output'} and by "
+                        f"{option or 'another'}); give the outputs different names.")
+                first = f"{earlier_option} {earlier!r}" if earlier_option else repr(earlier)
+                raise OutputExistsError(f"{shown} and {first} overlap (one is inside the other); give the outputs "
+                                        "different names.")
 
     def _check(self, path: str, folder: bool) -> None:
         shown = repr(path)
@@ -393,8 +389,15 @@ class Outputs:
         if os.path.islink(path):
             raise OutputExistsError(f"{shown} is a symbolic link; the tools never write over or through one. "
                                     "Give the real path, or a new one.")
+        foreign = None if folder else foreign_manifest(parent)
+        if foreign is not None:
+            raise OutputExistsError(
+                f"Cannot write {shown}: {foreign!r} is not a keras_calikd manifest (the tools record their outputs "
+                f"in a file of that name beside them), so it is someone else's; move it away, or write elsewhere.")
         if not os.path.exists(path):
             return
+        if folder and os.path.isdir(path) and not os.listdir(path):
+            return  # an empty folder: nothing to lose, it is written like a new path
         problem = self._not_ours(path, folder)
         if problem:
             raise OutputExistsError(f"{shown} {problem}; nothing was changed. Choose a new path (or move it away).")
@@ -408,8 +411,6 @@ class Outputs:
             if not os.path.isdir(path):
                 return "is a file, where a folder is written"
             manifest = _read_manifest(path)
-            if not os.listdir(path):
-                return ""  # an empty folder: nothing to lose
             if not manifest.get("folder") or manifest.get("tool") != self.tool:
                 return "already exists and was not written by this tool"
             present = folder_checksums(path, skip={MANIFEST})

@@ -118,6 +118,8 @@ def user_files(tmp_path):
     exported = tmp_path / "exported"
     exported.mkdir()
     (exported / ".calikd-outputs.json").write_text(json.dumps({"folder": True, "tool": "calikd-export", "files": {}}))
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / ".calikd-outputs.json").write_text("a user's file that has the manifest's name")
     (tmp_path / "results" / "a").mkdir(parents=True)
     (tmp_path / "results" / "a" / "results.json").write_text(json.dumps(result_json()))
     (tmp_path / "results" / "b").mkdir()
@@ -158,6 +160,22 @@ def test_outputs_never_replace_what_the_tool_did_not_create(tmp_path, capsys):
          "table.md' already exists and was not written by this tool"),
         (report_tool.main, report + ["--diagrams", str(run / "reliability.png"), "--overwrite"], "inside the run"),
         (report_tool.main, report + ["--output", str(run / "report")], "inside the run folder"),
+        # Two outputs of one call on one path (the diagram also writes its .pdf and .svg).
+        (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "f4.pdf"), "--diagram", str(tmp_path / "f4.png")],
+         "f4.pdf' would be written twice by this call (by --output and by --diagram); give the outputs different"),
+        (report_tool.main, report + ["--output", str(tmp_path / "t"), "--diagrams",
+                                     str(tmp_path / "t_ece_accuracy.png")], "(by --output and by --diagrams)"),
+        # A user's file named like the manifest is neither read as one nor replaced by one.
+        (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "own" / "r.json")], "is not a keras_calikd manif"),
+        (report_tool.main, report + ["--output", str(tmp_path / "own" / "t")], "is not a keras_calikd manifest"),
+        # The manifest's and the temporaries' names are reserved.
+        (evaluate_tool.main, evaluate + ["--output", str(tmp_path / ".calikd-outputs.json")], "are reserved"),
+        (export_tool.main, export + ["--output", str(tmp_path / ".calikd-tmp-abcd1234")], "are reserved"),
+        # A folder where a file (or a prefix of file names) is written.
+        (report_tool.main, report + ["--output", str(tmp_path / "new") + os.sep], "is the prefix of the file names"),
+        (report_tool.main, report + ["--output", str(tmp_path / "mine")], "is the prefix of the file names"),
+        (evaluate_tool.main, evaluate + ["--output", str(tmp_path / "new") + os.sep], "names a folder, where a file"),
+        (evaluate_tool.main, evaluate + ["--diagram", str(tmp_path / "mine") + os.sep], "must end in .png"),
     ]
     before = tree(tmp_path)
     for main, argv, message in cases:
@@ -185,35 +203,56 @@ def test_a_tool_replaces_only_its_own_unchanged_outputs(tmp_path, capsys):
         "--overwrite"])
 
 
+def test_an_empty_folder_is_written_like_a_new_path(tmp_path):
+    """Nothing can be lost in an empty folder: a folder output replaces one without --overwrite."""
+    from keras_calikd.files import Outputs, atomic_path
+
+    (tmp_path / "empty").mkdir()
+    outputs = Outputs("calikd-export")
+    outputs.claim(str(tmp_path / "empty"), folder=True)
+    with outputs, atomic_path(str(tmp_path / "empty")) as temporary:
+        os.makedirs(temporary)
+        (pathlib.Path(temporary) / "model.tflite").write_text("an export")
+    assert sorted(tree(tmp_path)) == ["empty", "empty/.calikd-outputs.json", "empty/model.tflite"]
+
+
 def test_leftovers_and_messages_of_killed_writes(tmp_path):
     """Item 14 of issue 33: a killed write's temporary is removed by the next tool writing beside it (never one
     a living process writes), and an error inside a write names the path asked for, not the temporary."""
-    from keras_calikd.files import Outputs, OutputExistsError, atomic_path, remove_temporaries
+    from keras_calikd.files import TEMPORARY_MARK, Outputs, OutputExistsError, atomic_path, remove_temporaries
 
-    abandoned = tmp_path / ".tmp-abcd1234"
+    abandoned = tmp_path / ".calikd-tmp-abcd1234"
     (abandoned / "item").mkdir(parents=True)
-    (tmp_path / ".tmp-notes").mkdir()  # a user's folder that only looks like one: not a name atomic_path makes
+    (abandoned / TEMPORARY_MARK).write_text("")
+    (tmp_path / ".calikd-tmp-a1b2c3d4").mkdir()  # killed before its marker was written: empty, nothing to lose
+    users = {".tmp-notes", ".tmp-6iq9120w", ".old-abcdefgh", ".calikd-tmp-notmine1"}  # look like ours, are not
+    for name in users:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("mine")
     with atomic_path(str(tmp_path / "busy.json")) as temporary:
         open(temporary, "w").close()
         busy = os.path.dirname(temporary)
         Outputs("calikd-report").claim(str(tmp_path / "new.md"))  # the next tool, while the write goes on
-        assert os.path.isdir(busy) and not abandoned.exists() and (tmp_path / ".tmp-notes").exists()
+        assert os.path.isdir(busy) and not abandoned.exists() and not (tmp_path / ".calikd-tmp-a1b2c3d4").exists()
+        assert all((tmp_path / name / "notes.txt").read_text() == "mine" for name in users)
     nested = tmp_path / "outer" / "inner"
-    (nested / ".tmp-efgh5678").mkdir(parents=True)
+    (nested / ".calikd-tmp-efgh5678").mkdir(parents=True)
+    (nested / ".calikd-tmp-efgh5678" / TEMPORARY_MARK).write_text("")
     (nested / "run.json").write_text("{}")
     remove_temporaries(str(tmp_path / "outer"))  # another run's folder is left to that run
-    assert (nested / ".tmp-efgh5678").exists()
+    assert (nested / ".calikd-tmp-efgh5678").exists()
     with pytest.raises(FileNotFoundError) as error:
         with atomic_path(str(tmp_path / "export")) as temporary:
             open(os.path.join(temporary, "missing", "file"), "w")
-    assert ".tmp-" not in str(error.value) and str(tmp_path / "export" / "missing") in str(error.value)
+    assert ".calikd-tmp-" not in str(error.value) and str(tmp_path / "export" / "missing") in str(error.value)
     with pytest.raises(OutputExistsError, match="^a refusal inside a write$"):  # not "[Errno None] None: None"
         with atomic_path(str(tmp_path / "export")):
             raise OutputExistsError("a refusal inside a write")
-    assert sorted(os.listdir(tmp_path)) == [".tmp-notes", "busy.json", "outer"]
+    assert sorted(os.listdir(tmp_path)) == sorted(users | {"busy.json", "outer"})
     # An earlier output that a killed replacement moved aside is put back before the claim is decided.
-    aside = tmp_path / "outputs" / ".old-abcd1234"
+    aside = tmp_path / "outputs" / ".calikd-old-abcd1234"
     (aside / "item").mkdir(parents=True)
+    (aside / TEMPORARY_MARK).write_text("")
     (aside / "item" / "model.tflite").write_text("an earlier export")
     (aside / "target").write_text("export")
     with pytest.raises(OutputExistsError, match="not written by this tool"):
@@ -268,7 +307,7 @@ def test_a_run_killed_inside_every_file_write_resumes_to_the_same_result(tmp_pat
     rows = (run / "logs" / "metrics.csv").read_text().strip().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # complete logs, rebuilt from the state
     leftovers = [os.path.join(folder, name) for folder, names, files in os.walk(run) for name in names + files
-                 if name.startswith((".tmp-", ".old-"))]
+                 if name.startswith((".calikd-tmp-", ".calikd-old-"))]
     assert leftovers == [] and json.loads((run / "run.json").read_text())["finished"]
     assert (run / "saved_model" / "saved_model.pb").exists() and (run / "saved_model" / "export.json").exists()
 
@@ -631,14 +670,14 @@ def killed_at_rename(nth):
 
 
 def temporary_name(path):
-    return re.search(r"(^|/)\.(tmp|old)-[A-Za-z0-9_]{8}(/|$)", path) is not None
+    return re.search(r"(^|/)\.calikd-(tmp|old)-[A-Za-z0-9_]{8}(/|$)", path) is not None
 
 
 def after_cleanup(files):
     """`files` (a `tree`) as the next start leaves it: temporaries gone, a folder moved aside put back."""
     kept = {k: v for k, v in files.items() if not temporary_name(k)}
     for key, value in files.items():
-        aside = re.fullmatch(r"(.*/)?(\.old-[A-Za-z0-9_]{8})/target", key)
+        aside = re.fullmatch(r"(.*/)?(\.calikd-old-[A-Za-z0-9_]{8})/target", key)
         if aside and isinstance(value, bytes):
             parent, old = aside.group(1) or "", aside.group(2)
             target = parent + value.decode()

@@ -103,7 +103,8 @@ def test_each_layer_imports_only_below_it():
     assert not {i for m in below for i in graph[m] if i.startswith((f"{PACKAGE}.training", f"{PACKAGE}.cli"))}
     assert graph[f"{PACKAGE}.contract"] == set()  # the requirement names and input keys, below everything
     assert graph[f"{PACKAGE}.checks"] == {f"{PACKAGE}.contract"}  # validators only
-    assert graph[f"{PACKAGE}.files"] == set()
+    assert graph[f"{PACKAGE}.files"] == {f"{PACKAGE}.temporaries"}
+    assert graph[f"{PACKAGE}.temporaries"] == set()
 
 
 def test_a_run_asks_which_process_it_is_on_in_one_place():

@@ -212,7 +212,7 @@ def check_two_worker_jobs(launcher, tmp_path):
                  "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.npz", "logs/metrics.csv",
                  "saved_model/saved_model.pb"):
         assert name in written, name
-    assert not [name for name in written if "/.tmp-" in "/" + name or "/.old-" in "/" + name], written
+    assert not [name for name in written if "/.calikd-tmp-" in "/" + name or "/.calikd-old-" in "/" + name], written
     assert any(name.startswith("logs/tensorboard/train/events") for name in written), written
 
     # uninterrupted, one process (no SavedModel: the training and the results are what is compared)

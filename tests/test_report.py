@@ -220,7 +220,7 @@ def test_report_with_the_paper_puts_its_value_and_the_difference_beside_each_cel
     assert rows["Acc"]["RKD (alpha=0.5) (paper)"] == "72.81"
     for path in (output + "_ece_accuracy.png", output + "_ece_accuracy.pdf", output + "_ece_accuracy.svg"):
         assert os.path.getsize(path) > 1000
-    assert not [name for name in os.listdir(tmp_path / "out") if name.startswith(".tmp-")]
+    assert not [name for name in os.listdir(tmp_path / "out") if name.startswith(".calikd-tmp-")]
 
 
 def test_csv_is_numeric_with_a_best_column_and_ties_marked_alike_in_markdown(runs):

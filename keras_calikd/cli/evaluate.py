@@ -188,8 +188,10 @@ def main(argv=None) -> int:
     if args.diagram and groups:
         raise ValueError("--diagram draws one model on one split; it does not apply to --corruptions.")
     outputs = Outputs("calikd-evaluate", args.overwrite)  # every output checked before any work
-    for path in ([args.output] if args.output else []) + (figure_paths(args.diagram) if args.diagram else []):
-        outputs.claim(path)
+    if args.output:
+        outputs.claim(args.output, option="--output")
+    for path in figure_paths(args.diagram) if args.diagram else []:
+        outputs.claim(path, option="--diagram")
     models = _models(args.model)
     results = evaluate_models(models, args.dataset, args.split, data_dir=args.data_dir, bins=bins,
                               batch_size=args.batch_size, temperature_scaling=args.temperature_scaling,

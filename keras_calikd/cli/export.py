@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     formats = check_formats(args.format)  # before the output is claimed and the model loaded
     outputs = Outputs(TOOL, args.overwrite)
-    outputs.claim(args.output, folder=True)
+    outputs.claim(args.output, folder=True, option="--output")
     model = load_model(args.checkpoint)
     with outputs:
         report = export_into(model, args.output, formats, source=args.checkpoint)

@@ -33,6 +33,7 @@ run's checkpoint (Experiment.select_by).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from keras_calikd.cli import common
@@ -113,19 +114,23 @@ def main(argv=None) -> int:
 
 
 def output_paths(output, diagrams) -> list:
-    """Every file `--output PREFIX` and `--diagrams PATH` write."""
+    """Every file `--output PREFIX` and `--diagrams PATH` write, with the option that names it."""
     from keras_calikd.metrics.reliability import figure_paths
 
     paths = ([output + ".md", output + ".csv", output + "_differences.csv"] + figure_paths(output + "_ece_accuracy.png")
              if output else [])
-    return paths + (figure_paths(diagrams) if diagrams else [])
+    return [(path, "--output") for path in paths] + [(path, "--diagrams") for path in
+                                                      (figure_paths(diagrams) if diagrams else [])]
 
 
 def claim(output, diagrams, overwrite: bool) -> Outputs:
     """This tool's claim on the files of `--output` and `--diagrams` (refused with a message before any work)."""
+    if output is not None and (output.endswith((os.sep, "/")) or not os.path.basename(output) or os.path.isdir(output)):
+        raise ValueError(f"--output {output!r} names a folder, but it is the prefix of the file names written "
+                         f"(PREFIX.md, PREFIX.csv, ...), e.g. {os.path.join(output, 'table')!r}.")
     outputs = Outputs("calikd-report", overwrite)
-    for path in output_paths(output, diagrams):
-        outputs.claim(path)
+    for path, option in output_paths(output, diagrams):
+        outputs.claim(path, option=option)
     return outputs
 
 

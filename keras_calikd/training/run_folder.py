@@ -20,10 +20,9 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from typing import Optional
 
-from keras_calikd.files import (RUN_MARKER, TEMPORARY_PREFIXES, describe_change, enclosing_run, folder_checksums,
+from keras_calikd.files import (RUN_MARKER, describe_change, enclosing_run, folder_checksums, make_temporary,
                                 remove_temporaries, write_json)
 
 LOCK_FILE = ".lock"
@@ -272,7 +271,7 @@ def is_finished(path: str) -> bool:
 def remove_run(path: str, check_only: bool = False) -> None:
     """Deletes the run folder `path`: only when no process holds it and it holds nothing its run did not write.
 
-    The folder is first moved under a temporary name (`.tmp-*`, removed at the
+    The folder is first moved under a temporary name (`.calikd-tmp-*`, removed at the
     next cleanup if a kill interrupts the deletion), so it never stays half
     deleted under its own name.
 
@@ -294,9 +293,12 @@ def remove_run(path: str, check_only: bool = False) -> None:
     folder._take_lock()
     try:
         if not check_only:
-            aside = tempfile.mkdtemp(prefix=TEMPORARY_PREFIXES[0], dir=os.path.dirname(os.path.abspath(path)))
-            os.replace(path, os.path.join(aside, "item"))
-            shutil.rmtree(aside, ignore_errors=True)
+            aside, held = make_temporary(os.path.dirname(os.path.abspath(path)))
+            try:
+                os.replace(path, os.path.join(aside, "item"))
+                shutil.rmtree(aside, ignore_errors=True)
+            finally:
+                os.close(held)
     finally:
         folder.close()
 
