@@ -381,7 +381,11 @@ class Experiment:
         keys = ("train_split", "validation_split", "test_split") + tuple(
             key for key in ("temperature_scaling_split", "teacher_calibration_split") if getattr(self, key))
         for key in keys:
-            size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
+            try:
+                size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
+            except data.SliceOutOfRangeError as error:
+                raise ValueError(f"{OWNER}: `{key}` = {error.split!r} asks for more images than the {error.base} "
+                                 f"split of {self.dataset} holds ({error.num_examples}); {error.within}.") from None
             if size < 1:
                 raise ValueError(f"{OWNER}: `{key}` {getattr(self, key)!r} of {self.dataset} holds no example.")
             if key == "train_split" and size < self.batch_size:
