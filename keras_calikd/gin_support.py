@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import tokenize
 from typing import Iterable, Sequence
 
@@ -67,6 +68,10 @@ def resolve(path: str) -> str:
             if os.path.isfile(full):
                 return os.path.abspath(full)
     shipped = os.path.join(os.path.relpath(gin_dir()), "")
+    if any(os.path.isdir(os.path.join(root, candidate)) for candidate in candidates for root in ("", gin_dir())):
+        raise IsADirectoryError(f"gin file {path!r} is a folder, not a gin file; give one of the .gin files in it "
+                                "(e.g. --gin cifar100/teacher_vgg13.gin), or `calikd-train --help` lists the "
+                                "shipped ones.")
     raise FileNotFoundError(
         f"gin file {path!r} does not exist in the working folder nor among the shipped experiments ({shipped}); "
         "`calikd-train --help` lists the shipped ones."
@@ -147,6 +152,8 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
 
     register_configurables()
     paths = [resolve(path) for path in files]
+    for given, path in zip(files, paths):
+        _check_text(given, path)
     bindings = list(bindings)
     here = os.getcwd()
     if here not in _SEARCH_PATHS:  # the user's own includes, after the shipped ones
@@ -169,17 +176,57 @@ def configure(files: Sequence[str], bindings: Iterable[str] = (), run_name_bindi
             raise ValueError(f"invalid gin configuration: the binding {binding!r} does not parse ("
                              f"{_error_text(error)}); write it as 'Configurable.parameter = value', e.g. "
                              "'Experiment.epochs = 3'.") from None
-        raise ValueError(f"invalid gin configuration: {_error_text(error)}") from None
+        raise ValueError(f"invalid gin configuration: {_undefined_macro(error) or _error_text(error)}") from None
     finally:
         os.chdir(here)
         root.removeFilter(_quiet_include_lookup)
     return paths
 
 
+def _check_text(given: str, path: str) -> None:
+    """A gin file is UTF-8 text whose brackets and quotes close (gin's own errors name neither file nor line)."""
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"gin file {given!r} is not a text gin file: byte {data[error.start]:#04x} at offset "
+                         f"{error.start} is not UTF-8 text; give a file of gin bindings such as "
+                         "'Experiment.epochs = 3'.") from None
+    lines = iter(text.splitlines(keepends=True))
+    start = None  # the line where the statement being read began
+    try:
+        for token in tokenize.generate_tokens(lambda: next(lines, "")):
+            if token.type == tokenize.NEWLINE:
+                start = None
+            elif start is None and token.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT,
+                                                      tokenize.DEDENT, tokenize.ENDMARKER):
+                start = token.start[0]
+    except tokenize.TokenError:
+        raise ValueError(f"gin file {given!r}, line {start}: a bracket or quote opened in the statement that "
+                         "starts there is not closed before the end of the file; close it.") from None
+
+
+_UNDEFINED_MACRO = re.compile(r"No bindings specified for '([^']+)/gin\.macro' in config string:(.*)", re.S)
+
+
+def _undefined_macro(error: BaseException):
+    """gin's message for an undefined `%MACRO` (it appends the whole configuration) as one sentence, or `None`."""
+    match = _UNDEFINED_MACRO.match(str(error))
+    if match is None:
+        return None
+    name = match.group(1)
+    uses = [line.strip() for line in match.group(2).splitlines() if re.search(rf"%{re.escape(name)}\b", line)]
+    used = f" (used by {'; '.join(uses)})" if uses else ""
+    return (f"the macro %{name}{used} is not defined; define it in a gin file or with --gin_param "
+            f"'{name} = <value>', or correct its name.")
+
+
 def _error_text(error: BaseException) -> str:
     if isinstance(error, tokenize.TokenError):  # ('EOF in multi-line statement', (line, column))
         return f"{error.args[0]}: a bracket or quote is not closed"
-    return " ".join(str(error).split())
+    text = str(error).split(" in config string:")[0]  # gin appends the whole configuration
+    return " ".join(text.split())
 
 
 def _unparsable(bindings: Iterable[str]):

@@ -392,3 +392,85 @@ def test_a_tensorflow_worker_waiting_for_its_peer_ends_on_sigterm(tmp_path):
     finally:
         worker.kill()
         worker.wait()
+
+
+# ---------------------------------------------------------------- gin files, run names and splits: one error line
+
+@pytest.fixture(scope="module")
+def fake_fashion(tmp_path_factory):
+    import data_fakes
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    data_fakes.write_fashion_mnist(str(data_dir / "downloads" / "manual" / "fashion-mnist"), n_train=64, n_test=32)
+    return str(data_dir)
+
+
+def _configuration_faults(folder, data_dir):
+    """Case -> (tool, argv, the start of its one error line), for the faults found by hand (no training)."""
+    (folder / "unclosed.gin").write_text("Experiment.epochs = 3\n# a comment\nExperiment.name = (\n  'a',\n\n")
+    (folder / "binary.gin").write_bytes(b"\xff\xfe\x00binary")
+    (folder / "folder.gin").mkdir()
+    train = ["--gin", "quickstart/teacher.gin", "--gin_param", f"RUNS_DIR = {str(folder / 'runs')!r}",
+             "--gin_param", f"DATA_DIR = {data_dir!r}", "--gin_param", "Experiment.validation_split = 'test'"]
+    evaluate = ["--model", str(folder / "never_loaded.keras"), "--dataset", "fashion_mnist", "--data_dir", data_dir]
+    return {
+        "an undefined gin macro": (
+            "train", train + ["--gin_param", "Experiment.epochs = %UNDEF"],
+            "invalid gin configuration: the macro %UNDEF (used by Experiment.epochs = %UNDEF) is not defined; "
+            "define it in a gin file or with --gin_param 'UNDEF = <value>', or correct its name."),
+        "a gin file whose bracket is not closed": (
+            "train", ["--gin", "unclosed.gin"],
+            "gin file 'unclosed.gin', line 3: a bracket or quote opened in the statement that starts there is "
+            "not closed before the end of the file; close it."),
+        "a binary gin file": (
+            "train", ["--gin", "binary.gin"],
+            "gin file 'binary.gin' is not a text gin file: byte 0xff at offset 0 is not UTF-8 text"),
+        "a folder given as a gin file": (
+            "train", ["--gin", "folder.gin"], "gin file 'folder.gin' is a folder, not a gin file; give one of the "
+                                              ".gin files in it"),
+        "a run name's folder name of 300 bytes": (
+            "train", train + ["--gin_param", f"Experiment.name = 'mine/{'x' * 300}'"],
+            "Experiment: `name`'s folder name 'xxxxxxxxxxxxxxxxxxxxxxxx...' is 300 bytes long (UTF-8); file "
+            "systems take at most 255 bytes per folder name"),
+        "a training slice beyond its split": (
+            "train", train + ["--gin_param", "Experiment.train_split = 'train[:1000]'"],
+            "Experiment: `train_split` = 'train[:1000]' asks for more images than the train split of fashion_mnist "
+            "holds (64); give a slice within its 64 images, e.g. 'train[:64]' or a percentage such as "
+            "'train[:50%]'."),
+        "a temperature-scaling slice beyond its split": (
+            "train", train + ["--gin_param", "Experiment.train_split = 'train'", "--gin_param",
+                              "Experiment.temperature_scaling_split = 'test[-100:]'"],
+            "Experiment: `temperature_scaling_split` = 'test[-100:]' asks for more images than the test split"),
+        "an evaluated slice beyond its split": (
+            "evaluate", evaluate + ["--split", "test[:1000]"],
+            "`split` 'test[:1000]' (calikd-evaluate --split) asks for more images than the test split of "
+            "fashion_mnist holds (32); give a slice within its 32 images, e.g. 'test[:32]'"),
+        "temperature scaling on half of one image": (
+            "evaluate", evaluate + ["--split", "test[:1]", "--temperature_scaling"],
+            "post-hoc calibration without a calibration split fits on one half of the evaluated split and reports "
+            "the other half, but 'test[:1]' holds 1 image: that needs at least 2 images (better: thousands). Give "
+            "held-out images to fit on with --calibration_split (e.g. 'train[50000:]'), or evaluate a larger "
+            "--split."),
+    }
+
+
+CONFIGURATION_FAULTS = ["an undefined gin macro", "a gin file whose bracket is not closed", "a binary gin file",
+                        "a folder given as a gin file", "a run name's folder name of 300 bytes",
+                        "a training slice beyond its split", "a temperature-scaling slice beyond its split",
+                        "an evaluated slice beyond its split", "temperature scaling on half of one image"]
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("case", CONFIGURATION_FAULTS)
+def test_configuration_faults_end_in_one_error_line_naming_the_setting(case, fake_fashion, tmp_path, capsys,
+                                                                        monkeypatch):
+    import importlib
+
+    from keras_calikd.cli import common
+
+    monkeypatch.chdir(tmp_path)
+    tool, argv, message = _configuration_faults(tmp_path, fake_fashion)[case]
+    status = common.run(importlib.import_module(f"keras_calikd.cli.{tool}").main, argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert len(lines[0]) < 500 and not (tmp_path / "runs").exists()  # no configuration dump; nothing written

@@ -36,7 +36,8 @@ import_tensorflow()  # before the modules below import it, with its start-up lin
 from keras_calikd.data.cifar100_corrupted import Cifar100Corrupted
 from keras_calikd.data.cinic10 import Cinic10
 from keras_calikd.data.dataset import DATASETS, Dataset, Locations, resolve_data_dir
-from keras_calikd.data.errors import CorruptFileError, CorruptPreparedDataError, DatasetNotFoundError
+from keras_calikd.data.errors import (CorruptFileError, CorruptPreparedDataError, DatasetNotFoundError,
+                                   SliceOutOfRangeError)
 from keras_calikd.data.fashion_mnist import FashionMnistIdx
 from keras_calikd.data.pipeline import Split, load, random_crop_flip_batch, read
 from keras_calikd.data.prepared import info
@@ -73,6 +74,7 @@ __all__ = [
     "DatasetNotFoundError",
     "FashionMnistIdx",
     "Locations",
+    "SliceOutOfRangeError",
     "Split",
     "TinyImagenet",
     "info",

@@ -78,3 +78,33 @@ class CorruptPreparedDataError(CorruptFileError):
     def __init__(self, path, reason: str, prepared_dir):
         self.prepared_dir = str(prepared_dir)
         super().__init__(path, reason)
+
+
+class SliceOutOfRangeError(ValueError):
+    """A TFDS slice of a split asks for examples the split does not hold (e.g. `"train[:1000]"` of 64 images).
+
+    Args:
+        split: The sliced split as given (`"train[:1000]"`).
+        dataset: The data set's full name.
+        num_examples: The number of examples of the whole split.
+
+    Attributes:
+        split, num_examples: The arguments; `base`: the split's name without its slice.
+
+    Example:
+
+    ```python
+    try:
+        ckd.read("fashion_mnist", "test[:20000]")
+    except ckd.SliceOutOfRangeError as error:
+        print(error.base, error.num_examples)   # test 10000
+    ```
+    """
+
+    def __init__(self, split: str, dataset: str, num_examples: int):
+        self.split, self.num_examples = split, int(num_examples)
+        self.base = split.split("[")[0]
+        self.within = (f"give a slice within its {self.num_examples} images, e.g. '{self.base}[:{self.num_examples}]' "
+                       f"or a percentage such as '{self.base}[:50%]'")
+        super().__init__(f"The slice {split!r} asks for more images than {dataset}'s {self.base} split holds "
+                         f"({self.num_examples}); {self.within}.")

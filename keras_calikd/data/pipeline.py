@@ -41,7 +41,7 @@ from keras_calikd import checks
 from keras_calikd.contract import join_inputs
 from keras_calikd.data.dataset import Dataset, lookup, suggest
 from keras_calikd.data.prepared import corrupt_prepared_error, open_builder, verify_prepared, with_prepared_facts
-from keras_calikd.data.errors import CorruptPreparedDataError
+from keras_calikd.data.errors import CorruptPreparedDataError, SliceOutOfRangeError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SPLIT_RE = re.compile(r"^([A-Za-z_]+)(\[[^\[\]]*\])?$")
@@ -147,6 +147,7 @@ def read(name: str, split: str, data_dir: Optional[os.PathLike] = None, *, confi
     Raises:
         ValueError: unknown name, config or split (the message lists the known ones), an empty
             split or slice, or a bad `cache`.
+        SliceOutOfRangeError: a slice asks for examples the split does not hold.
         NotADirectoryError: `data_dir` cannot be a folder.
         DatasetNotFoundError: the data set is neither prepared nor available as raw files.
         CorruptFileError: a raw file cannot be read (its path is in the message).
@@ -165,7 +166,12 @@ def read(name: str, split: str, data_dir: Optional[os.PathLike] = None, *, confi
         raise ValueError(f"cache must be True, False or a file path, got {cache!r}.")
     builder = open_builder(dataset, data_dir, raw_dir=raw_dir, prepare=prepare)
     verify_prepared(dataset, builder, base)
-    num_examples = int(builder.info.splits[split].num_examples)
+    try:
+        num_examples = int(builder.info.splits[split].num_examples)
+    except ValueError as error:  # TFDS: "Requested slice [:1000] incompatible with 64 examples."
+        if "incompatible with" not in str(error):
+            raise
+        raise SliceOutOfRangeError(split, dataset.full_name, builder.info.splits[base].num_examples) from None
     if num_examples == 0:
         raise ValueError(f"The split {split!r} of {dataset.full_name} holds no examples ({base} has "
                          f"{builder.info.splits[base].num_examples}); choose a non-empty split or slice.")

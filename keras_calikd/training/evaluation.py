@@ -288,6 +288,26 @@ def _temperature_scaling(logits_of, split: str, dataset_splits, calibration_spli
                      lambda *data: temperature_scaling(*data, bins, intervals=True))
 
 
+def _check_splits(data, dataset: str, split: str, calibration_split, data_dir, dataset_splits, posthoc) -> None:
+    """The evaluated and calibration splits hold what the evaluation needs, checked before any model is loaded."""
+    sizes = {}
+    for option, value in (("split", split), ("calibration_split", calibration_split)):
+        if value is None:
+            continue
+        try:
+            sizes[option] = data.read(dataset, value, data_dir=data_dir).num_examples
+        except data.SliceOutOfRangeError as error:
+            raise ValueError(f"`{option}` {value!r} (calikd-evaluate --{option}) asks for more images than the "
+                             f"{error.base} split of {dataset} holds ({error.num_examples}); {error.within}.") from None
+    halves = calibration_split is None and ("validation" not in dataset_splits or split == "validation")
+    if posthoc and halves and sizes["split"] < 2:
+        raise ValueError(
+            f"post-hoc calibration without a calibration split fits on one half of the evaluated split and reports "
+            f"the other half, but {split!r} holds {sizes['split']} image: that needs at least 2 images (better: "
+            "thousands). Give held-out images to fit on with --calibration_split (e.g. 'train[50000:]'), or "
+            "evaluate a larger --split.")
+
+
 def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "test", *, data_dir=None,
                     bins: Sequence[int] = (100, 15), batch_size: int = 500, temperature_scaling: bool = False,
                     calibration_split: Optional[str] = None,
@@ -331,6 +351,8 @@ def evaluate_models(models: Mapping[str, object], dataset: str, split: str = "te
         raise ValueError(f"Unknown post-hoc calibration {unknown}; known: {', '.join(LABELS)}.")
     temperature_scaling = temperature_scaling or "temperature" in calibration
     maps = [method for method in calibration if method != "temperature"]
+    if not groups:
+        _check_splits(data, dataset, split, calibration_split, data_dir, info.splits, temperature_scaling or maps)
     output = {"dataset": dataset, "split": split, "bins": list(bins), "models": {}}
     for label, model in models.items():
         model = load_model(model) if isinstance(model, str) else model

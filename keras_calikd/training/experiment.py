@@ -58,6 +58,12 @@ def _checked_role(role, teacher, distiller) -> str:
     return role
 
 
+#: The longest folder name most file systems take (ext4, APFS, NTFS: 255), in bytes of UTF-8.
+MAX_FOLDER_NAME_BYTES = 255
+#: A bound on a whole run name, leaving room under PATH_MAX (4096) for `runs_dir` and the run's own files.
+MAX_RUN_NAME_BYTES = 1024
+
+
 def _checked_run_name(field: str, value, optional: bool = False) -> Optional[str]:
     """A run name: folder names joined by `/`, inside `runs_dir` (its folder is `<runs_dir>/<name>`)."""
     value = checks.text(OWNER, field, value, optional=optional)
@@ -70,6 +76,17 @@ def _checked_run_name(field: str, value, optional: bool = False) -> Optional[str
         raise ValueError(f"{OWNER}: `{field}` must be a run name under RUNS_DIR, folder names joined by '/' (e.g. "
                          f"'cifar100/kd'): no absolute path, no '.', '..' or empty part, no part starting with '.'; "
                          f"got {value!r}.")
+    for part in parts:
+        size = len(part.encode("utf-8"))
+        if size > MAX_FOLDER_NAME_BYTES:
+            raise ValueError(f"{OWNER}: `{field}`'s folder name {part[:24] + '...'!r} is {size} bytes long (UTF-8); "
+                             f"file systems take at most {MAX_FOLDER_NAME_BYTES} bytes per folder name: shorten it "
+                             "(or split it into folders with '/').")
+    size = len(value.encode("utf-8"))
+    if size > MAX_RUN_NAME_BYTES:
+        raise ValueError(f"{OWNER}: `{field}` is {size} bytes long (UTF-8); a run name may be at most "
+                         f"{MAX_RUN_NAME_BYTES} bytes (the run's files lie below it, and paths are bounded): "
+                         "shorten it.")
     return value
 
 
@@ -364,7 +381,11 @@ class Experiment:
         keys = ("train_split", "validation_split", "test_split") + tuple(
             key for key in ("temperature_scaling_split", "teacher_calibration_split") if getattr(self, key))
         for key in keys:
-            size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
+            try:
+                size = data.read(self.dataset, getattr(self, key), data_dir=self.data_dir).num_examples
+            except data.SliceOutOfRangeError as error:
+                raise ValueError(f"{OWNER}: `{key}` = {error.split!r} asks for more images than the {error.base} "
+                                 f"split of {self.dataset} holds ({error.num_examples}); {error.within}.") from None
             if size < 1:
                 raise ValueError(f"{OWNER}: `{key}` {getattr(self, key)!r} of {self.dataset} holds no example.")
             if key == "train_split" and size < self.batch_size:
