@@ -48,7 +48,7 @@ def atomic_path(path: str, suffix: str = ""):
         path: Final file or folder path.
         suffix: Ending the temporary name must have (e.g. `".keras"`, which Keras checks).
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(_real(path))
     os.makedirs(folder, exist_ok=True)
     temporary, held = make_temporary(folder)  # a cleanup by another process leaves it alone while it is written
     target = os.path.join(temporary, "item" + suffix)
@@ -85,7 +85,7 @@ def atomic_path(path: str, suffix: str = ""):
 
 def _speak_of_the_target(error: Exception, temporary: str, target: str, path: str) -> None:
     """Makes an error raised inside `atomic_path` name the path the user asked for, not the temporary."""
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(_real(path))
 
     def fix(value):
         return value.replace(target, path).replace(temporary, folder) if isinstance(value, str) else value
@@ -114,7 +114,7 @@ def write_text(path: str, text: str) -> None:
 
 def nearest_folder(path: str) -> str:
     """The nearest folder that exists at or above `path` (which need not exist)."""
-    path = os.path.abspath(path)
+    path = _real(path)
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return path
@@ -122,7 +122,7 @@ def nearest_folder(path: str) -> str:
 
 def _dangling_link(path: str):
     """The symbolic link to nothing at or above `path` (which need not exist), or `None`."""
-    path = os.path.abspath(path)
+    path = _real(path)
     while not os.path.exists(path):
         if os.path.islink(path):
             return path
@@ -263,9 +263,11 @@ def _folder_output(folder: str):
 
 
 def _real(path: str) -> str:
-    """`path` with its folder's symbolic links resolved (the path itself may not exist)."""
-    path = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    """Where the kernel puts `path`: its folder with symbolic links resolved, then its name (which may not exist
+    and is not followed). `..` is taken after the link before it, as the kernel does (`link/../x` is beside the
+    link's target), never by cutting the text as `os.path.abspath` does."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(os.path.realpath(folder or os.curdir), name)
 
 
 def _version_on_disk(entry: dict, path: str):
@@ -327,9 +329,9 @@ class Outputs:
         """
         self._check_name(path, folder, option)
         self._check(path, folder)  # first: nothing is touched in a place the tool may not write
-        remove_temporaries(os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
+        remove_temporaries(os.path.dirname(_real(path)) or ".", recursive=False)
         self._check(path, folder)  # again: the cleanup may have put an interrupted replacement's output back
-        (self._folders if folder else self._files).add(os.path.abspath(path))
+        (self._folders if folder else self._files).add(_real(path))
         self._claimed[_real(path)] = (path, option)
         return path
 
@@ -366,8 +368,9 @@ class Outputs:
 
     def _check(self, path: str, folder: bool) -> None:
         shown = repr(path)
-        parent = os.path.dirname(os.path.abspath(path))
-        dangling = _dangling_link(parent)
+        parent = os.path.dirname(_real(path))
+        # a link to nothing among the folders as given (resolved, it would be only a folder that does not exist)
+        dangling = _dangling_link(os.path.dirname(os.path.abspath(path)))
         if dangling is not None:
             raise OutputExistsError(f"Cannot write {shown}: {dangling!r} is a symbolic link to "
                                     f"{os.readlink(dangling)!r}, which does not exist. Give a folder that exists.")
@@ -422,7 +425,7 @@ class Outputs:
             return f"holds {changed[0]!r}, changed since {self.tool} wrote it" if changed else ""
         if not os.path.isfile(path):
             return "is a folder, where a file is written"
-        entry = _read_manifest(os.path.dirname(os.path.abspath(path))).get("files", {}).get(os.path.basename(path))
+        entry = _read_manifest(os.path.dirname(_real(path))).get("files", {}).get(os.path.basename(path))
         if not entry or entry.get("tool") != self.tool:
             return "already exists and was not written by this tool"
         if _version_on_disk(entry, path) is None:
@@ -432,7 +435,7 @@ class Outputs:
     # ------------------------------------------------------------------ called by atomic_path
 
     def _replacing(self, path: str, temporary: str) -> None:
-        key = os.path.abspath(path)
+        key = _real(path)
         if key in self._folders:
             _write_manifest(temporary, {"folder": True, "tool": self.tool,
                                         "files": folder_checksums(temporary, skip={MANIFEST})})
@@ -453,7 +456,7 @@ class Outputs:
             _write_manifest(folder, manifest)
 
     def _replaced(self, path: str) -> None:
-        key = os.path.abspath(path)
+        key = _real(path)
         if key in self._folders:
             return
         folder = os.path.dirname(key)

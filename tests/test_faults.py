@@ -216,6 +216,30 @@ def test_an_empty_folder_is_written_like_a_new_path(tmp_path):
     assert sorted(tree(tmp_path)) == ["empty", "empty/.calikd-outputs.json", "empty/model.tflite"]
 
 
+def test_a_link_then_dotdot_is_where_the_kernel_puts_it_and_one_label_names_one_model(tmp_path):
+    """`link/../x` lies beside the link's target (the kernel takes `..` after the link), not beside the link: an
+    output through a link into a run's logs/ and back up is inside the run, and refused; a label given to two
+    models is refused instead of keeping the last."""
+    run = tmp_path / "runs" / "teacher"
+    (run / "logs").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "lg").symlink_to(run / "logs")
+    with contextlib.chdir(work):
+        for tool, option in (("calikd-evaluate", "--output"), ("calikd-export", "--output"),
+                             ("calikd-report", "--output")):
+            with pytest.raises(ck.files.OutputExistsError, match="inside the run folder"):
+                ck.files.Outputs(tool).claim(os.path.join("lg", "..", "x.json"), option=option)
+        assert sorted(os.listdir(work)) == ["lg"] and sorted(os.listdir(run)) == ["logs", "run.json"]
+    (tmp_path / "a.keras").write_bytes(b"")
+    (tmp_path / "b.keras").write_bytes(b"")
+    with pytest.raises(ValueError, match="the label 'A' names two models"):
+        evaluate_tool._models([f"A={tmp_path / 'a.keras'}", f"A={tmp_path / 'b.keras'}"])
+    same = str(tmp_path / "a.keras")
+    assert evaluate_tool._models([same, same]) == {same: same}  # the same model twice is one row
+
+
 def test_leftovers_and_messages_of_killed_writes(tmp_path):
     """Item 14 of issue 33: a killed write's temporary is removed by the next tool writing beside it (never one
     a living process writes), and an error inside a write names the path asked for, not the temporary."""

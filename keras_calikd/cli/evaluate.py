@@ -92,6 +92,10 @@ def _models(specs) -> dict:
     for spec in specs:
         splits = [("", spec)] + [(spec[:i], spec[i + 1:]) for i, c in enumerate(spec) if c == "="]
         label, path = next(((label, path) for label, path in splits if os.path.exists(path)), splits[-1])
+        if (label or path) in models and models[label or path] != path:
+            raise ValueError(f"--model: the label {label or path!r} names two models ({models[label or path]!r} and "
+                             f"{path!r}); give each its own label, e.g. --model A={models[label or path]} "
+                             f"--model B={path}.")
         models[label or path] = path
     return models
 
