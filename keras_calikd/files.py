@@ -25,6 +25,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 import shutil
 
 from keras_calikd.temporaries import (  # noqa: F401 (RUN_MARKER, remove_temporaries, TEMPORARY_*: re-exported)
@@ -352,7 +353,7 @@ class Outputs:
         if not folder and (path.endswith((os.sep, "/")) or not name or name in (".", "..")):
             raise OutputExistsError(f"{shown} names a folder, where a file is written; give a file name, "
                                     f"e.g. {os.path.join(path, 'results')!r}.")
-        if name.startswith(RESERVED_PREFIX):
+        if any(part.startswith(RESERVED_PREFIX) for part in re.split(r"[\\/]", path)):
             raise OutputExistsError(f"{shown}: names beginning with {RESERVED_PREFIX!r} are reserved for "
                                     f"keras_calikd's own records ({MANIFEST}) and temporaries; choose another name.")
         real = _real(path)
@@ -424,7 +425,8 @@ class Outputs:
                        if name in present and present[name] != {k: entry.get(k) for k in ("size", "sha256")}]
             return f"holds {changed[0]!r}, changed since {self.tool} wrote it" if changed else ""
         if not os.path.isfile(path):
-            return "is a folder, where a file is written"
+            return ("is a folder, where a file is written" if os.path.isdir(path) else
+                    "is not a regular file (a device, pipe or socket), where a file is written")
         entry = _read_manifest(os.path.dirname(_real(path))).get("files", {}).get(os.path.basename(path))
         if not entry or entry.get("tool") != self.tool:
             return "already exists and was not written by this tool"

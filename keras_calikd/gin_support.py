@@ -68,10 +68,13 @@ def resolve(path: str) -> str:
             if os.path.isfile(full):
                 return os.path.abspath(full)
     shipped = os.path.join(os.path.relpath(gin_dir()), "")
-    if any(os.path.isdir(os.path.join(root, candidate)) for candidate in candidates for root in ("", gin_dir())):
+    folders = [os.path.join(root, candidate) for candidate in candidates for root in ("", gin_dir())
+               if os.path.isdir(os.path.join(root, candidate))]
+    if folders:
+        inside = sorted(name for name in os.listdir(folders[0]) if name.endswith(".gin"))
+        example = (f"e.g. --gin {os.path.join(path, inside[0])}" if inside else "it holds none")
         raise IsADirectoryError(f"gin file {path!r} is a folder, not a gin file; give one of the .gin files in it "
-                                "(e.g. --gin cifar100/teacher_vgg13.gin), or `calikd-train --help` lists the "
-                                "shipped ones.")
+                                f"({example}), or `calikd-train --help` lists the shipped ones.")
     raise FileNotFoundError(
         f"gin file {path!r} does not exist in the working folder nor among the shipped experiments ({shipped}); "
         "`calikd-train --help` lists the shipped ones."

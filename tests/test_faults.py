@@ -231,7 +231,12 @@ def test_a_link_then_dotdot_is_where_the_kernel_puts_it_and_one_label_names_one_
                              ("calikd-report", "--output")):
             with pytest.raises(ck.files.OutputExistsError, match="inside the run folder"):
                 ck.files.Outputs(tool).claim(os.path.join("lg", "..", "x.json"), option=option)
-        assert sorted(os.listdir(work)) == ["lg"] and sorted(os.listdir(run)) == ["logs", "run.json"]
+        assert sorted(os.listdir(run)) == ["logs", "run.json"]
+        os.mkfifo("pipe.json")  # not a folder, not a file: said as what it is
+        with pytest.raises(ck.files.OutputExistsError, match="is not a regular file"):
+            ck.files.Outputs("calikd-evaluate").claim("pipe.json")
+        with pytest.raises(ck.files.OutputExistsError, match="reserved"):  # in any folder name of the path
+            ck.files.Outputs("calikd-evaluate").claim(os.path.join(".calikd-tmp-mine", "o.json"))
     (tmp_path / "a.keras").write_bytes(b"")
     (tmp_path / "b.keras").write_bytes(b"")
     with pytest.raises(ValueError, match="the label 'A' names two models"):

@@ -410,6 +410,7 @@ def _configuration_faults(folder, data_dir):
     (folder / "unclosed.gin").write_text("Experiment.epochs = 3\n# a comment\nExperiment.name = (\n  'a',\n\n")
     (folder / "binary.gin").write_bytes(b"\xff\xfe\x00binary")
     (folder / "folder.gin").mkdir()
+    (folder / "folder.gin" / "mine.gin").write_text("Experiment.epochs = 1\n")
     train = ["--gin", "quickstart/teacher.gin", "--gin_param", f"RUNS_DIR = {str(folder / 'runs')!r}",
              "--gin_param", f"DATA_DIR = {data_dir!r}", "--gin_param", "Experiment.validation_split = 'test'"]
     evaluate = ["--model", str(folder / "never_loaded.keras"), "--dataset", "fashion_mnist", "--data_dir", data_dir]
@@ -427,7 +428,10 @@ def _configuration_faults(folder, data_dir):
             "gin file 'binary.gin' is not a text gin file: byte 0xff at offset 0 is not UTF-8 text"),
         "a folder given as a gin file": (
             "train", ["--gin", "folder.gin"], "gin file 'folder.gin' is a folder, not a gin file; give one of the "
-                                              ".gin files in it"),
+                                              ".gin files in it (e.g. --gin folder.gin/mine.gin)"),
+        "a run name holding a direction character": (
+            "train", train + ["--gin_param", "Experiment.name = 'x/\u202egnp.exe'"],
+            "Experiment: `name`'s folder name '\\u202egnp.exe' is blank or holds an unprintable character"),
         "a run name's folder name of 300 bytes": (
             "train", train + ["--gin_param", f"Experiment.name = 'mine/{'x' * 300}'"],
             "Experiment: `name`'s folder name 'xxxxxxxxxxxxxxxxxxxxxxxx...' is 300 bytes long (UTF-8); file "
@@ -455,7 +459,8 @@ def _configuration_faults(folder, data_dir):
 
 
 CONFIGURATION_FAULTS = ["an undefined gin macro", "a gin file whose bracket is not closed", "a binary gin file",
-                        "a folder given as a gin file", "a run name's folder name of 300 bytes",
+                        "a folder given as a gin file", "a run name holding a direction character",
+                        "a run name's folder name of 300 bytes",
                         "a training slice beyond its split", "a temperature-scaling slice beyond its split",
                         "an evaluated slice beyond its split", "temperature scaling on half of one image"]
 

@@ -77,6 +77,9 @@ def _checked_run_name(field: str, value, optional: bool = False) -> Optional[str
                          f"'cifar100/kd'): no absolute path, no '.', '..' or empty part, no part starting with '.'; "
                          f"got {value!r}.")
     for part in parts:
+        if not part.strip() or not part.isprintable():
+            raise ValueError(f"{OWNER}: `{field}`'s folder name {part!r} is blank or holds an unprintable character "
+                             "(a control or direction character, or only spaces); use visible characters.")
         size = len(part.encode("utf-8"))
         if size > MAX_FOLDER_NAME_BYTES:
             raise ValueError(f"{OWNER}: `{field}`'s folder name {part[:24] + '...'!r} is {size} bytes long (UTF-8); "
