@@ -123,6 +123,15 @@ def test_the_quickstart_over_seeds_reports_cells_and_paired_differences_with_t_i
         assert row["verdict"] == ("lower" if high < 0 else "higher" if low > 0 else
                                   "no difference detected at 3 seeds")
     assert differences[("ECE", "KD + mixup", "KD")]["verdict"] == "lower"
+    # The joint with the ownership rule: the quickstart's outputs are recorded as the tools' own, so a rerun
+    # replaces them instead of refusing them as a user's files.
+    manifest = json.load(open(tmp_path / "quickstart" / ".calikd-outputs.json"))["files"]
+    assert {"summary.md", "report.md", "report.csv", "report_differences.csv"} <= set(manifest)
+    from keras_calikd.files import Outputs
+
+    Outputs("calikd-quickstart", overwrite=True).claim(str(tmp_path / "quickstart" / "summary.md"))
+    for name in ("report.md", "report.csv", "report_differences.csv"):
+        Outputs("calikd-report", overwrite=True).claim(str(tmp_path / "quickstart" / name))
     assert ("ECE", "Student", "KD") not in differences  # each pair of columns once
     assert "| resnet14/resnet8 | ECE | KD + mixup | KD | -0.009 [" in markdown and "| lower |" in markdown
 
